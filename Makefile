@@ -1,0 +1,24 @@
+# owsync_fdw: PGXS build.  PostgreSQL 15 by default; override with
+#   make PG_CONFIG=/usr/lib/postgresql/16/bin/pg_config
+EXTENSION  = owsync_fdw
+EXTVERSION = 0.1
+MODULE_big = owsync_fdw
+OBJS = src/owsync_fdw.o src/option.o src/connection.o src/deparse.o \
+       src/convert.o src/import.o
+
+# The install script is assembled from src/sql/*.sql (one file per concern).
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql results/ regression.diffs regression.out output_iso/
+
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --inputdir=. --load-extension=plpgsql
+
+PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wmissing-prototypes -Wpointer-arith
+SHLIB_LINK += -lsqlite3
+
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
+	cat $^ > $@

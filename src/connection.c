@@ -1,0 +1,473 @@
+/*-------------------------------------------------------------------------
+ *
+ * connection.c
+ *		SQLite connection cache, read snapshots and SQLite error reporting.
+ *
+ * One connection per foreign server per backend, kept in a hash table like
+ * postgres_fdw's.  The first use of a server inside a PostgreSQL transaction
+ * opens a SQLite read transaction and reads the schema, which pins one WAL
+ * snapshot: every foreign table of that server read in the same PostgreSQL
+ * transaction sees the same SQLite state.  The read transaction ends when
+ * the PostgreSQL transaction ends (a read never blocks a WAL-mode writer, but
+ * an open read transaction does hold back checkpoints, so it must not outlive
+ * the PostgreSQL transaction).
+ *
+ * Connections are opened read-only and hardened: no URI parsing, no final
+ * symlink, defensive mode, no extension loading, untrusted schema, and an
+ * authorizer that refuses ATTACH and every write.  A connection is dropped
+ * when its server's options change and reopened when the file at the path
+ * was replaced (different device/inode) between transactions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "owsync_fdw.h"
+
+#include <sys/stat.h>
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+/* How often (in SQLite VM instructions) a running statement checks for cancel. */
+#define OWSYNC_PROGRESS_OPS 10000
+
+static HTAB *ConnectionHash = NULL;
+
+static void owsync_xact_callback(XactEvent event, void *arg);
+static void owsync_inval_callback(Datum arg, int cacheid, uint32 hashvalue);
+static void owsync_open(OwsyncConn *conn, ForeignServer *server);
+static void owsync_close(OwsyncConn *conn);
+static void owsync_begin_snapshot(OwsyncConn *conn);
+static bool owsync_file_replaced(OwsyncConn *conn);
+
+/*
+ * Authorizer: a source connection may read, run functions and manage its own
+ * read transaction, nothing else.  ATTACH would let a query reach other files;
+ * writes are refused twice (the handle is also opened read-only).
+ */
+static int
+owsync_authorizer(void *arg, int action, const char *a1, const char *a2,
+				  const char *a3, const char *a4)
+{
+	switch (action)
+	{
+		case SQLITE_SELECT:
+		case SQLITE_READ:
+		case SQLITE_FUNCTION:
+		case SQLITE_RECURSIVE:
+		case SQLITE_TRANSACTION:
+			return SQLITE_OK;
+		case SQLITE_UPDATE:
+
+			/*
+			 * Preparing a pragma table-valued function (pragma_table_info)
+			 * asks for UPDATE of sqlite_master while SQLite sets up the
+			 * eponymous virtual table; nothing is written (the handle is
+			 * read-only and defensive mode forbids schema writes).  Any
+			 * other UPDATE is refused.
+			 */
+			if (a1 && strcmp(a1, "sqlite_master") == 0 && a4 == NULL)
+				return SQLITE_OK;
+			return SQLITE_DENY;
+		case SQLITE_PRAGMA:
+			/*
+			 * Only read-only introspection: the table/index pragmas (a2 is
+			 * their argument, a name) and reading journal_mode (with an
+			 * argument it would set it).
+			 */
+			if (a1 && (strcmp(a1, "table_info") == 0 ||
+					   strcmp(a1, "table_xinfo") == 0 ||
+					   strcmp(a1, "index_list") == 0 ||
+					   strcmp(a1, "index_info") == 0))
+				return SQLITE_OK;
+			if (a1 && strcmp(a1, "journal_mode") == 0 && a2 == NULL)
+				return SQLITE_OK;
+			return SQLITE_DENY;
+		default:
+			return SQLITE_DENY;
+	}
+}
+
+/*
+ * Busy handler: wait on a locked file up to busy_timeout, sleeping in short
+ * steps, and give up at once when a cancel or statement_timeout is pending
+ * (the caller then runs CHECK_FOR_INTERRUPTS).  It must not ereport: it runs
+ * inside SQLite.
+ */
+static int
+owsync_busy_handler(void *arg, int count)
+{
+	OwsyncConn *conn = (OwsyncConn *) arg;
+	int64		now = GetCurrentTimestamp();
+	int64		waited;
+	long		sleep_us;
+
+	if (count == 0)
+		conn->busy_started_us = now;
+	if (InterruptPending)
+		return 0;
+	waited = now - conn->busy_started_us;
+	if (waited >= (int64) conn->busy_timeout_ms * 1000)
+		return 0;
+	sleep_us = Min(1000L * (1 + count), 20000L);	/* 1 ms, 2 ms, ... 20 ms */
+	sleep_us = Min(sleep_us, (long) ((int64) conn->busy_timeout_ms * 1000 - waited));
+	pg_usleep(sleep_us);
+	return 1;
+}
+
+/* Progress handler: interrupt a long SQLite statement when a cancel is pending. */
+static int
+owsync_progress_handler(void *arg)
+{
+	return InterruptPending ? 1 : 0;
+}
+
+/*
+ * owsync_sqlstate: the one place that turns a SQLite result code (and, for
+ * the generic SQLITE_ERROR, its message) into a PostgreSQL SQLSTATE.
+ */
+int
+owsync_sqlstate(int rc, const char *message)
+{
+	switch (rc & 0xff)
+	{
+		case SQLITE_BUSY:
+		case SQLITE_LOCKED:
+			return ERRCODE_LOCK_NOT_AVAILABLE;
+		case SQLITE_INTERRUPT:
+			return ERRCODE_QUERY_CANCELED;
+		case SQLITE_NOMEM:
+			return ERRCODE_OUT_OF_MEMORY;
+		case SQLITE_READONLY:
+			return ERRCODE_READ_ONLY_SQL_TRANSACTION;
+		case SQLITE_AUTH:
+		case SQLITE_PERM:
+			return ERRCODE_INSUFFICIENT_PRIVILEGE;
+		case SQLITE_CANTOPEN:
+			return ERRCODE_UNDEFINED_FILE;
+		case SQLITE_NOTADB:
+		case SQLITE_CORRUPT:
+			return ERRCODE_DATA_CORRUPTED;
+		case SQLITE_IOERR:
+		case SQLITE_FULL:
+			return ERRCODE_IO_ERROR;
+		case SQLITE_TOOBIG:
+			return ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+		case SQLITE_CONSTRAINT:
+			return ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION;
+		case SQLITE_MISMATCH:
+			return ERRCODE_DATATYPE_MISMATCH;
+		case SQLITE_ERROR:
+			if (message && strncmp(message, "no such table", 13) == 0)
+				return ERRCODE_FDW_TABLE_NOT_FOUND;
+			if (message && strncmp(message, "no such column", 14) == 0)
+				return ERRCODE_FDW_COLUMN_NAME_NOT_FOUND;
+			return ERRCODE_FDW_ERROR;
+		default:
+			return ERRCODE_FDW_ERROR;
+	}
+}
+
+/*
+ * Report a failed SQLite call as an ERROR.  A pending cancel wins, so that
+ * statement_timeout and pg_cancel_backend read as what they are.
+ */
+void
+owsync_sqlite_error(OwsyncConn *conn, int rc, const char *what)
+{
+	const char *msg = conn->db ? sqlite3_errmsg(conn->db) : sqlite3_errstr(rc);
+
+	CHECK_FOR_INTERRUPTS();
+
+	if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("SQLite file of server \"%s\" is locked", conn->servername),
+				 errdetail("Waited %d ms for a lock on \"%s\" while trying to %s.",
+						   conn->busy_timeout_ms, conn->realpath, what),
+				 errhint("Another process holds a write lock on the file; retry later or raise the server option busy_timeout.")));
+
+	if ((rc & 0xff) == SQLITE_INTERRUPT)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("canceling SQLite statement on server \"%s\"", conn->servername)));
+
+	ereport(ERROR,
+			(errcode(owsync_sqlstate(rc, msg)),
+			 errmsg("could not %s on server \"%s\": %s", what, conn->servername, msg),
+			 errdetail("SQLite result code %d (%s), file \"%s\".",
+					   rc, sqlite3_errstr(rc), conn->realpath ? conn->realpath : "?")));
+}
+
+/*
+ * Return the connection for a server, opened and inside a read transaction
+ * that lasts until the end of the current PostgreSQL transaction.
+ */
+OwsyncConn *
+owsync_get_connection(ForeignServer *server)
+{
+	OwsyncConn *conn;
+	bool		found;
+
+	if (ConnectionHash == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(OwsyncConn);
+		ConnectionHash = hash_create("owsync_fdw connections", 8, &ctl,
+									 HASH_ELEM | HASH_BLOBS);
+		RegisterXactCallback(owsync_xact_callback, NULL);
+		CacheRegisterSyscacheCallback(FOREIGNSERVEROID, owsync_inval_callback, (Datum) 0);
+	}
+
+	conn = hash_search(ConnectionHash, &server->serverid, HASH_ENTER, &found);
+	if (!found)
+	{
+		memset(((char *) conn) + sizeof(Oid), 0, sizeof(OwsyncConn) - sizeof(Oid));
+		conn->server_hashvalue = GetSysCacheHashValue1(FOREIGNSERVEROID,
+													   ObjectIdGetDatum(server->serverid));
+	}
+
+	/* Between transactions: drop a handle whose options or file changed. */
+	if (conn->db != NULL && !conn->xact_open &&
+		(conn->invalidated || owsync_file_replaced(conn)))
+		owsync_close(conn);
+
+	if (conn->db == NULL)
+		owsync_open(conn, server);
+
+	if (!conn->xact_open)
+		owsync_begin_snapshot(conn);
+
+	return conn;
+}
+
+/* Has the file at the configured path been replaced since we opened it? */
+static bool
+owsync_file_replaced(OwsyncConn *conn)
+{
+	struct stat st;
+
+	if (stat(conn->realpath, &st) != 0)
+		return true;			/* gone or unreadable: reopen reports why */
+	return st.st_dev != conn->st_dev || st.st_ino != conn->st_ino;
+}
+
+static void
+owsync_open(OwsyncConn *conn, ForeignServer *server)
+{
+	OwsyncServerOpts opts;
+	char	   *real;
+	sqlite3    *db = NULL;
+	struct stat st;
+	int			rc;
+
+	owsync_get_server_opts(server, &opts);
+	/* rules are re-applied at every open: symlinks and the GUC may change */
+	real = owsync_resolve_path(opts.database, server->servername);
+
+	if (conn->servername == NULL)
+		conn->servername = MemoryContextStrdup(TopMemoryContext, server->servername);
+	if (conn->realpath)
+		pfree(conn->realpath);
+	conn->realpath = MemoryContextStrdup(TopMemoryContext, real);
+	conn->busy_timeout_ms = opts.busy_timeout_ms;
+	conn->invalidated = false;
+
+	if (stat(real, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open SQLite file of server \"%s\": %m", server->servername),
+				 errdetail("File \"%s\".", real)));
+	if (!S_ISREG(st.st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("SQLite file of server \"%s\" is not a regular file", server->servername),
+				 errdetail("Path \"%s\".", real)));
+
+	/*
+	 * Open the resolved path: read-only, no URI parsing (SQLITE_OPEN_URI is
+	 * not passed), and refuse a symlink swapped in after resolution.
+	 */
+	rc = sqlite3_open_v2(real, &db,
+						 SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX,
+						 NULL);
+	conn->db = db;
+	if (rc != SQLITE_OK)
+	{
+		PG_TRY();
+		{
+			owsync_sqlite_error(conn, rc, "open the SQLite file");
+		}
+		PG_FINALLY();
+		{
+			owsync_close(conn);
+		}
+		PG_END_TRY();
+	}
+
+	/* Hardening; each call can only fail on a misuse, checked anyway. */
+	if (sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL) != SQLITE_OK ||
+		sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, NULL) != SQLITE_OK ||
+		sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL) != SQLITE_OK ||
+		sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL) != SQLITE_OK ||
+		sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_VIEW, 1, NULL) != SQLITE_OK)
+	{
+		owsync_close(conn);
+		elog(ERROR, "could not harden SQLite connection");
+	}
+	sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
+	sqlite3_busy_handler(db, owsync_busy_handler, conn);
+	sqlite3_progress_handler(db, OWSYNC_PROGRESS_OPS, owsync_progress_handler, NULL);
+	sqlite3_set_authorizer(db, owsync_authorizer, NULL);
+
+	conn->st_dev = st.st_dev;
+	conn->st_ino = st.st_ino;
+}
+
+static void
+owsync_close(OwsyncConn *conn)
+{
+	if (conn->db)
+	{
+		sqlite3_stmt *stmt;
+
+		while ((stmt = sqlite3_next_stmt(conn->db, NULL)) != NULL)
+			sqlite3_finalize(stmt);
+		sqlite3_close_v2(conn->db);
+	}
+	conn->db = NULL;
+	conn->xact_open = false;
+	conn->generation++;
+}
+
+/*
+ * Start the read transaction and take the snapshot now (a deferred BEGIN
+ * takes it at the first read), so every table sees the same state.
+ */
+static void
+owsync_begin_snapshot(OwsyncConn *conn)
+{
+	int			rc;
+	sqlite3_stmt *stmt;
+
+	rc = sqlite3_exec(conn->db, "BEGIN", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		owsync_sqlite_error(conn, rc, "begin a read transaction");
+	conn->xact_open = true;
+
+	stmt = owsync_prepare(conn, "SELECT count(*) FROM sqlite_master");
+	PG_TRY();
+	{
+		owsync_step(conn, stmt, "read the schema");
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(stmt);
+	}
+	PG_END_TRY();
+}
+
+sqlite3_stmt *
+owsync_prepare(OwsyncConn *conn, const char *sql)
+{
+	sqlite3_stmt *stmt = NULL;
+	int			rc;
+
+	rc = sqlite3_prepare_v2(conn->db, sql, -1, &stmt, NULL);
+	if (rc != SQLITE_OK)
+	{
+		const char *msg = sqlite3_errmsg(conn->db);
+
+		CHECK_FOR_INTERRUPTS();
+		if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_INTERRUPT)
+			owsync_sqlite_error(conn, rc, "prepare a statement");
+		ereport(ERROR,
+				(errcode(owsync_sqlstate(rc, msg)),
+				 errmsg("could not prepare SQLite statement on server \"%s\": %s",
+						conn->servername, msg),
+				 errdetail("Statement: %s", sql)));
+	}
+	return stmt;
+}
+
+/*
+ * Step a statement; returns SQLITE_ROW or SQLITE_DONE, reports anything else
+ * (the statement stays owned by the caller, who finalizes it).
+ */
+int
+owsync_step(OwsyncConn *conn, sqlite3_stmt *stmt, const char *what)
+{
+	int			rc = sqlite3_step(stmt);
+
+	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+		return rc;
+	owsync_sqlite_error(conn, rc, what);
+}
+
+void
+owsync_finalize(sqlite3_stmt *stmt)
+{
+	if (stmt)
+		sqlite3_finalize(stmt);
+}
+
+/*
+ * End of a PostgreSQL transaction: end the SQLite read transaction of every
+ * connection used in it.  Statements of scans that did not reach their end
+ * (errors, LIMIT in a cursor left open) are finalized first.  This runs in
+ * commit and abort paths alike, so it never throws.
+ */
+static void
+owsync_xact_callback(XactEvent event, void *arg)
+{
+	HASH_SEQ_STATUS scan;
+	OwsyncConn *conn;
+
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT)
+		return;
+
+	hash_seq_init(&scan, ConnectionHash);
+	while ((conn = (OwsyncConn *) hash_seq_search(&scan)) != NULL)
+	{
+		sqlite3_stmt *stmt;
+
+		if (conn->db == NULL || !conn->xact_open)
+			continue;
+		while ((stmt = sqlite3_next_stmt(conn->db, NULL)) != NULL)
+			sqlite3_finalize(stmt);
+		if (sqlite3_exec(conn->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK)
+		{
+			ereport(WARNING,
+					(errmsg("could not end SQLite read transaction on server \"%s\": %s",
+							conn->servername, sqlite3_errmsg(conn->db)),
+					 errdetail("The connection was closed.")));
+			owsync_close(conn);
+		}
+		conn->xact_open = false;
+		conn->generation++;
+		if (conn->invalidated)
+			owsync_close(conn);
+	}
+}
+
+/* Server options changed (or the server was dropped): reopen next time. */
+static void
+owsync_inval_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	HASH_SEQ_STATUS scan;
+	OwsyncConn *conn;
+
+	hash_seq_init(&scan, ConnectionHash);
+	while ((conn = (OwsyncConn *) hash_seq_search(&scan)) != NULL)
+	{
+		if (hashvalue == 0 || conn->server_hashvalue == hashvalue)
+			conn->invalidated = true;
+	}
+}

@@ -1,0 +1,481 @@
+/*-------------------------------------------------------------------------
+ *
+ * option.c
+ *		Option validation, path rules and GUCs of owsync_fdw.
+ *
+ * A server names one SQLite file by its absolute path (option "database").
+ * Setting that path is a privileged act, and every use of it, when the
+ * option is set and again each time the file is opened, goes through
+ * owsync_resolve_path(), which resolves symbolic links and applies the
+ * rules on the real path.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+#include <sys/stat.h>
+
+#include "access/reloptions.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_foreign_table.h"
+#include "commands/defrem.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "owsync_fdw.h"
+#include "utils/acl.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/varlena.h"
+
+/* The valid options, and the catalog of the object each one belongs to. */
+typedef struct OwsyncOption
+{
+	const char *name;
+	Oid			context;
+} OwsyncOption;
+
+static const OwsyncOption valid_options[] = {
+	{"database", ForeignServerRelationId},
+	{"busy_timeout", ForeignServerRelationId},
+	{"table", ForeignTableRelationId},
+	{"column_name", AttributeRelationId},
+	{"key", AttributeRelationId},
+};
+
+/* Largest edit distance for which an unknown option gets a suggestion. */
+#define MAX_SUGGESTION_DISTANCE 4
+
+/* How a refused path is reported in errmsg. */
+typedef enum PathError
+{
+	PATH_INVALID,				/* the path itself is malformed */
+	PATH_DENIED,				/* the path is well-formed but not allowed */
+	PATH_UNRESOLVED				/* realpath() failed; the message ends in %m */
+} PathError;
+
+char	   *owsync_allowed_directories = NULL;
+
+PG_FUNCTION_INFO_V1(owsync_fdw_validator);
+
+/*
+ * errmsg() for a refused path.  At connection time the server is named too,
+ * since the user querying a foreign table may not know which server it uses.
+ */
+static int
+errmsg_path(PathError kind, const char *path, const char *servername)
+{
+	switch (kind)
+	{
+		case PATH_INVALID:
+			return servername ?
+				errmsg("invalid SQLite file path \"%s\" for server \"%s\"", path, servername) :
+				errmsg("invalid SQLite file path \"%s\"", path);
+		case PATH_DENIED:
+			return servername ?
+				errmsg("permission denied for SQLite file \"%s\" of server \"%s\"", path, servername) :
+				errmsg("permission denied for SQLite file \"%s\"", path);
+		case PATH_UNRESOLVED:
+			break;
+	}
+	return servername ?
+		errmsg("could not resolve SQLite file path \"%s\" of server \"%s\": %m", path, servername) :
+		errmsg("could not resolve SQLite file path \"%s\": %m", path);
+}
+
+/* Is path (a real path) the directory dir or inside it? */
+static bool
+path_is_under(const char *path, const char *dir)
+{
+	size_t		len = strlen(dir);
+
+	while (len > 0 && dir[len - 1] == '/')
+		len--;					/* "/" becomes "", which every path is under */
+	return strncmp(path, dir, len) == 0 &&
+		(path[len] == '/' || path[len] == '\0');
+}
+
+/*
+ * realpath() of path, palloc'd.  A file that does not exist yet (restore
+ * creates files) resolves to the real path of its directory plus its name.
+ */
+static char *
+resolve_real_path(const char *path, const char *servername)
+{
+	char	   *resolved = realpath(path, NULL);
+	char	   *result;
+	struct stat st;
+
+	if (resolved == NULL && errno == ENOENT)
+	{
+		const char *name = last_dir_separator(path) + 1;
+		char	   *dir = (name - 1 == path) ? pstrdup("/") : pnstrdup(path, name - 1 - path);
+
+		if (*name == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg_path(PATH_INVALID, path, servername),
+					 errdetail("The path must end with a file name.")));
+		if (lstat(path, &st) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg_path(PATH_INVALID, path, servername),
+					 errdetail("The path is a symbolic link to a file that does not exist.")));
+
+		resolved = realpath(dir, NULL);
+		if (resolved == NULL)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg_path(PATH_UNRESOLVED, path, servername),
+					 errdetail("The file does not exist, and its directory \"%s\" could not be resolved either.",
+							   dir)));
+		result = psprintf("%s/%s", strcmp(resolved, "/") == 0 ? "" : resolved, name);
+		pfree(dir);
+	}
+	else if (resolved == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg_path(PATH_UNRESOLVED, path, servername)));
+	else
+		result = pstrdup(resolved);
+	free(resolved);
+
+	if (stat(result, &st) == 0 && !S_ISREG(st.st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg_path(PATH_INVALID, path, servername),
+				 errdetail("The real path \"%s\" is a directory or special file, not a regular file.",
+						   result)));
+	if (strlen(result) >= MAXPGPATH)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg_path(PATH_INVALID, path, servername),
+				 errdetail("The real path is longer than %d bytes.", MAXPGPATH - 1)));
+	return result;
+}
+
+/*
+ * Apply the path rules to path and return its real path (palloc'd).
+ *
+ * servername is NULL when the option is being set (validator), and names the
+ * server when the file is about to be opened.
+ */
+char *
+owsync_resolve_path(const char *path, const char *servername)
+{
+	char	   *real;
+	char	   *datadir;
+	char	   *rawdirs;
+	List	   *dirs;
+	ListCell   *lc;
+	bool		inside;
+
+	if (pg_strncasecmp(path, "file:", 5) == 0 || strpbrk(path, "?#") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg_path(PATH_INVALID, path, servername),
+				 errdetail("SQLite URI filenames, query strings and fragments are not accepted."),
+				 errhint("Give the plain absolute path of the file.")));
+	if (!is_absolute_path(path))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg_path(PATH_INVALID, path, servername),
+				 errdetail("The path must be absolute.")));
+	if (strlen(path) >= MAXPGPATH)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg_path(PATH_INVALID, path, servername),
+				 errdetail("The path is longer than %d bytes.", MAXPGPATH - 1)));
+
+	real = resolve_real_path(path, servername);
+
+	/* Never inside the data directory, whoever asks. */
+	datadir = realpath(DataDir, NULL);
+	inside = path_is_under(real, datadir ? datadir : DataDir);
+	free(datadir);
+	if (inside)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg_path(PATH_DENIED, path, servername),
+				 errdetail("The file lies inside the PostgreSQL data directory.")));
+
+	/* The check hook accepted the value, so the list syntax is valid. */
+	rawdirs = pstrdup(owsync_allowed_directories ? owsync_allowed_directories : "");
+	if (!SplitDirectoriesString(rawdirs, ',', &dirs))
+		elog(ERROR, "invalid list syntax in owsync.allowed_directories");
+
+	if (dirs == NIL)
+	{
+		/*
+		 * Without a list, only a superuser may set a path.  At connection
+		 * time the current user is whoever queries a foreign table, so the
+		 * rule cannot depend on them: the path was vetted when it was set,
+		 * and the checks above were repeated on its current real path.
+		 */
+		if (servername == NULL && !superuser())
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg_path(PATH_DENIED, path, servername),
+					 errdetail("owsync.allowed_directories is empty, so only superusers may open SQLite files."),
+					 errhint("Ask a superuser to list the file's directory in owsync.allowed_directories.")));
+	}
+	else
+	{
+		/*
+		 * A list binds everyone, superusers included, and at every open: a
+		 * symbolic link swapped since, or a directory taken off the list,
+		 * stops the file from being opened.  Entries that do not exist are
+		 * skipped.
+		 */
+		inside = false;
+		foreach(lc, dirs)
+		{
+			char	   *dir = realpath((char *) lfirst(lc), NULL);
+
+			if (dir == NULL)
+				continue;
+			inside = path_is_under(real, dir);
+			free(dir);
+			if (inside)
+				break;
+		}
+		if (!inside)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg_path(PATH_DENIED, path, servername),
+					 errdetail("The real path \"%s\" is not inside any directory listed in owsync.allowed_directories.",
+							   real),
+					 errhint("Ask a superuser to add the file's directory to owsync.allowed_directories.")));
+	}
+	list_free_deep(dirs);
+	pfree(rawdirs);
+
+	return real;
+}
+
+/* Parse busy_timeout strictly: digits only, 0 .. INT_MAX milliseconds. */
+static int
+parse_busy_timeout(const char *value)
+{
+	char	   *end;
+	long		result;
+
+	errno = 0;
+	result = strtol(value, &end, 10);
+	if (!isdigit((unsigned char) value[0]) || *end != '\0' ||
+		errno == ERANGE || result > INT_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for option \"busy_timeout\": \"%s\"", value),
+				 errdetail("The value must be a whole number of milliseconds between 0 and %d.",
+						   INT_MAX)));
+	return (int) result;
+}
+
+/* Complain about an option that is not valid for the catalog. */
+static void
+report_invalid_option(const char *name, Oid catalog)
+{
+	StringInfoData valid;
+	const char *closest = NULL;
+	int			best = MAX_SUGGESTION_DISTANCE + 1;
+	int			namelen = strlen(name);
+
+	initStringInfo(&valid);
+	for (int i = 0; i < lengthof(valid_options); i++)
+	{
+		const char *option = valid_options[i].name;
+
+		if (valid_options[i].context != catalog)
+			continue;
+		appendStringInfo(&valid, "%s%s", valid.len > 0 ? ", " : "", option);
+		if (namelen < NAMEDATALEN)
+		{
+			int			dist = varstr_levenshtein(name, namelen, option, strlen(option),
+												  1, 1, 1, false);
+
+			if (dist < best && dist <= namelen / 2)
+			{
+				best = dist;
+				closest = option;
+			}
+		}
+	}
+
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+			 errmsg("invalid option \"%s\"", name),
+			 closest ? errhint("Perhaps you meant the option \"%s\".", closest) :
+			 valid.len > 0 ? errhint("Valid options in this context are: %s", valid.data) :
+			 errhint("There are no valid options in this context.")));
+}
+
+/*
+ * Validate the options of an object of owsync_fdw.  For ALTER, options is the
+ * whole resulting list, so "required" means present in it.
+ */
+Datum
+owsync_fdw_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	Oid			catalog = PG_GETARG_OID(1);
+	bool		seen[lengthof(valid_options)] = {0};
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+		char	   *value = defGetString(def);
+		int			i;
+
+		for (i = 0; i < lengthof(valid_options); i++)
+			if (valid_options[i].context == catalog &&
+				strcmp(valid_options[i].name, def->defname) == 0)
+				break;
+		if (i == lengthof(valid_options))
+			report_invalid_option(def->defname, catalog);
+		if (seen[i])
+			errorConflictingDefElem(def, NULL);
+		seen[i] = true;
+
+		if (strcmp(def->defname, "database") == 0)
+		{
+			/* Check privileges first: resolving a path reveals facts. */
+			if (!superuser() && !has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("permission denied to set option \"database\""),
+						 errdetail("Only superusers and roles with privileges of the pg_read_server_files role may set the path of a SQLite file.")));
+			pfree(owsync_resolve_path(value, NULL));
+		}
+		else if (strcmp(def->defname, "busy_timeout") == 0)
+			(void) parse_busy_timeout(value);
+		else if (strcmp(def->defname, "key") == 0)
+			(void) defGetBoolean(def);
+		else if (value[0] == '\0')	/* table, column_name */
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid value for option \"%s\"", def->defname),
+					 errdetail("The value must not be empty.")));
+	}
+
+	if (catalog == ForeignServerRelationId && !seen[0])
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("option \"database\" is required for an owsync_fdw server"),
+				 errhint("Give the absolute path of the SQLite file, as in OPTIONS (database '/path/to/webui.db').")));
+
+	PG_RETURN_VOID();
+}
+
+/* GUC check hook: a list of absolute directory paths. */
+static bool
+check_allowed_directories(char **newval, void **extra, GucSource source)
+{
+	char	   *raw = pstrdup(*newval ? *newval : "");
+	List	   *dirs;
+	ListCell   *lc;
+	bool		ok = true;
+
+	if (!SplitDirectoriesString(raw, ',', &dirs))
+	{
+		GUC_check_errdetail("List syntax is invalid.");
+		ok = false;
+	}
+	else
+	{
+		foreach(lc, dirs)
+		{
+			char	   *dir = (char *) lfirst(lc);
+
+			if (!is_absolute_path(dir))
+				GUC_check_errdetail("Directory \"%s\" is not an absolute path.", dir);
+			else if (strlen(dir) >= MAXPGPATH - 1)	/* may have been truncated */
+				GUC_check_errdetail("Directory \"%s\" is too long.", dir);
+			else
+				continue;
+			ok = false;
+			break;
+		}
+	}
+	list_free_deep(dirs);
+	pfree(raw);
+	return ok;
+}
+
+void
+owsync_define_gucs(void)
+{
+	/*
+	 * GUC_LIST_INPUT lets SET take several literals ('/a', '/b'); a directory
+	 * whose name holds a comma can be double-quoted inside the string.
+	 */
+	DefineCustomStringVariable("owsync.allowed_directories",
+							   "Directories in which owsync_fdw may open SQLite files.",
+							   "Comma-separated absolute paths; when empty, only superusers may set the path of a SQLite file.",
+							   &owsync_allowed_directories,
+							   "",
+							   PGC_SUSET,
+							   GUC_LIST_INPUT,
+							   check_allowed_directories,
+							   NULL,
+							   NULL);
+	MarkGUCPrefixReserved("owsync");
+}
+
+/* The option called name in a list of DefElems, or NULL. */
+static DefElem *
+find_option(List *options, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (strcmp(def->defname, name) == 0)
+			return def;
+	}
+	return NULL;
+}
+
+void
+owsync_get_server_opts(ForeignServer *server, OwsyncServerOpts *opts)
+{
+	DefElem    *database = find_option(server->options, "database");
+	DefElem    *timeout = find_option(server->options, "busy_timeout");
+
+	if (database == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("server \"%s\" has no option \"database\"", server->servername)));
+	opts->database = defGetString(database);
+	opts->busy_timeout_ms = timeout ? parse_busy_timeout(defGetString(timeout)) :
+		OWSYNC_DEFAULT_BUSY_TIMEOUT_MS;
+}
+
+char *
+owsync_get_table_name(ForeignTable *table)
+{
+	DefElem    *def = find_option(table->options, "table");
+
+	return def ? defGetString(def) : get_rel_name(table->relid);
+}
+
+char *
+owsync_get_column_name(Oid relid, AttrNumber attnum)
+{
+	DefElem    *def = find_option(GetForeignColumnOptions(relid, attnum), "column_name");
+
+	return def ? defGetString(def) : get_attname(relid, attnum, false);
+}
+
+bool
+owsync_get_column_is_key(Oid relid, AttrNumber attnum)
+{
+	DefElem    *def = find_option(GetForeignColumnOptions(relid, attnum), "key");
+
+	return def ? defGetBoolean(def) : false;
+}

@@ -1,0 +1,598 @@
+/*-------------------------------------------------------------------------
+ *
+ * owsync_fdw.c
+ *		Foreign data wrapper entry points: planning, scanning, EXPLAIN and
+ *		ANALYZE of foreign tables backed by SQLite tables.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "owsync_fdw.h"
+
+#include "access/htup_details.h"
+#include "access/sysattr.h"
+#include "access/table.h"
+#include "commands/explain.h"
+#include "commands/vacuum.h"
+#include "executor/executor.h"
+#include "foreign/fdwapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/cost.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/planmain.h"
+#include "optimizer/restrictinfo.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/sampling.h"
+
+PG_MODULE_MAGIC;
+
+/* Planner cost model: opening a statement, and reading one SQLite row. */
+#define OWSYNC_STARTUP_COST 25.0
+#define OWSYNC_ROW_COST 0.005
+/* Row estimate when a table has no rowid (a view) and was never analyzed. */
+#define OWSYNC_DEFAULT_ROWS 1000
+
+/* Indexes into ForeignScan.fdw_private */
+enum
+{
+	PRIV_SQL,					/* SQLite query text */
+	PRIV_RETRIEVED,				/* attnums of the fetched columns */
+	PRIV_KEYS					/* (result index, name) of each key column */
+};
+
+/*
+ * Reading rows of one SQLite statement into PostgreSQL datums; shared by
+ * scans and ANALYZE.
+ */
+typedef struct OwsyncReader
+{
+	OwsyncConn *conn;
+	sqlite3_stmt *stmt;
+	uint32		generation;		/* conn->generation when prepared */
+	int			ncols;
+	OwsyncColumn *cols;
+	OwsyncRowRef ref;
+	MemoryContext rowcxt;		/* reset per row: flat memory for any size */
+	const char *what;			/* for SQLite errors: "read table \"x\"" */
+} OwsyncReader;
+
+typedef struct OwsyncScanState
+{
+	OwsyncReader reader;
+	List	   *param_exprs;	/* ExprStates of the ?N parameters */
+	List	   *param_types;
+	bool		params_bound;
+	char	   *sql;
+} OwsyncScanState;
+
+PG_FUNCTION_INFO_V1(owsync_fdw_handler);
+PG_FUNCTION_INFO_V1(owsync_sqlite_version);
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	owsync_define_gucs();
+}
+
+Datum
+owsync_sqlite_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(sqlite3_libversion()));
+}
+
+/* ---------------------------------------------------------------------
+ * Reading rows
+ * ---------------------------------------------------------------------
+ */
+
+/* Error context for failures inside datatype input functions. */
+typedef struct ConvertErrorCtx
+{
+	OwsyncReader *reader;
+	int			col;
+} ConvertErrorCtx;
+
+static void
+convert_error_callback(void *arg)
+{
+	ConvertErrorCtx *ctx = (ConvertErrorCtx *) arg;
+	OwsyncReader *r = ctx->reader;
+
+	if (ctx->col >= 0)
+		errcontext("column \"%s\" of SQLite table \"%s\" on server \"%s\", key (%s)",
+				   r->cols[ctx->col].name, r->ref.tablename, r->ref.servername,
+				   owsync_describe_key(&r->ref));
+}
+
+static void
+reader_open(OwsyncReader *r, Relation rel, ForeignServer *server, const char *sqlite_table,
+			const char *sql, List *retrieved, List *keys, MemoryContext parent)
+{
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	ListCell   *lc;
+	int			i = 0;
+
+	r->conn = owsync_get_connection(server);
+	r->stmt = owsync_prepare(r->conn, sql);
+	r->generation = r->conn->generation;
+	r->what = psprintf("read SQLite table \"%s\"", sqlite_table);
+
+	r->ncols = list_length(retrieved);
+	r->cols = palloc0(sizeof(OwsyncColumn) * Max(r->ncols, 1));
+	foreach(lc, retrieved)
+	{
+		AttrNumber	attnum = lfirst_int(lc);
+		Form_pg_attribute att = TupleDescAttr(tupdesc, attnum - 1);
+
+		owsync_init_column(&r->cols[i++], attnum,
+						   owsync_get_column_name(RelationGetRelid(rel), attnum),
+						   att->atttypid, att->atttypmod);
+	}
+
+	r->ref.servername = server->servername;
+	r->ref.tablename = pstrdup(sqlite_table);
+	r->ref.stmt = r->stmt;
+	r->ref.nkeys = list_length(keys);
+	r->ref.keyidx = palloc(sizeof(int) * Max(r->ref.nkeys, 1));
+	r->ref.keynames = palloc(sizeof(char *) * Max(r->ref.nkeys, 1));
+	i = 0;
+	foreach(lc, keys)
+	{
+		r->ref.keyidx[i] = intVal(linitial(lfirst(lc)));
+		r->ref.keynames[i++] = strVal(lsecond(lfirst(lc)));
+	}
+
+	r->rowcxt = AllocSetContextCreate(parent, "owsync_fdw row", ALLOCSET_DEFAULT_SIZES);
+}
+
+/* Step to the next row; false at the end. */
+static bool
+reader_next(OwsyncReader *r)
+{
+	CHECK_FOR_INTERRUPTS();
+	return owsync_step(r->conn, r->stmt, r->what) == SQLITE_ROW;
+}
+
+/*
+ * Convert the current row into values/nulls (natts entries; columns not
+ * fetched are NULL).  Memory comes from the per-row context, which the
+ * caller resets before the next row.
+ */
+static void
+reader_convert(OwsyncReader *r, int natts, Datum *values, bool *nulls)
+{
+	ErrorContextCallback errcb;
+	ConvertErrorCtx ctx;
+	MemoryContext old = MemoryContextSwitchTo(r->rowcxt);
+
+	ctx.reader = r;
+	ctx.col = -1;
+	errcb.callback = convert_error_callback;
+	errcb.arg = &ctx;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	memset(nulls, true, sizeof(bool) * natts);
+	for (ctx.col = 0; ctx.col < r->ncols; ctx.col++)
+	{
+		OwsyncColumn *col = &r->cols[ctx.col];
+
+		values[col->attnum - 1] = owsync_convert_value(col, r->stmt, ctx.col,
+													   &nulls[col->attnum - 1], &r->ref);
+	}
+
+	error_context_stack = errcb.previous;
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Finalize unless the end of the transaction already did (a cursor left
+ * open at commit).
+ */
+static void
+reader_close(OwsyncReader *r)
+{
+	if (r->stmt && r->conn->generation == r->generation)
+		owsync_finalize(r->stmt);
+	r->stmt = NULL;
+}
+
+/*
+ * Column names and key flags of a foreign table, by attnum - 1 (NULL name
+ * for dropped columns).
+ */
+static void
+load_columns(Relation rel, char ***colnames, bool **iskey)
+{
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	int			i;
+
+	*colnames = palloc0(sizeof(char *) * Max(tupdesc->natts, 1));
+	*iskey = palloc0(sizeof(bool) * Max(tupdesc->natts, 1));
+	for (i = 0; i < tupdesc->natts; i++)
+	{
+		if (TupleDescAttr(tupdesc, i)->attisdropped)
+			continue;
+		(*colnames)[i] = owsync_get_column_name(RelationGetRelid(rel), i + 1);
+		(*iskey)[i] = owsync_get_column_is_key(RelationGetRelid(rel), i + 1);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Planning
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Declared types of the SQLite columns (for affinities) and a row count
+ * that costs O(log n): max(rowid).  Deletes leave gaps, so it can only
+ * overestimate; ANALYZE gives the real figure.
+ */
+static double
+inspect_sqlite_table(OwsyncRelInfo *info, bool need_rows)
+{
+	OwsyncConn *conn = owsync_get_connection(info->server);
+	sqlite3_stmt *stmt;
+	double		rows = -1;
+	int			i;
+
+	for (i = 0; i < info->natts; i++)
+		info->affinity[i] = OWA_UNKNOWN;
+
+	stmt = owsync_prepare(conn, "SELECT name, type FROM pragma_table_info(?1)");
+	PG_TRY();
+	{
+		if (sqlite3_bind_text(stmt, 1, info->sqlite_table, -1, SQLITE_STATIC) != SQLITE_OK)
+			owsync_sqlite_error(conn, SQLITE_MISUSE, "bind a table name");
+		while (owsync_step(conn, stmt, "read the table's columns") == SQLITE_ROW)
+		{
+			const char *name = (const char *) sqlite3_column_text(stmt, 0);
+			const char *decl = (const char *) sqlite3_column_text(stmt, 1);
+
+			/* SQLite matches column names case-insensitively (ASCII) */
+			for (i = 0; i < info->natts; i++)
+				if (info->colnames[i] && pg_strcasecmp(info->colnames[i], name) == 0)
+					info->affinity[i] = owsync_affinity(decl);
+		}
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(stmt);
+	}
+	PG_END_TRY();
+
+	if (need_rows)
+	{
+		StringInfoData sql;
+
+		initStringInfo(&sql);
+		appendStringInfoString(&sql, "SELECT max(rowid) FROM ");
+		owsync_quote_ident(&sql, info->sqlite_table);
+		/* no rowid (a view, WITHOUT ROWID): fall back to a default */
+		if (sqlite3_prepare_v2(conn->db, sql.data, -1, &stmt, NULL) == SQLITE_OK)
+		{
+			PG_TRY();
+			{
+				if (owsync_step(conn, stmt, "estimate the table's size") == SQLITE_ROW)
+					rows = (double) sqlite3_column_int64(stmt, 0);
+			}
+			PG_FINALLY();
+			{
+				sqlite3_finalize(stmt);
+			}
+			PG_END_TRY();
+		}
+		else
+			rows = OWSYNC_DEFAULT_ROWS;
+	}
+	return rows;
+}
+
+static void
+owsyncGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	OwsyncRelInfo *info = palloc0(sizeof(OwsyncRelInfo));
+	Relation	rel;
+	ListCell   *lc;
+	double		rows;
+
+	baserel->fdw_private = info;
+	info->table = GetForeignTable(foreigntableid);
+	info->server = GetForeignServer(info->table->serverid);
+	info->sqlite_table = owsync_get_table_name(info->table);
+
+	rel = table_open(foreigntableid, NoLock);
+	info->natts = RelationGetDescr(rel)->natts;
+	load_columns(rel, &info->colnames, &info->iskey);
+	table_close(rel, NoLock);
+	info->affinity = palloc(sizeof(OwsyncAffinity) * Max(info->natts, 1));
+
+	/* ANALYZE's figure when there is one (reltuples is -1 before) */
+	rows = inspect_sqlite_table(info, baserel->tuples < 0);
+	if (baserel->tuples < 0)
+		baserel->tuples = Max(rows, 0);
+
+	foreach(lc, baserel->baserestrictinfo)
+	{
+		RestrictInfo *ri = lfirst_node(RestrictInfo, lc);
+
+		if (owsync_is_pushable(baserel, ri->clause))
+			info->remote_conds = lappend(info->remote_conds, ri);
+		else
+			info->local_conds = lappend(info->local_conds, ri);
+	}
+
+	/* columns to fetch: the output, and what local conditions read */
+	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &info->attrs_used);
+	foreach(lc, info->local_conds)
+		pull_varattnos((Node *) lfirst_node(RestrictInfo, lc)->clause, baserel->relid,
+					   &info->attrs_used);
+
+	set_baserel_size_estimates(root, baserel);
+}
+
+static void
+owsyncGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	Cost		startup = OWSYNC_STARTUP_COST;
+	Cost		total = startup + baserel->tuples * OWSYNC_ROW_COST +
+		baserel->rows * cpu_tuple_cost;
+
+	add_path(baserel, (Path *)
+			 create_foreignscan_path(root, baserel, NULL, baserel->rows, startup, total,
+									 NIL, NULL, NULL, NIL));
+}
+
+static ForeignScan *
+owsyncGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
+					 ForeignPath *best_path, List *tlist, List *scan_clauses,
+					 Plan *outer_plan)
+{
+	OwsyncRelInfo *info = (OwsyncRelInfo *) baserel->fdw_private;
+	List	   *remote = NIL;
+	List	   *local = NIL;
+	List	   *retrieved;
+	List	   *keys;
+	List	   *params = NIL;
+	ListCell   *lc;
+	StringInfoData sql;
+
+	foreach(lc, scan_clauses)
+	{
+		RestrictInfo *ri = lfirst_node(RestrictInfo, lc);
+
+		if (ri->pseudoconstant)
+			continue;			/* handled by a gating Result node */
+		if (list_member_ptr(info->remote_conds, ri))
+			remote = lappend(remote, ri);
+		else
+			local = lappend(local, ri->clause);
+	}
+
+	initStringInfo(&sql);
+	owsync_deparse_select(&sql, info->sqlite_table, info->natts, info->colnames,
+						  info->iskey, info->attrs_used, &retrieved, &keys);
+	owsync_deparse_where(&sql, baserel, remote, &params);
+
+	return make_foreignscan(tlist, local, baserel->relid, params,
+							list_make3(makeString(sql.data), retrieved, keys),
+							NIL, NIL, outer_plan);
+}
+
+/* ---------------------------------------------------------------------
+ * Execution
+ * ---------------------------------------------------------------------
+ */
+
+static void
+owsyncBeginForeignScan(ForeignScanState *node, int eflags)
+{
+	ForeignScan *plan = (ForeignScan *) node->ss.ps.plan;
+	Relation	rel = node->ss.ss_currentRelation;
+	ForeignTable *table;
+	OwsyncScanState *st;
+	ListCell   *lc;
+
+	/* EXPLAIN without ANALYZE: no need to open the file */
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+
+	st = palloc0(sizeof(OwsyncScanState));
+	node->fdw_state = st;
+	table = GetForeignTable(RelationGetRelid(rel));
+	st->sql = strVal(list_nth(plan->fdw_private, PRIV_SQL));
+	reader_open(&st->reader, rel, GetForeignServer(table->serverid),
+				owsync_get_table_name(table), st->sql,
+				(List *) list_nth(plan->fdw_private, PRIV_RETRIEVED),
+				(List *) list_nth(plan->fdw_private, PRIV_KEYS),
+				node->ss.ps.state->es_query_cxt);
+
+	st->param_exprs = ExecInitExprList(plan->fdw_exprs, (PlanState *) node);
+	foreach(lc, plan->fdw_exprs)
+		st->param_types = lappend_oid(st->param_types, exprType(lfirst(lc)));
+}
+
+/* Evaluate the ?N parameters (at the first fetch and after each rescan). */
+static void
+bind_params(ForeignScanState *node, OwsyncScanState *st)
+{
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+	MemoryContext old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+	ListCell   *le,
+			   *lt;
+	int			i = 1;
+
+	forboth(le, st->param_exprs, lt, st->param_types)
+	{
+		bool		isnull;
+		Datum		value = ExecEvalExpr((ExprState *) lfirst(le), econtext, &isnull);
+
+		owsync_bind_datum(st->reader.conn, st->reader.stmt, i++, value, lfirst_oid(lt), isnull);
+	}
+	MemoryContextSwitchTo(old);
+	st->params_bound = true;
+}
+
+static TupleTableSlot *
+owsyncIterateForeignScan(ForeignScanState *node)
+{
+	OwsyncScanState *st = (OwsyncScanState *) node->fdw_state;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+
+	ExecClearTuple(slot);
+	if (!st->params_bound)
+		bind_params(node, st);
+
+	MemoryContextReset(st->reader.rowcxt);
+	if (!reader_next(&st->reader))
+		return slot;
+	reader_convert(&st->reader, slot->tts_tupleDescriptor->natts,
+				   slot->tts_values, slot->tts_isnull);
+	return ExecStoreVirtualTuple(slot);
+}
+
+static void
+owsyncReScanForeignScan(ForeignScanState *node)
+{
+	OwsyncScanState *st = (OwsyncScanState *) node->fdw_state;
+
+	sqlite3_reset(st->reader.stmt);
+	sqlite3_clear_bindings(st->reader.stmt);
+	st->params_bound = false;	/* parameters may have changed */
+}
+
+static void
+owsyncEndForeignScan(ForeignScanState *node)
+{
+	OwsyncScanState *st = (OwsyncScanState *) node->fdw_state;
+
+	if (st)
+		reader_close(&st->reader);
+}
+
+static void
+owsyncExplainForeignScan(ForeignScanState *node, ExplainState *es)
+{
+	ForeignScan *plan = (ForeignScan *) node->ss.ps.plan;
+
+	if (es->verbose)
+		ExplainPropertyText("SQLite query", strVal(list_nth(plan->fdw_private, PRIV_SQL)), es);
+}
+
+/* ---------------------------------------------------------------------
+ * ANALYZE: one pass over the table, converting only the sampled rows
+ * ---------------------------------------------------------------------
+ */
+
+static int
+owsync_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targrows,
+						   double *totalrows, double *totaldeadrows)
+{
+	ForeignTable *table = GetForeignTable(RelationGetRelid(rel));
+	ForeignServer *server = GetForeignServer(table->serverid);
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	char	   *sqlite_table = owsync_get_table_name(table);
+	char	  **colnames;
+	bool	   *iskey;
+	List	   *retrieved;
+	List	   *keys;
+	StringInfoData sql;
+	OwsyncReader r;
+	Datum	   *values = palloc(sizeof(Datum) * Max(tupdesc->natts, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(tupdesc->natts, 1));
+	ReservoirStateData rstate;
+	double		seen = 0;
+	double		skip = -1;		/* rows to pass over before the next replacement */
+	int			nsampled = 0;
+
+	load_columns(rel, &colnames, &iskey);
+	initStringInfo(&sql);
+	owsync_deparse_select(&sql, sqlite_table, tupdesc->natts, colnames, iskey,
+						  bms_make_singleton(0 - FirstLowInvalidHeapAttributeNumber),
+						  &retrieved, &keys);
+	memset(&r, 0, sizeof(r));
+	reader_open(&r, rel, server, sqlite_table, sql.data, retrieved, keys,
+				CurrentMemoryContext);
+	reservoir_init_selection_state(&rstate, targrows);
+
+	PG_TRY();
+	{
+		while (reader_next(&r))
+		{
+			int			slot = -1;
+
+			vacuum_delay_point();
+			seen++;
+			if (nsampled < targrows)
+				slot = nsampled++;
+			else
+			{
+				if (skip < 0)
+					skip = reservoir_get_next_S(&rstate, seen - 1, targrows);
+				if (skip-- <= 0)
+				{
+					slot = (int) (targrows * sampler_random_fract(&rstate.randstate));
+					heap_freetuple(rows[slot]);
+					skip = -1;
+				}
+			}
+			if (slot < 0)
+				continue;
+			MemoryContextReset(r.rowcxt);
+			reader_convert(&r, tupdesc->natts, values, nulls);
+			rows[slot] = heap_form_tuple(tupdesc, values, nulls);
+		}
+	}
+	PG_FINALLY();
+	{
+		reader_close(&r);
+	}
+	PG_END_TRY();
+
+	*totalrows = seen;
+	*totaldeadrows = 0;
+	ereport(elevel,
+			(errmsg("\"%s\": SQLite table \"%s\" has %.0f rows, %d rows in sample",
+					RelationGetRelationName(rel), sqlite_table, seen, nsampled)));
+	return nsampled;
+}
+
+static bool
+owsyncAnalyzeForeignTable(Relation relation, AcquireSampleRowsFunc *func,
+						  BlockNumber *totalpages)
+{
+	*func = owsync_acquire_sample_rows;
+	*totalpages = 1;			/* SQLite pages are not ours to count */
+	return true;
+}
+
+static List *
+owsyncImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
+{
+	return owsync_import_foreign_schema(stmt, serverOid);
+}
+
+Datum
+owsync_fdw_handler(PG_FUNCTION_ARGS)
+{
+	FdwRoutine *routine = makeNode(FdwRoutine);
+
+	routine->GetForeignRelSize = owsyncGetForeignRelSize;
+	routine->GetForeignPaths = owsyncGetForeignPaths;
+	routine->GetForeignPlan = owsyncGetForeignPlan;
+	routine->BeginForeignScan = owsyncBeginForeignScan;
+	routine->IterateForeignScan = owsyncIterateForeignScan;
+	routine->ReScanForeignScan = owsyncReScanForeignScan;
+	routine->EndForeignScan = owsyncEndForeignScan;
+	routine->ExplainForeignScan = owsyncExplainForeignScan;
+	routine->AnalyzeForeignTable = owsyncAnalyzeForeignTable;
+	routine->ImportForeignSchema = owsyncImportForeignSchema;
+
+	PG_RETURN_POINTER(routine);
+}

@@ -1,0 +1,182 @@
+/*-------------------------------------------------------------------------
+ *
+ * owsync_fdw.h
+ *		Declarations shared by the files of owsync_fdw, grouped by file.
+ *
+ * A foreign server is one SQLite file; a foreign table is one SQLite table.
+ * Reads are read-only, hardened, and see one SQLite snapshot per server per
+ * PostgreSQL transaction.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef OWSYNC_FDW_H
+#define OWSYNC_FDW_H
+
+#include "postgres.h"
+
+#include <sqlite3.h>
+
+#include "access/tupdesc.h"
+#include "fmgr.h"
+#include "foreign/foreign.h"
+#include "lib/stringinfo.h"
+#include "nodes/pathnodes.h"
+#include "utils/relcache.h"
+
+/* ------------------------------------------------------------------------
+ * option.c: option validation, path rules, GUCs
+ * ------------------------------------------------------------------------
+ */
+
+/* Default for the server option busy_timeout, in milliseconds. */
+#define OWSYNC_DEFAULT_BUSY_TIMEOUT_MS 5000
+
+typedef struct OwsyncServerOpts
+{
+	char	   *database;		/* path as given in the server option */
+	int			busy_timeout_ms;	/* how long to wait on a locked file */
+} OwsyncServerOpts;
+
+/* GUC owsync.allowed_directories (superuser only; comma-separated) */
+extern char *owsync_allowed_directories;
+
+extern void owsync_define_gucs(void);
+extern void owsync_get_server_opts(ForeignServer *server, OwsyncServerOpts *opts);
+extern char *owsync_get_table_name(ForeignTable *table);
+extern char *owsync_get_column_name(Oid relid, AttrNumber attnum);
+extern bool owsync_get_column_is_key(Oid relid, AttrNumber attnum);
+extern char *owsync_resolve_path(const char *path, const char *servername);
+
+/* ------------------------------------------------------------------------
+ * connection.c: connection cache, snapshots, SQLite errors
+ * ------------------------------------------------------------------------
+ */
+
+typedef struct OwsyncConn
+{
+	Oid			serverid;		/* hash key */
+	char	   *servername;		/* in TopMemoryContext */
+	char	   *realpath;		/* resolved file the handle was opened on */
+	sqlite3    *db;				/* NULL when closed */
+	dev_t		st_dev;			/* identity of the opened file, to notice */
+	ino_t		st_ino;			/* a file replaced at the same path */
+	int			busy_timeout_ms;
+	bool		xact_open;		/* a SQLite read transaction is open */
+	bool		invalidated;	/* server options changed: reopen */
+	uint32		generation;		/* bumped at each transaction end: statements of
+								 * older generations were finalized then */
+	uint32		server_hashvalue;	/* syscache hash, for invalidation */
+	int64		busy_started_us;	/* busy handler bookkeeping */
+} OwsyncConn;
+
+extern OwsyncConn *owsync_get_connection(ForeignServer *server);
+extern sqlite3_stmt *owsync_prepare(OwsyncConn *conn, const char *sql);
+extern int	owsync_step(OwsyncConn *conn, sqlite3_stmt *stmt, const char *what);
+extern void owsync_finalize(sqlite3_stmt *stmt);
+extern int	owsync_sqlstate(int rc, const char *message);
+extern void owsync_sqlite_error(OwsyncConn *conn, int rc, const char *what) pg_attribute_noreturn();
+
+/* ------------------------------------------------------------------------
+ * convert.c: SQLite values to PostgreSQL datums, loudly
+ * ------------------------------------------------------------------------
+ */
+
+/* How a PostgreSQL column type is read; chosen once per column per scan. */
+typedef enum OwsyncKind
+{
+	OWK_INT8,
+	OWK_INT4,
+	OWK_INT2,
+	OWK_BOOL,
+	OWK_FLOAT8,
+	OWK_FLOAT4,
+	OWK_NUMERIC,
+	OWK_TEXT,					/* text, varchar */
+	OWK_JSON,
+	OWK_JSONB,
+	OWK_BYTEA,
+	OWK_DATE,
+	OWK_TIMESTAMP,
+	OWK_OTHER					/* any other type: text through its input function */
+} OwsyncKind;
+
+typedef struct OwsyncColumn
+{
+	AttrNumber	attnum;			/* PostgreSQL attribute number */
+	char	   *name;			/* SQLite column name */
+	Oid			typid;
+	int32		typmod;
+	OwsyncKind	kind;
+	FmgrInfo	input;			/* OWK_OTHER only */
+	Oid			ioparam;		/* OWK_OTHER only */
+} OwsyncColumn;
+
+/* What an error message needs to name the row being read. */
+typedef struct OwsyncRowRef
+{
+	const char *servername;
+	const char *tablename;		/* SQLite table */
+	sqlite3_stmt *stmt;			/* positioned on the row */
+	int			nkeys;			/* number of key columns */
+	int		   *keyidx;			/* their result column indexes */
+	char	  **keynames;
+} OwsyncRowRef;
+
+extern OwsyncKind owsync_kind_for_type(Oid typid);
+extern void owsync_init_column(OwsyncColumn *col, AttrNumber attnum, const char *name,
+							   Oid typid, int32 typmod);
+extern Datum owsync_convert_value(OwsyncColumn *col, sqlite3_stmt *stmt, int idx,
+								  bool *isnull, const OwsyncRowRef *ref);
+extern char *owsync_describe_key(const OwsyncRowRef *ref);
+extern void owsync_bind_datum(OwsyncConn *conn, sqlite3_stmt *stmt, int idx,
+							  Datum value, Oid typid, bool isnull);
+
+/* ------------------------------------------------------------------------
+ * deparse.c: SQL generation and WHERE pushdown
+ * ------------------------------------------------------------------------
+ */
+
+/* SQLite column affinity, from the declared type (SQLite's own rules). */
+typedef enum OwsyncAffinity
+{
+	OWA_INTEGER,
+	OWA_TEXT,
+	OWA_BLOB,
+	OWA_REAL,
+	OWA_NUMERIC,
+	OWA_UNKNOWN					/* column not found in SQLite: never pushed */
+} OwsyncAffinity;
+
+/* Per base relation planning state (baserel->fdw_private). */
+typedef struct OwsyncRelInfo
+{
+	ForeignTable *table;
+	ForeignServer *server;
+	char	   *sqlite_table;
+	int			natts;
+	char	  **colnames;		/* by attnum - 1; NULL for dropped columns */
+	OwsyncAffinity *affinity;	/* by attnum - 1 */
+	bool	   *iskey;			/* by attnum - 1 */
+	List	   *remote_conds;	/* RestrictInfos evaluated by SQLite */
+	List	   *local_conds;	/* RestrictInfos evaluated by PostgreSQL */
+	Bitmapset  *attrs_used;		/* offset by FirstLowInvalidHeapAttributeNumber */
+} OwsyncRelInfo;
+
+extern OwsyncAffinity owsync_affinity(const char *decltype);
+extern void owsync_quote_ident(StringInfo buf, const char *ident);
+extern void owsync_quote_literal(StringInfo buf, const char *str);
+extern bool owsync_is_pushable(RelOptInfo *baserel, Expr *expr);
+extern void owsync_deparse_select(StringInfo buf, const char *sqlite_table, int natts,
+								  char **colnames, bool *iskey, Bitmapset *attrs_used,
+								  List **retrieved_attrs, List **keys);
+extern void owsync_deparse_where(StringInfo buf, RelOptInfo *baserel, List *remote_conds,
+								 List **params);
+
+/* ------------------------------------------------------------------------
+ * import.c: IMPORT FOREIGN SCHEMA
+ * ------------------------------------------------------------------------
+ */
+
+extern List *owsync_import_foreign_schema(ImportForeignSchemaStmt *stmt, Oid serverOid);
+
+#endif							/* OWSYNC_FDW_H */

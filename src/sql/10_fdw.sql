@@ -1,0 +1,25 @@
+-- The foreign data wrapper: handler, validator and the wrapper itself.
+-- Every object is schema-qualified: the install script must not depend on search_path.
+
+CREATE FUNCTION owsync.owsync_fdw_handler()
+RETURNS fdw_handler
+AS 'MODULE_PATHNAME', 'owsync_fdw_handler'
+LANGUAGE C STRICT;
+
+CREATE FUNCTION owsync.owsync_fdw_validator(text[], oid)
+RETURNS void
+AS 'MODULE_PATHNAME', 'owsync_fdw_validator'
+LANGUAGE C STRICT;
+
+CREATE FOREIGN DATA WRAPPER owsync_fdw
+  HANDLER owsync.owsync_fdw_handler
+  VALIDATOR owsync.owsync_fdw_validator;
+
+COMMENT ON FOREIGN DATA WRAPPER owsync_fdw IS
+  'read-only access to Open WebUI SQLite files (one server per file, one foreign table per SQLite table)';
+
+-- The SQLite library this module runs against (for bug reports and status views).
+CREATE FUNCTION owsync.sqlite_version()
+RETURNS text
+AS 'MODULE_PATHNAME', 'owsync_sqlite_version'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;

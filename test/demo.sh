@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# owsync_fdw demo, end to end:  bash test/demo.sh [--no-deps]
+# As root on a fresh Debian bookworm it installs what it needs (apt), builds and installs the
+# extension, starts a throwaway PostgreSQL 15 cluster, generates an Open WebUI database
+# (test/gen_openwebui.py) and shows the foreign data wrapper reading it: IMPORT FOREIGN SCHEMA,
+# row counts, queries on chats and their JSON, and EXPLAIN showing the query sent to SQLite.
+# Everything it started or created is stopped and removed at exit.
+#
+# Later issues extend this demo to the rest of the main job: register a client, sync it into
+# its own schema (and on a pg_cron schedule), and restore it to a new SQLite file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. test/lib.sh
+
+deps=1
+case ${1:-} in
+  "") ;;
+  --no-deps) deps=0 ;;
+  -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+  *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+esac
+
+owsync_workdir
+[ "$deps" -eq 1 ] && owsync_install_deps
+owsync_build_install
+owsync_cluster_start postgres
+
+# The SQLite file lives in a directory the server (postgres OS user) can read and write:
+# SQLite creates -wal/-shm files next to a WAL database even for a read-only connection.
+DEMO_DIR=$OWSYNC_WORK/demo
+mkdir -p "$DEMO_DIR"
+owsync_step "generate an Open WebUI database: $DEMO_DIR/webui.db"
+python3 test/gen_openwebui.py --out "$DEMO_DIR/webui.db" --flavour legacy --size small \
+  --journal wal --seed 1
+owsync_give_to_pg "$DEMO_DIR"
+ls -l "$DEMO_DIR"
+
+owsync_step "the wrapper at work (psql as postgres, a superuser)"
+psql -X -v ON_ERROR_STOP=1 -P pager=off -d postgres -v dir="$DEMO_DIR" <<'SQL'
+\echo
+\echo '== 1. install the extension; allow the directory (a superuser-only setting); one server per file'
+CREATE EXTENSION owsync_fdw;
+SET owsync.allowed_directories = :'dir';
+\set db :dir '/webui.db'
+CREATE SERVER demo_client FOREIGN DATA WRAPPER owsync_fdw OPTIONS (database :'db');
+SELECT owsync.sqlite_version() AS sqlite_version;
+
+\echo
+\echo '== 2. import every table of the SQLite file as a foreign table'
+CREATE SCHEMA demo_src;
+IMPORT FOREIGN SCHEMA main FROM SERVER demo_client INTO demo_src;
+
+\echo
+\echo '== 3. the imported foreign tables and their row counts'
+SELECT string_agg(format('SELECT %L AS foreign_table, count(*) AS rows FROM demo_src.%I',
+                         foreign_table_name, foreign_table_name),
+                  E'\nUNION ALL ' ORDER BY foreign_table_name) || E'\nORDER BY 1'
+  FROM information_schema.foreign_tables
+ WHERE foreign_table_schema = 'demo_src'
+\gexec
+
+\echo
+\echo '== 4. the five most recently updated chats'
+SELECT id, title, to_timestamp(updated_at) AS updated
+  FROM demo_src.chat ORDER BY updated_at DESC LIMIT 5;
+
+\echo
+\echo '== 5. the JSON of a chat: messages per chat (keys of chat->history->messages), top 5'
+SELECT c.id, c.title, count(m.key) AS messages
+  FROM demo_src.chat c
+  LEFT JOIN LATERAL json_object_keys(c.chat::json -> 'history' -> 'messages') AS m(key) ON true
+ GROUP BY c.id, c.title
+ ORDER BY messages DESC, c.id LIMIT 5;
+
+\echo
+\echo '== 6. EXPLAIN: a condition with a runtime parameter (subquery) goes to SQLite too'
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT id, title FROM demo_src.chat
+ WHERE updated_at > (SELECT max(updated_at) - 86400 FROM demo_src.chat);
+
+\echo
+\echo '== 7. EXPLAIN: the same condition with a literal'
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT id, title FROM demo_src.chat WHERE updated_at > 1700000000;
+SQL
+
+owsync_step "demo finished: the cluster and $OWSYNC_WORK are removed now"

@@ -1,0 +1,149 @@
+# shellcheck shell=bash
+# Shared shell helpers for owsync_fdw's scripts (test/run-tests.sh, test/demo.sh).
+# Source it from a bash script running under `set -euo pipefail`:
+#
+#   . "$(dirname "$0")/lib.sh"
+#   owsync_install_deps            # apt-get what is missing (root), else fail clearly
+#   owsync_build_install           # make clean, make, make install
+#   owsync_cluster_start CRON_DB   # throwaway cluster, exports PGHOST PGPORT PGUSER
+#   ...                            # cleanup runs on exit (trap set by owsync_cluster_start)
+#
+# Server-side tools (initdb, postgres) refuse root, so when run as root the cluster runs as the
+# `postgres` OS user (created by postgresql-common).  It listens on a unix socket only, in a
+# private mktemp dir, so neither its port nor its files can clash with another cluster.
+# Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config), OWSYNC_PGPORT.
+
+OWSYNC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}   # not /usr/bin/pg_config: it picks the newest server-dev
+OWSYNC_PGBIN=${OWSYNC_PGBIN:-$(dirname "$PG_CONFIG")}
+OWSYNC_PKGS=(make gcc postgresql-15 postgresql-server-dev-15 postgresql-15-cron
+             libsqlite3-dev sqlite3 python3 libipc-run-perl)
+OWSYNC_WORK=""          # private temp dir of this run (cluster, socket, logs), set by owsync_workdir
+OWSYNC_CLEANUP_DIRS=()  # extra directories removed at exit
+export PG_CONFIG
+
+owsync_step() { printf '\n==== [%s] %s\n' "$(date +%T)" "$*"; }
+owsync_die()  { echo "ERROR: $*" >&2; exit 1; }
+owsync_is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# Run a command as the postgres OS user when we are root, else as ourselves (in the current
+# directory: callers that may sit where postgres cannot enter, e.g. /root, cd first).
+owsync_as_pg() {
+  if owsync_is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Give a path to the postgres OS user (no-op when not root: then the server runs as us).
+owsync_give_to_pg() {
+  if owsync_is_root; then chown -R postgres:postgres "$@"; fi
+}
+
+owsync_install_deps() {
+  owsync_step "dependencies"
+  local p missing=()
+  for p in "${OWSYNC_PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    echo "all packages already installed"
+    return
+  fi
+  owsync_is_root || owsync_die "missing packages: ${missing[*]}
+  run as root, or install them first: sudo apt-get install --no-install-recommends ${missing[*]}"
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+owsync_build_install() {
+  owsync_step "build + install (PG_CONFIG=$PG_CONFIG)"
+  [ -x "$PG_CONFIG" ] || owsync_die "$PG_CONFIG not found (install postgresql-server-dev-15 or set PG_CONFIG)"
+  make -C "$OWSYNC_ROOT" -s PG_CONFIG="$PG_CONFIG" clean
+  make -C "$OWSYNC_ROOT" PG_CONFIG="$PG_CONFIG"
+  make -C "$OWSYNC_ROOT" PG_CONFIG="$PG_CONFIG" install
+}
+
+# Create this run's private work dir (short path under /tmp: the unix socket path limit is
+# 107 bytes) and arm the cleanup trap.  Call it first to get cleanup (and owsync_on_exit) even
+# when installing or building fails; owsync_cluster_start gives the dir to the server's user.
+owsync_workdir() {
+  [ -n "$OWSYNC_WORK" ] && return
+  OWSYNC_WORK=$(mktemp -d /tmp/owsync.XXXXXX)
+  trap 'owsync_cleanup $?' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+# Shared directory for SQLite fixtures: removed (stale files of an earlier run) and created
+# anew, owned by the server's OS user and writable by everyone, so that files created by the
+# tests (as the calling user, root in CI) sit in a directory the server can also write
+# (SQLite creates -wal/-shm next to the database even for read-only connections).
+owsync_test_dir() {
+  export OWSYNC_TEST_DIR=${1:-/tmp/owsync_regress}
+  rm -rf "$OWSYNC_TEST_DIR"
+  mkdir -m 0777 "$OWSYNC_TEST_DIR"     # mode given to mkdir -m is not reduced by the umask
+  owsync_give_to_pg "$OWSYNC_TEST_DIR"
+  OWSYNC_CLEANUP_DIRS+=("$OWSYNC_TEST_DIR")
+}
+
+# owsync_cluster_start CRON_DB: initdb + start a throwaway cluster in $OWSYNC_WORK/data with
+# pg_cron preloaded (cron.database_name = CRON_DB, jobs run as background workers: no TCP,
+# no password).  Exports PGHOST PGPORT PGUSER for the caller.
+owsync_cluster_start() {
+  local cron_db=${1:?usage: owsync_cluster_start CRON_DATABASE}
+  local port=${OWSYNC_PGPORT:-$((55432 + $$ % 1000))}
+  owsync_workdir
+  owsync_step "start throwaway cluster in $OWSYNC_WORK (port $port, cron.database_name=$cron_db)"
+  owsync_give_to_pg "$OWSYNC_WORK"
+  _owsync_cluster_create "$cron_db" "$port"
+  export PGHOST=$OWSYNC_WORK PGPORT=$port PGUSER=postgres
+}
+_owsync_cluster_create() (
+  local cron_db=$1 port=$2
+  cd /       # (in a subshell) the postgres user may not be allowed into the caller's directory
+  owsync_as_pg "$OWSYNC_PGBIN/initdb" -D "$OWSYNC_WORK/data" -U postgres -A trust \
+      -E UTF8 --locale=C.UTF-8 --no-sync >"$OWSYNC_WORK/initdb.log" 2>&1 \
+    || { cat "$OWSYNC_WORK/initdb.log"; owsync_die "initdb failed"; }
+  cat >>"$OWSYNC_WORK/data/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$OWSYNC_WORK'
+port = $port
+fsync = off
+shared_preload_libraries = 'pg_cron'
+cron.database_name = '$cron_db'
+cron.use_background_workers = on
+max_worker_processes = 16
+CONF
+  owsync_as_pg "$OWSYNC_PGBIN/pg_ctl" -D "$OWSYNC_WORK/data" -l "$OWSYNC_WORK/server.log" \
+      -w -t 60 start >/dev/null || owsync_die "server did not start"
+)
+
+# Stop every cluster under the work dir: ours, and any a TAP test left behind if it was killed.
+owsync_cluster_stop() (
+  [ -n "$OWSYNC_WORK" ] && [ -d "$OWSYNC_WORK" ] || exit 0
+  local pidfile
+  cd /       # (in a subshell) the postgres user may not be allowed into the caller's directory
+  while IFS= read -r pidfile; do
+    owsync_as_pg "$OWSYNC_PGBIN/pg_ctl" -D "$(dirname "$pidfile")" -m fast -w -t 30 stop \
+        >/dev/null 2>&1 \
+      || owsync_as_pg "$OWSYNC_PGBIN/pg_ctl" -D "$(dirname "$pidfile")" -m immediate -w stop \
+        >/dev/null 2>&1 || true
+  done < <(find "$OWSYNC_WORK" -name postmaster.pid 2>/dev/null)
+)
+
+# EXIT trap: stop clusters; on failure show the end of the server log; remove temp dirs.
+# Keeps the exit status.  A script may define owsync_on_exit RC, called last (e.g. a summary).
+owsync_cleanup() {
+  local rc=${1:-$?}
+  trap - EXIT INT TERM
+  set +e
+  owsync_cluster_stop
+  if [ "$rc" -ne 0 ] && [ -f "$OWSYNC_WORK/server.log" ]; then
+    owsync_step "server log (last 40 lines)"
+    tail -n 40 "$OWSYNC_WORK/server.log"
+  fi
+  if declare -F owsync_on_exit >/dev/null; then owsync_on_exit "$rc"; fi
+  [ -n "$OWSYNC_WORK" ] && rm -rf "$OWSYNC_WORK"
+  [ "${#OWSYNC_CLEANUP_DIRS[@]}" -eq 0 ] || rm -rf "${OWSYNC_CLEANUP_DIRS[@]}"
+  exit "$rc"
+}
