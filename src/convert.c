@@ -106,13 +106,53 @@ owsync_init_column(OwsyncColumn *col, AttrNumber attnum, const char *name,
 	col->typid = typid;
 	col->typmod = typmod;
 	col->kind = owsync_kind_for_type(typid);
-	if (col->kind == OWK_OTHER)
+	if (col->kind == OWK_NUMERIC || col->kind == OWK_JSONB || col->kind == OWK_DATE ||
+		col->kind == OWK_TIMESTAMP || col->kind == OWK_OTHER)
 	{
 		Oid			infunc;
 
 		getTypeInputInfo(typid, &infunc, &col->ioparam);
 		fmgr_info(infunc, &col->input);
 	}
+}
+
+/*
+ * Errors raised by a type's input function do not know where the value came
+ * from: this context line says it.
+ */
+typedef struct InputErrorCtx
+{
+	const OwsyncColumn *col;
+	const OwsyncRowRef *ref;
+} InputErrorCtx;
+
+static void
+input_error_callback(void *arg)
+{
+	InputErrorCtx *ctx = (InputErrorCtx *) arg;
+
+	errcontext("column \"%s\" of SQLite table \"%s\" on server \"%s\", key (%s)",
+			   ctx->col->name, ctx->ref->tablename, ctx->ref->servername,
+			   owsync_describe_key(ctx->ref));
+}
+
+/* The type's input function on a checked string (numeric, jsonb, dates, others). */
+static Datum
+input_value(OwsyncColumn *col, const OwsyncRowRef *ref, char *str)
+{
+	ErrorContextCallback errcb;
+	InputErrorCtx ctx;
+	Datum		result;
+
+	ctx.col = col;
+	ctx.ref = ref;
+	errcb.callback = input_error_callback;
+	errcb.arg = &ctx;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	result = InputFunctionCall(&col->input, str, col->ioparam, col->typmod);
+	error_context_stack = errcb.previous;
+	return result;
 }
 
 /*
@@ -173,6 +213,13 @@ static void
 bad_value(const OwsyncColumn *col, const OwsyncRowRef *ref, int sqlstate,
 		  const char *detail)
 {
+	if (ref->nkeys == 0)
+		ereport(ERROR,
+				(errcode(sqlstate),
+				 errmsg("cannot read column \"%s\" of SQLite table \"%s\" on server \"%s\" as %s",
+						col->name, ref->tablename, ref->servername,
+						format_type_with_typemod(col->typid, col->typmod)),
+				 errdetail_internal("%s The table has no key columns to name the row.", detail)));
 	ereport(ERROR,
 			(errcode(sqlstate),
 			 errmsg("cannot read column \"%s\" of SQLite table \"%s\" on server \"%s\" as %s, key (%s)",
@@ -351,9 +398,7 @@ convert_integer(OwsyncColumn *col, const OwsyncRowRef *ref, int64 v)
 				snprintf(buf, sizeof(buf), INT64_FORMAT, v);
 				if (col->kind == OWK_JSON)
 					return PointerGetDatum(cstring_to_text(buf));
-				if (col->kind == OWK_JSONB)
-					return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf));
-				return InputFunctionCall(&col->input, buf, col->ioparam, col->typmod);
+				return input_value(col, ref, buf);
 			}
 		default:
 			bad_class(col, ref, SQLITE_INTEGER);
@@ -373,8 +418,7 @@ convert_real(OwsyncColumn *col, const OwsyncRowRef *ref, double d)
 						  psprintf("REAL %s has no exact real representation.", real_text(d)));
 			return Float4GetDatum((float4) d);
 		case OWK_NUMERIC:
-			return DirectFunctionCall3(numeric_in, CStringGetDatum(real_text(d)),
-									   ObjectIdGetDatum(InvalidOid), Int32GetDatum(col->typmod));
+			return input_value(col, ref, real_text(d));
 		case OWK_JSON:
 		case OWK_JSONB:
 			if (!isfinite(d))
@@ -382,9 +426,9 @@ convert_real(OwsyncColumn *col, const OwsyncRowRef *ref, double d)
 						  psprintf("REAL %s cannot be written as a JSON number.", real_text(d)));
 			if (col->kind == OWK_JSON)
 				return PointerGetDatum(cstring_to_text(real_text(d)));
-			return DirectFunctionCall1(jsonb_in, CStringGetDatum(real_text(d)));
+			return input_value(col, ref, real_text(d));
 		case OWK_OTHER:
-			return InputFunctionCall(&col->input, real_text(d), col->ioparam, col->typmod);
+			return input_value(col, ref, real_text(d));
 		default:
 			bad_class(col, ref, SQLITE_FLOAT);
 	}
@@ -419,26 +463,24 @@ convert_text(OwsyncColumn *col, const OwsyncRowRef *ref, const char *raw, int le
 			return PointerGetDatum(cstring_to_text_with_len(s, len));
 		case OWK_JSONB:
 			check_json(col, ref, (char *) s, len, true);
-			return DirectFunctionCall1(jsonb_in, CStringGetDatum(s));
+			return input_value(col, ref, (char *) s);
 		case OWK_NUMERIC:
 			if (!is_decimal_text(s, len))
 				bad_value(col, ref, ERRCODE_INVALID_TEXT_REPRESENTATION,
 						  psprintf("TEXT value is not a decimal number (%d bytes).", len));
-			return DirectFunctionCall3(numeric_in, CStringGetDatum(s),
-									   ObjectIdGetDatum(InvalidOid), Int32GetDatum(col->typmod));
+			return input_value(col, ref, (char *) s);
 		case OWK_DATE:
 			if (!is_date_text(s, len))
 				bad_value(col, ref, ERRCODE_INVALID_DATETIME_FORMAT,
 						  "TEXT value is not a date of the form YYYY-MM-DD.");
-			return DirectFunctionCall1(date_in, CStringGetDatum(s));
+			return input_value(col, ref, (char *) s);
 		case OWK_TIMESTAMP:
 			if (!is_timestamp_text(s, len))
 				bad_value(col, ref, ERRCODE_INVALID_DATETIME_FORMAT,
 						  "TEXT value is not a timestamp of the form YYYY-MM-DD HH:MM[:SS[.ffffff]].");
-			return DirectFunctionCall3(timestamp_in, CStringGetDatum(s),
-									   ObjectIdGetDatum(InvalidOid), Int32GetDatum(col->typmod));
+			return input_value(col, ref, (char *) s);
 		default:
-			return InputFunctionCall(&col->input, (char *) s, col->ioparam, col->typmod);
+			return input_value(col, ref, (char *) s);
 	}
 }
 

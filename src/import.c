@@ -92,13 +92,22 @@ sample_classes(OwsyncConn *conn, const char *table, const char *column)
 static void
 ambiguous_column(const char *table, const char *column, const char *decltype, int seen)
 {
+	StringInfoData classes;
+
+	initStringInfo(&classes);
+	if (seen & SEEN_INTEGER)
+		appendStringInfoString(&classes, ", INTEGER");
+	if (seen & SEEN_REAL)
+		appendStringInfoString(&classes, ", REAL");
+	if (seen & SEEN_TEXT)
+		appendStringInfoString(&classes, ", TEXT");
+	if (seen & SEEN_BLOB)
+		appendStringInfoString(&classes, ", BLOB");
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 			 errmsg("cannot choose a type for column \"%s\" of SQLite table \"%s\"", column, table),
-			 errdetail("The column is declared \"%s\" and holds values of several storage classes (%s%s%s%s).",
-					   decltype,
-					   (seen & SEEN_INTEGER) ? " INTEGER" : "", (seen & SEEN_REAL) ? " REAL" : "",
-					   (seen & SEEN_TEXT) ? " TEXT" : "", (seen & SEEN_BLOB) ? " BLOB" : ""),
+			 errdetail("The column is declared \"%s\" and holds values of several storage classes: %s.",
+					   decltype, classes.data + 2),
 			 errhint("Import the other tables with EXCEPT and create this foreign table by hand.")));
 }
 

@@ -91,25 +91,6 @@ owsync_sqlite_version(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-/* Error context for failures inside datatype input functions. */
-typedef struct ConvertErrorCtx
-{
-	OwsyncReader *reader;
-	int			col;
-} ConvertErrorCtx;
-
-static void
-convert_error_callback(void *arg)
-{
-	ConvertErrorCtx *ctx = (ConvertErrorCtx *) arg;
-	OwsyncReader *r = ctx->reader;
-
-	if (ctx->col >= 0)
-		errcontext("column \"%s\" of SQLite table \"%s\" on server \"%s\", key (%s)",
-				   r->cols[ctx->col].name, r->ref.tablename, r->ref.servername,
-				   owsync_describe_key(&r->ref));
-}
-
 static void
 reader_open(OwsyncReader *r, Relation rel, ForeignServer *server, const char *sqlite_table,
 			const char *sql, List *retrieved, List *keys, MemoryContext parent)
@@ -167,27 +148,17 @@ reader_next(OwsyncReader *r)
 static void
 reader_convert(OwsyncReader *r, int natts, Datum *values, bool *nulls)
 {
-	ErrorContextCallback errcb;
-	ConvertErrorCtx ctx;
 	MemoryContext old = MemoryContextSwitchTo(r->rowcxt);
-
-	ctx.reader = r;
-	ctx.col = -1;
-	errcb.callback = convert_error_callback;
-	errcb.arg = &ctx;
-	errcb.previous = error_context_stack;
-	error_context_stack = &errcb;
+	int			i;
 
 	memset(nulls, true, sizeof(bool) * natts);
-	for (ctx.col = 0; ctx.col < r->ncols; ctx.col++)
+	for (i = 0; i < r->ncols; i++)
 	{
-		OwsyncColumn *col = &r->cols[ctx.col];
+		OwsyncColumn *col = &r->cols[i];
 
-		values[col->attnum - 1] = owsync_convert_value(col, r->stmt, ctx.col,
+		values[col->attnum - 1] = owsync_convert_value(col, r->stmt, i,
 													   &nulls[col->attnum - 1], &r->ref);
 	}
-
-	error_context_stack = errcb.previous;
 	MemoryContextSwitchTo(old);
 }
 

@@ -107,8 +107,8 @@ typedef struct OwsyncColumn
 	Oid			typid;
 	int32		typmod;
 	OwsyncKind	kind;
-	FmgrInfo	input;			/* OWK_OTHER only */
-	Oid			ioparam;		/* OWK_OTHER only */
+	FmgrInfo	input;			/* input function, for kinds that parse text */
+	Oid			ioparam;
 } OwsyncColumn;
 
 /* What an error message needs to name the row being read. */
