@@ -58,10 +58,10 @@ class Preset:
 PRESETS = {
     'tiny': Preset(users=3, chats=12, turns_median=2, turns_max=4, paragraphs_median=1.5,
                    file_kb=1, files_per_chat=0.5, huge_chats=0, channel_msgs_per_chat=1),
-    'small': Preset(users=20, chats=300, turns_median=4, turns_max=20, paragraphs_median=2.5,
+    'small': Preset(users=20, chats=300, turns_median=2.5, turns_max=12, paragraphs_median=1.8,
                     file_kb=4, files_per_chat=0.2, huge_chats=1, channel_msgs_per_chat=1),
-    'bench': Preset(users=120, chats=10000, turns_median=5, turns_max=30, paragraphs_median=3.5,
-                    file_kb=45, files_per_chat=0.3, huge_chats=5, channel_msgs_per_chat=2),
+    'bench': Preset(users=120, chats=10000, turns_median=5, turns_max=30, paragraphs_median=2.1,
+                    file_kb=30, files_per_chat=0.3, huge_chats=5, channel_msgs_per_chat=2),
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -218,22 +218,20 @@ class Gen:
         self.n_users = users
         self.n_chats = chats
         self.rng = random.Random(seed)
+        # Text pools: messages and documents are drawn from these, which keeps generation fast.
         rng = self.rng
-        sentences = [' '.join(rng.choice(WORDS) for _ in range(rng.randint(6, 18))).capitalize() + '.'
-                     for _ in range(1500)]
-        self.sentences = sentences
-        self.paragraphs = [' '.join(rng.choice(sentences) for _ in range(rng.randint(3, 7)))
+        self.sentences = [' '.join(rng.choice(WORDS) for _ in range(rng.randint(6, 18))).capitalize() + '.'
+                          for _ in range(1500)]
+        self.paragraphs = [' '.join(rng.choice(self.sentences) for _ in range(rng.randint(3, 7)))
                            for _ in range(800)]
         # Filled in as tables are generated; later groups reference earlier rows.
         self.users = []        # dicts: id, name, email, created_at, role
         self.groups = []
         self.models = []       # (model id, display name) usable in chats
-        self.files = {}        # user id -> list of file dicts (id, filename, size, created_at, text)
+        self.files = {}        # user id -> list of file dicts (id, filename, size, text excerpt)
         self.folders = {}      # user id -> list of folder ids
-        self.chats = []        # (chat id, user id, updated_at) for later references
-        self.knowledge = []
-        self.notes = []
-        self.channels = []
+        self.chats = []        # (chat id, user id, updated_at)
+        self.channels = []     # (channel id, member user dicts, created_at in seconds)
 
     def chance(self, p):
         return self.rng.random() < p
@@ -305,7 +303,8 @@ class Gen:
 
 
 # ---------------------------------------------------------------------------------------------
-# Table groups
+# Table groups.  Conditions such as `i == 0 or g.chance(p)` force the first user/chat/... to have
+# the optional rows, so that even --size tiny has rows in every table.
 
 
 def gen_users(g):
@@ -339,12 +338,12 @@ def gen_users(g):
             'status_message': g.rng.choice(['Focus time', 'En vacances 🌴', 'Im Meeting']) if g.chance(0.2)
             else None,
             'status_expires_at': None,
-            'oauth': dumps({'oidc': {'sub': g.hex(24)}}) if is_oauth else g.rng.choice(['null', None]),
-            'info': g.rng.choice(['null', None, dumps({'location': 'Zürich', 'department': 'R&D'})]),
-            'settings': dumps({'ui': {'theme': g.rng.choice(['dark', 'light', 'system']),
-                                      'models': [g.rng.choice(BASE_MODELS)[0]],
-                                      'notificationEnabled': g.chance(0.5)}})
-            if g.chance(0.7) else 'null',
+            # JSON None is stored as the text 'null'; a column never written is SQL NULL.
+            'oauth': dumps({'oidc': {'sub': g.hex(24)}}) if is_oauth else ['null', None][i % 2],
+            'info': ['null', None, dumps({'location': 'Zürich', 'department': 'R&D'})][i % 3],
+            'settings': 'null' if i % 3 == 2 else dumps({'ui': {'theme': g.rng.choice(['dark', 'light', 'system']),
+                                                                'models': [g.rng.choice(BASE_MODELS)[0]],
+                                                                'notificationEnabled': g.chance(0.5)}}),
             'scim': None,
             'variables': dumps({'company': 'ACME Ltd.'}) if g.chance(0.1) else None,
         })
@@ -512,7 +511,7 @@ def gen_files_and_knowledge(g):
             'path': '/app/backend/data/uploads/%s_%s' % (fid, filename),
         })
         g.files.setdefault(u['id'], []).append({'id': fid, 'filename': filename, 'size': size,
-                                                'content_type': ctype, 'text': text[:600]})
+                                                'text': text[:600]})
     g.w.insert('file', files)
 
     knowledge, dirs, links, grants = [], [], [], []
@@ -539,7 +538,6 @@ def gen_files_and_knowledge(g):
                           'created_at': t, 'updated_at': t,
                           'directory_id': g.rng.choice(dir_ids) if g.chance(0.4) else None})
         grants += grant(g, 'knowledge', kid)
-        g.knowledge.append(kid)
     for table, rows in [('knowledge', knowledge), ('knowledge_directory', dirs), ('knowledge_file', links),
                         ('access_grant', grants)]:
         g.w.insert(table, rows)
@@ -653,7 +651,7 @@ def add_chat(g, batch, index, u, tag_slugs, huge):
                             'size': f['size'], 'collection_name': 'file-' + f['id'], 'status': 'uploaded',
                             'itemId': g.new_id()} for f in attach]
         if turn == 0 and huge:
-            um['files'] = [{'type': 'image', 'url': g.data_uri(330_000)}]
+            um.setdefault('files', []).append({'type': 'image', 'url': g.data_uri(330_000)})
         if parent is not None:
             nodes[parent]['childrenIds'].append(um['id'])
         nodes[um['id']] = um
@@ -849,7 +847,7 @@ def gen_channels(g):
             cfiles.append({'id': g.new_id(), 'user_id': author['id'], 'channel_id': chid, 'file_id': attach['id'],
                            'created_at': t // NS, 'updated_at': t // NS, 'message_id': mid})
         if k == 0 or g.chance(0.3):
-            for who in g.rng.sample(crew, g.rng.randint(1, len(crew))):
+            for who in g.rng.sample(crew, g.rng.randint(1, min(4, len(crew)))):
                 reactions.append({'id': g.new_id(), 'user_id': who['id'], 'message_id': mid,
                                   'name': g.rng.choice(['thumbsup', 'heart', 'joy', 'eyes', 'rocket', 'tada']),
                                   'created_at': t + g.rng.randrange(1, DAY * NS)})
@@ -956,7 +954,7 @@ def gen_quirks(g):
     """Opt-in rows with the data-quality pitfalls of SCHEMA.md section 7 (run last; other rows stay identical)."""
     u = g.users[0]
     t = g.ts()
-    base = {'share_id': None, 'archived': 0, 'created_at': t, 'updated_at': t, 'pinned': None, 'meta': '{}',
+    base = {'share_id': None, 'archived': 0, 'created_at': t, 'updated_at': t, 'pinned': None, 'meta': dumps({}),
             'folder_id': None, 'tasks': None, 'summary': None, 'last_read_at': None, 'current_message_id': None,
             'variables': None, 'timer_at': None}
     nul_chat, import_chat = g.new_id(), g.new_id()
@@ -978,7 +976,7 @@ def gen_quirks(g):
         dict(msg, id='%s-%s' % (import_chat, g.new_id()), chat_id=import_chat, content=dumps('imported'),
              created_at=t * 1000 + 123),
     ])
-    chid, crew, created_s = g.channels[0]
+    chid, _, created_s = g.channels[0]
     g.w.insert('message', [{'id': g.new_id(), 'user_id': u['id'], 'channel_id': chid,
                             'content': 'raw NUL byte here: \x00 (unsanitized TEXT)', 'data': None, 'meta': None,
                             'created_at': g.ns(created_s), 'updated_at': None, 'parent_id': None,

@@ -3,10 +3,14 @@
 # Source it from a bash script running under `set -euo pipefail`:
 #
 #   . "$(dirname "$0")/lib.sh"
+#   owsync_workdir                 # private temp dir $OWSYNC_WORK + the cleanup trap (EXIT/INT/TERM)
 #   owsync_install_deps            # apt-get what is missing (root), else fail clearly
 #   owsync_build_install           # make clean, make, make install
+#   owsync_test_dir [DIR]          # fresh shared fixture dir, exports OWSYNC_TEST_DIR
 #   owsync_cluster_start CRON_DB   # throwaway cluster, exports PGHOST PGPORT PGUSER
-#   ...                            # cleanup runs on exit (trap set by owsync_cluster_start)
+#   owsync_run SECS LOG CMD...     # CMD under a time limit, output shown and kept in LOG
+#   ...                            # at exit: clusters stopped, temp dirs removed, then the
+#                                  # script's owsync_on_exit RC if it defines one
 #
 # Server-side tools (initdb, postgres) refuse root, so when run as root the cluster runs as the
 # `postgres` OS user (created by postgresql-common).  It listens on a unix socket only, in a
@@ -20,16 +24,42 @@ OWSYNC_PKGS=(make gcc postgresql-15 postgresql-server-dev-15 postgresql-15-cron
              libsqlite3-dev sqlite3 python3 libipc-run-perl)
 OWSYNC_WORK=""          # private temp dir of this run (cluster, socket, logs), set by owsync_workdir
 OWSYNC_CLEANUP_DIRS=()  # extra directories removed at exit
+OWSYNC_CHILD=""         # pid of the command owsync_run is waiting for, for the signal traps
 export PG_CONFIG
 
 owsync_step() { printf '\n==== [%s] %s\n' "$(date +%T)" "$*"; }
 owsync_die()  { echo "ERROR: $*" >&2; exit 1; }
 owsync_is_root() { [ "$(id -u)" -eq 0 ]; }
 
-# Run a command as the postgres OS user when we are root, else as ourselves (in the current
-# directory: callers that may sit where postgres cannot enter, e.g. /root, cd first).
-owsync_as_pg() {
-  if owsync_is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+# Prefix that runs a command as the postgres OS user when we are root (else as ourselves), in
+# the current directory: callers that may sit where postgres cannot enter (/root) cd first.
+OWSYNC_AS_PG=()
+if owsync_is_root; then OWSYNC_AS_PG=(runuser -u postgres --); fi
+owsync_as_pg() { "${OWSYNC_AS_PG[@]}" "$@"; }
+
+# owsync_run SECONDS LOG CMD...: run CMD with a time limit, its output shown and saved in LOG;
+# returns CMD's status.  timeout(1) gives CMD a process group of its own, which Ctrl-C or a
+# TERM sent to our group does not reach: so CMD runs in the background and the INT/TERM traps
+# forward a TERM to timeout, which passes it on to CMD's whole group.
+owsync_run() {
+  local secs=$1 log=$2 rc=0 tailpid; shift 2
+  : >"$log"                            # exists before tail starts
+  timeout -k 10 "$secs" "$@" >"$log" 2>&1 </dev/null &
+  OWSYNC_CHILD=$!
+  tail -n +1 -f --pid="$OWSYNC_CHILD" "$log" &
+  tailpid=$!
+  wait "$OWSYNC_CHILD" || rc=$?
+  wait "$tailpid" || true
+  OWSYNC_CHILD=""
+  return "$rc"
+}
+
+owsync_on_signal() {  # $1 = exit status
+  if [ -n "$OWSYNC_CHILD" ]; then
+    kill -TERM "$OWSYNC_CHILD" 2>/dev/null
+    wait "$OWSYNC_CHILD" 2>/dev/null
+  fi
+  exit "$1"
 }
 
 # Give a path to the postgres OS user (no-op when not root: then the server runs as us).
@@ -70,8 +100,8 @@ owsync_workdir() {
   [ -n "$OWSYNC_WORK" ] && return
   OWSYNC_WORK=$(mktemp -d /tmp/owsync.XXXXXX)
   trap 'owsync_cleanup $?' EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  trap 'owsync_on_signal 130' INT
+  trap 'owsync_on_signal 143' TERM
 }
 
 # Shared directory for SQLite fixtures: removed (stale files of an earlier run) and created

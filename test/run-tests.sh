@@ -58,7 +58,7 @@ owsync_cluster_start contrib_regression     # pg_regress's database for PGXS
 installcheck() {  # $1 = label, $2 = diffs file, rest = make variable overrides
   local label=$1 diffs=$2 out=$OWSYNC_WORK/installcheck.out ok=1 p f; shift 2
   owsync_step "$label"
-  timeout -k 10 1800 make PG_CONFIG="$PG_CONFIG" installcheck "$@" 2>&1 | tee "$out" || ok=0
+  owsync_run 1800 "$out" make PG_CONFIG="$PG_CONFIG" installcheck "$@" || ok=0
   p=$(grep -cE '\.\.\. ok ' "$out" || true)
   f=$(grep -cE '\.\.\. FAILED' "$out" || true)
   if [ "$ok" -eq 0 ]; then
@@ -74,11 +74,12 @@ installcheck() {  # $1 = label, $2 = diffs file, rest = make variable overrides
 # tmp_check/ into TESTDIR.  OWSYNC_SRC is the repository (for test/ and test/gen_openwebui.py),
 # or a copy of its test/ when the postgres user cannot read the checkout (e.g. under /root).
 run_tap() {
-  local tapdir=$OWSYNC_WORK/tap src=$OWSYNC_ROOT pgxs ok=1 f
+  local tapdir=$OWSYNC_WORK/tap src=$OWSYNC_ROOT pgxs ok=1 f t files=()
   owsync_step "TAP tests (prove, as the postgres OS user)"
   pgxs=$("$PG_CONFIG" --pkglibdir)/pgxs
   mkdir -p "$tapdir/t"
   cp "${taps[@]}" "$tapdir/t/"
+  for t in "${taps[@]}"; do files+=("t/${t##*/}"); done    # never "t/": prove wants *.t there
   if [ -n "$(owsync_as_pg find "$OWSYNC_ROOT/test" ! -readable -print -quit 2>&1)" ]; then
     src=$tapdir/src
     mkdir -p "$src"
@@ -86,10 +87,10 @@ run_tap() {
     echo "the postgres user cannot read $OWSYNC_ROOT/test: OWSYNC_SRC=$src (a copy)"
   fi
   owsync_give_to_pg "$tapdir"
-  (cd "$tapdir" && owsync_as_pg timeout -k 10 1800 env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE \
-     PATH="$OWSYNC_PGBIN:$PATH" TESTDIR="$tapdir" OWSYNC_SRC="$src" OWSYNC_TEST_DIR="$OWSYNC_TEST_DIR" \
-     PG_REGRESS="$pgxs/src/test/regress/pg_regress" \
-     prove -I "$pgxs/src/test/perl" t/*.pl) 2>&1 | tee "$OWSYNC_WORK/prove.out" || ok=0
+  owsync_run 1800 "$OWSYNC_WORK/prove.out" "${OWSYNC_AS_PG[@]}" env -C "$tapdir" \
+    -u PGHOST -u PGPORT -u PGUSER PATH="$OWSYNC_PGBIN:$PATH" TESTDIR="$tapdir" \
+    PG_REGRESS="$pgxs/src/test/regress/pg_regress" OWSYNC_SRC="$src" \
+    prove -I "$pgxs/src/test/perl" "${files[@]}" || ok=0
   f=$(grep -cE '^t/.*\(Wstat' "$OWSYNC_WORK/prove.out" || true)   # one line per failed file
   if [ "$ok" -eq 0 ]; then
     [ "$f" -eq 0 ] && f=${#taps[@]}           # prove died without a summary: count all
