@@ -14,7 +14,7 @@ CREATE EXTENSION owsync_fdw;
 \! sqlite3 /tmp/owsync_regress/security/allowed/data.db "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL); INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three');"
 \! sqlite3 /tmp/owsync_regress/security/allowed/wal.db "PRAGMA journal_mode = WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL); INSERT INTO t VALUES (1, 'wal');" >/dev/null
 \! sqlite3 /tmp/owsync_regress/security/outside/secret.db "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL); INSERT INTO t VALUES (1, 'secret');"
-\! cd /tmp/owsync_regress/security && cp allowed/data.db allowed2/x.db && cp allowed/data.db allowed/swap.db && ln -s /tmp/owsync_regress/security/outside/secret.db allowed/escape.db && ln -s ../allowed/data.db allowed2/back.db && ln -s /tmp/owsync_regress/security/allowed/missing.db allowed/dangling.db && chmod 666 allowed/*.db allowed2/*.db outside/*.db && touch -d @981173106 allowed/data.db allowed/wal.db
+\! cd /tmp/owsync_regress/security && cp allowed/data.db allowed2/x.db && cp allowed/data.db allowed/swap.db && ln -s /tmp/owsync_regress/security/outside/secret.db allowed/escape.db && chmod 666 allowed/*.db allowed2/*.db outside/*.db && ln -s ../allowed/data.db allowed2/back.db && ln -s /tmp/owsync_regress/security/allowed/missing.db allowed/dangling.db && touch -d @981173106 allowed/data.db allowed/wal.db
 -- a symbolic link inside allowed/ to a file of the data directory
 SELECT current_setting('data_directory') AS regress_datadir \gset
 \setenv REGRESS_SEC_DATADIR :regress_datadir
@@ -62,8 +62,10 @@ CREATE SERVER regress_sec_srv FOREIGN DATA WRAPPER owsync_fdw
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 
--- with the list set: a path inside works, and a query reads the rows
-SET owsync.allowed_directories = '/tmp/owsync_regress/security/allowed';
+-- with the list set (entries that do not exist are skipped): a path inside
+-- works, and a query reads the rows
+SET owsync.allowed_directories = '/tmp/owsync_regress/security/no_such_dir', '/tmp/owsync_regress/security/allowed';
+SHOW owsync.allowed_directories;
 SET ROLE regress_sec_reader;
 CREATE SERVER regress_sec_srv FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/security/allowed/data.db');
@@ -119,11 +121,14 @@ CREATE SERVER regress_sec_bad FOREIGN DATA WRAPPER owsync_fdw
 \echo :LAST_ERROR_SQLSTATE
 -- a path longer than MAXPGPATH (the message would print all of it)
 DO $$
+DECLARE
+  detail text;
 BEGIN
   EXECUTE format('CREATE SERVER regress_sec_bad FOREIGN DATA WRAPPER owsync_fdw OPTIONS (database %L)',
                  '/tmp/owsync_regress/security/allowed/' || repeat('x', 1100) || '.db');
 EXCEPTION WHEN OTHERS THEN
-  RAISE NOTICE 'refused: %', SQLSTATE;
+  GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+  RAISE NOTICE 'refused: % (%)', SQLSTATE, detail;
 END $$;
 -- the data directory is refused even when listed, through a link too
 RESET ROLE;
@@ -254,7 +259,7 @@ CREATE FOREIGN TABLE regress_security.bad (id bigint) SERVER regress_sec_srv
   OPTIONS (tabel 't');
 \echo :LAST_ERROR_SQLSTATE
 CREATE FOREIGN TABLE regress_security.bad (id bigint) SERVER regress_sec_srv
-  OPTIONS (database '/tmp/owsync_regress/security/outside/secret.db');
+  OPTIONS (filename '/tmp/owsync_regress/security/outside/secret.db');
 \echo :LAST_ERROR_SQLSTATE
 CREATE FOREIGN TABLE regress_security.bad (id bigint) SERVER regress_sec_srv
   OPTIONS (table '');

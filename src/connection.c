@@ -12,17 +12,35 @@
  * an open read transaction does hold back checkpoints, so it must not outlive
  * the PostgreSQL transaction).
  *
- * Connections are opened read-only and hardened: no URI parsing, no final
- * symlink, defensive mode, no extension loading, untrusted schema, and an
- * authorizer that refuses ATTACH and every write.  A connection is dropped
- * when its server's options change and reopened when the file at the path
- * was replaced (different device/inode) between transactions.
+ * Connections are opened read-only and hardened: the user's path is never
+ * parsed as a URI, no final symlink, defensive mode, no extension loading,
+ * untrusted schema, and an authorizer that refuses ATTACH and every write.
+ * The path rules are applied again at the start of every transaction (the
+ * GUC or a symlink may have changed); a connection is dropped when its
+ * server's options change and reopened when the file at the path was
+ * replaced (different device/inode).
+ *
+ * Reading must never create files that could stop Open WebUI from writing.
+ * A read-only handle on a WAL database creates the -wal and -shm files when
+ * they are missing (Open WebUI stopped), owned by the PostgreSQL user, and
+ * leaves them behind; a writer running as another user then fails with
+ * "attempt to write a readonly database".  So when a WAL database has no
+ * -shm file:
+ *	- with no (or an empty) -wal the main file holds every committed page:
+ *	  it is opened immutable (no locks, no files created), for one
+ *	  transaction only, and at commit the file must still be the one read
+ *	  (device, inode, size, mtime); a writer that started and checkpointed
+ *	  meanwhile makes the transaction fail with a serialization error;
+ *	- with a non-empty -wal (a writer crashed) reading needs recovery, which
+ *	  creates files: refused with a hint.
  *
  *-------------------------------------------------------------------------
  */
 #include "owsync_fdw.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "access/xact.h"
 #include "miscadmin.h"
@@ -39,7 +57,8 @@ static HTAB *ConnectionHash = NULL;
 
 static void owsync_xact_callback(XactEvent event, void *arg);
 static void owsync_inval_callback(Datum arg, int cacheid, uint32 hashvalue);
-static void owsync_open(OwsyncConn *conn, ForeignServer *server);
+static void owsync_open(OwsyncConn *conn, ForeignServer *server, OwsyncServerOpts *opts,
+						const char *real);
 static void owsync_close(OwsyncConn *conn);
 static void owsync_begin_snapshot(OwsyncConn *conn);
 static bool owsync_file_replaced(OwsyncConn *conn);
@@ -211,6 +230,8 @@ OwsyncConn *
 owsync_get_connection(ForeignServer *server)
 {
 	OwsyncConn *conn;
+	OwsyncServerOpts opts;
+	char	   *real = NULL;
 	bool		found;
 
 	if (ConnectionHash == NULL)
@@ -233,21 +254,36 @@ owsync_get_connection(ForeignServer *server)
 													   ObjectIdGetDatum(server->serverid));
 	}
 
-	/* Between transactions: drop a handle whose options or file changed. */
-	if (conn->db != NULL && !conn->xact_open &&
-		(conn->invalidated || owsync_file_replaced(conn)))
+	if (conn->xact_open)
+		return conn;			/* same transaction: same snapshot */
+
+	/*
+	 * A new transaction: apply the path rules again, and drop a handle whose
+	 * options, resolved path or file changed, or that was opened immutable.
+	 */
+	owsync_get_server_opts(server, &opts);
+	PG_TRY();
+	{
+		real = owsync_resolve_path(opts.database, server->servername);
+	}
+	PG_CATCH();
+	{
+		owsync_close(conn);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (conn->db != NULL &&
+		(conn->invalidated || conn->immutable || strcmp(real, conn->realpath) != 0 ||
+		 owsync_file_replaced(conn)))
 		owsync_close(conn);
 
 	if (conn->db == NULL)
-		owsync_open(conn, server);
-
-	if (!conn->xact_open)
-		owsync_begin_snapshot(conn);
-
+		owsync_open(conn, server, &opts, real);
+	owsync_begin_snapshot(conn);
 	return conn;
 }
 
-/* Has the file at the configured path been replaced since we opened it? */
+/* Has the file at the path been replaced (or, for immutable reads, changed)? */
 static bool
 owsync_file_replaced(OwsyncConn *conn)
 {
@@ -255,28 +291,87 @@ owsync_file_replaced(OwsyncConn *conn)
 
 	if (stat(conn->realpath, &st) != 0)
 		return true;			/* gone or unreadable: reopen reports why */
-	return st.st_dev != conn->st_dev || st.st_ino != conn->st_ino;
+	return st.st_dev != conn->st.st_dev || st.st_ino != conn->st.st_ino ||
+		(conn->immutable &&
+		 (st.st_size != conn->st.st_size ||
+		  st.st_mtim.tv_sec != conn->st.st_mtim.tv_sec ||
+		  st.st_mtim.tv_nsec != conn->st.st_mtim.tv_nsec));
+}
+
+/*
+ * Must this file be opened immutable (see the file header)?  True for a
+ * WAL database without a -shm file.
+ */
+static bool
+needs_immutable_open(const char *servername, const char *real)
+{
+	unsigned char header[20];
+	struct stat st;
+	char	   *shm = psprintf("%s-shm", real);
+	char	   *wal = psprintf("%s-wal", real);
+	int			fd;
+	bool		walmode;
+
+	fd = open(real, O_RDONLY | O_NOFOLLOW | PG_BINARY);
+	if (fd < 0)
+		return false;			/* sqlite3_open_v2 reports the error */
+	/* header bytes 18 and 19 are the file format versions: 2 means WAL */
+	walmode = read(fd, header, sizeof(header)) == sizeof(header) &&
+		header[18] == 2 && header[19] == 2;
+	close(fd);
+
+	if (!walmode || stat(shm, &st) == 0)
+		return false;
+	if (stat(wal, &st) == 0 && st.st_size > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("SQLite file of server \"%s\" needs WAL recovery", servername),
+				 errdetail("\"%s\" holds %lld bytes of write-ahead log, but no process has the database open (there is no -shm file); reading it would create files in the client's directory.",
+						   wal, (long long) st.st_size),
+				 errhint("Start the Open WebUI deployment once (or open the file with sqlite3 as its owner), then retry.")));
+	return true;
+}
+
+/*
+ * The URI of an immutable open, built here, never from user text: every
+ * byte outside [A-Za-z0-9/._-] is percent-encoded.
+ */
+static char *
+immutable_uri(const char *real)
+{
+	StringInfoData buf;
+	const unsigned char *p;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "file:");
+	for (p = (const unsigned char *) real; *p; p++)
+	{
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			(*p >= '0' && *p <= '9') || *p == '/' || *p == '.' || *p == '_' || *p == '-')
+			appendStringInfoChar(&buf, *p);
+		else
+			appendStringInfo(&buf, "%%%02X", *p);
+	}
+	appendStringInfoString(&buf, "?immutable=1");
+	return buf.data;
 }
 
 static void
-owsync_open(OwsyncConn *conn, ForeignServer *server)
+owsync_open(OwsyncConn *conn, ForeignServer *server, OwsyncServerOpts *opts,
+			const char *real)
 {
-	OwsyncServerOpts opts;
-	char	   *real;
 	sqlite3    *db = NULL;
 	struct stat st;
+	int			flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX;
+	const char *target = real;
 	int			rc;
-
-	owsync_get_server_opts(server, &opts);
-	/* rules are re-applied at every open: symlinks and the GUC may change */
-	real = owsync_resolve_path(opts.database, server->servername);
 
 	if (conn->servername == NULL)
 		conn->servername = MemoryContextStrdup(TopMemoryContext, server->servername);
 	if (conn->realpath)
 		pfree(conn->realpath);
 	conn->realpath = MemoryContextStrdup(TopMemoryContext, real);
-	conn->busy_timeout_ms = opts.busy_timeout_ms;
+	conn->busy_timeout_ms = opts->busy_timeout_ms;
 	conn->invalidated = false;
 
 	if (stat(real, &st) != 0)
@@ -290,13 +385,15 @@ owsync_open(OwsyncConn *conn, ForeignServer *server)
 				 errmsg("SQLite file of server \"%s\" is not a regular file", server->servername),
 				 errdetail("Path \"%s\".", real)));
 
-	/*
-	 * Open the resolved path: read-only, no URI parsing (SQLITE_OPEN_URI is
-	 * not passed), and refuse a symlink swapped in after resolution.
-	 */
-	rc = sqlite3_open_v2(real, &db,
-						 SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX,
-						 NULL);
+	conn->immutable = needs_immutable_open(server->servername, real);
+	if (conn->immutable)
+	{
+		target = immutable_uri(real);
+		flags |= SQLITE_OPEN_URI;
+	}
+
+	/* read-only, and refuse a symlink swapped in after the path was resolved */
+	rc = sqlite3_open_v2(target, &db, flags, NULL);
 	conn->db = db;
 	if (rc != SQLITE_OK)
 	{
@@ -326,8 +423,7 @@ owsync_open(OwsyncConn *conn, ForeignServer *server)
 	sqlite3_progress_handler(db, OWSYNC_PROGRESS_OPS, owsync_progress_handler, NULL);
 	sqlite3_set_authorizer(db, owsync_authorizer, NULL);
 
-	conn->st_dev = st.st_dev;
-	conn->st_ino = st.st_ino;
+	conn->st = st;
 }
 
 static void
@@ -429,6 +525,26 @@ owsync_xact_callback(XactEvent event, void *arg)
 	HASH_SEQ_STATUS scan;
 	OwsyncConn *conn;
 
+	if (event == XACT_EVENT_PRE_COMMIT)
+	{
+		/* an immutable read is only good if nobody wrote the file meanwhile */
+		hash_seq_init(&scan, ConnectionHash);
+		while ((conn = (OwsyncConn *) hash_seq_search(&scan)) != NULL)
+		{
+			if (conn->db != NULL && conn->xact_open && conn->immutable &&
+				owsync_file_replaced(conn))
+			{
+				hash_seq_term(&scan);
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("SQLite file of server \"%s\" changed while it was read", conn->servername),
+						 errdetail("\"%s\" had no running writer when the transaction read it, and was written before the transaction ended.",
+								   conn->realpath),
+						 errhint("Retry the transaction.")));
+			}
+		}
+		return;
+	}
 	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
 		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT)
 		return;

@@ -268,10 +268,11 @@ static void
 check_json(const OwsyncColumn *col, const OwsyncRowRef *ref, char *s, int len,
 		   bool with_escapes)
 {
-	JsonLexContext *lex = makeJsonLexContextCstringLen(s, len, GetDatabaseEncoding(),
-													   with_escapes);
-	JsonParseErrorType err = pg_parse_json(lex, &nullSemAction);
+	JsonLexContext *lex;
+	JsonParseErrorType err;
 
+	lex = makeJsonLexContextCstringLen(s, len, GetDatabaseEncoding(), with_escapes);
+	err = pg_parse_json(lex, &nullSemAction);
 	if (err == JSON_SUCCESS)
 		return;
 	if (err == JSON_UNICODE_CODE_POINT_ZERO || err == JSON_UNICODE_HIGH_SURROGATE ||
@@ -443,6 +444,15 @@ convert_text(OwsyncColumn *col, const OwsyncRowRef *ref, const char *raw, int le
 		col->kind == OWK_BOOL || col->kind == OWK_FLOAT8 || col->kind == OWK_FLOAT4 ||
 		col->kind == OWK_BYTEA)
 		bad_class(col, ref, SQLITE_TEXT);
+
+	/*
+	 * The hot path (Open WebUI's JSON blobs): the fast check proves UTF-8,
+	 * no NUL and valid json in one pass.  Anything it does not prove takes
+	 * the full path below, which decides and explains.
+	 */
+	if (col->kind == OWK_JSON && GetDatabaseEncoding() == PG_UTF8 &&
+		owsync_json_valid_fast(raw, len))
+		return PointerGetDatum(cstring_to_text_with_len(raw, len));
 
 	s = checked_text(col, ref, raw, len);
 	if (s != raw)

@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include "access/tupdesc.h"
 #include "fmgr.h"
@@ -58,8 +59,9 @@ typedef struct OwsyncConn
 	char	   *servername;		/* in TopMemoryContext */
 	char	   *realpath;		/* resolved file the handle was opened on */
 	sqlite3    *db;				/* NULL when closed */
-	dev_t		st_dev;			/* identity of the opened file, to notice */
-	ino_t		st_ino;			/* a file replaced at the same path */
+	struct stat st;				/* the file when opened: to notice a file
+								 * replaced at the same path */
+	bool		immutable;		/* opened immutable (WAL file, no writer) */
 	int			busy_timeout_ms;
 	bool		xact_open;		/* a SQLite read transaction is open */
 	bool		invalidated;	/* server options changed: reopen */
@@ -130,6 +132,13 @@ extern Datum owsync_convert_value(OwsyncColumn *col, sqlite3_stmt *stmt, int idx
 extern char *owsync_describe_key(const OwsyncRowRef *ref);
 extern void owsync_bind_datum(OwsyncConn *conn, sqlite3_stmt *stmt, int idx,
 							  Datum value, Oid typid, bool isnull);
+
+/* ------------------------------------------------------------------------
+ * json_valid.c: a fast check for valid json input
+ * ------------------------------------------------------------------------
+ */
+
+extern bool owsync_json_valid_fast(const char *s, size_t len);
 
 /* ------------------------------------------------------------------------
  * deparse.c: SQL generation and WHERE pushdown
