@@ -1,0 +1,60 @@
+--
+-- Reading a WAL database whose writer (Open WebUI) is stopped must not create
+-- -wal/-shm files in the client's directory: owned by PostgreSQL's user they
+-- would stop a writer running as another user.  Such a file is read without
+-- locks, and the transaction fails (retry) if a writer changed it meanwhile.
+--
+CREATE EXTENSION owsync_fdw;
+\! rm -rf /tmp/owsync_regress/stopped && mkdir -p /tmp/owsync_regress/stopped && cd /tmp/owsync_regress/stopped && sqlite3 w.db "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'one');" >/dev/null && chmod -R a+rwX . && ls
+SET owsync.allowed_directories = '/tmp/owsync_regress/stopped';
+CREATE SERVER regress_stopped FOREIGN DATA WRAPPER owsync_fdw
+  OPTIONS (database '/tmp/owsync_regress/stopped/w.db');
+CREATE FOREIGN TABLE regress_stopped_t (id bigint OPTIONS (key 'true'), v text)
+  SERVER regress_stopped OPTIONS (table 't');
+
+-- no writer: the rows are read and no file appears
+SELECT * FROM regress_stopped_t;
+\! ls /tmp/owsync_regress/stopped
+
+-- a writer starts, commits and checkpoints into the main file while a
+-- transaction is reading it: the transaction cannot commit what it read
+BEGIN;
+SELECT count(*) FROM regress_stopped_t;
+\! sqlite3 /tmp/owsync_regress/stopped/w.db "INSERT INTO t VALUES (2, 'two'); PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
+SELECT count(*) FROM regress_stopped_t;
+COMMIT;
+\echo :LAST_ERROR_SQLSTATE
+-- the retry sees the writer's row
+SELECT * FROM regress_stopped_t ORDER BY id;
+
+-- while a writer has the file open (its -shm exists) reads take a normal
+-- WAL snapshot: the writer's later commit neither shows nor fails the reader
+\! cd /tmp/owsync_regress/stopped && (echo "INSERT INTO t VALUES (3, 'three');"; sleep 4; echo "INSERT INTO t VALUES (4, 'four');") | sqlite3 w.db >/dev/null 2>&1 & sleep 2
+BEGIN;
+SELECT count(*) FROM regress_stopped_t;
+SELECT pg_sleep(5);
+SELECT count(*) FROM regress_stopped_t;
+COMMIT;
+\! sleep 1
+SELECT count(*) FROM regress_stopped_t;
+\! ls /tmp/owsync_regress/stopped
+
+-- a writer that died with commits only in its -wal, and the -shm gone (a
+-- copied deployment): reading needs recovery, which would create files
+\! cd /tmp/owsync_regress/stopped && sqlite3 crash.db "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'one');" >/dev/null && chmod a+rw crash.db
+\! cd /tmp/owsync_regress/stopped && (echo "PRAGMA wal_autocheckpoint=0; INSERT INTO t VALUES (2, 'two');"; sleep 30) | sqlite3 crash.db >/dev/null 2>&1 & echo $! > /tmp/owsync_regress/stopped.pid; sleep 1; kill -9 $(cat /tmp/owsync_regress/stopped.pid); rm -f /tmp/owsync_regress/stopped.pid /tmp/owsync_regress/stopped/crash.db-shm; ls /tmp/owsync_regress/stopped/crash.db*
+CREATE SERVER regress_crash FOREIGN DATA WRAPPER owsync_fdw
+  OPTIONS (database '/tmp/owsync_regress/stopped/crash.db');
+CREATE FOREIGN TABLE regress_crash_t (id bigint OPTIONS (key 'true'), v text)
+  SERVER regress_crash OPTIONS (table 't');
+SELECT count(*) FROM regress_crash_t;
+\echo :LAST_ERROR_SQLSTATE
+\! ls /tmp/owsync_regress/stopped/crash.db*
+-- once its owner opened it (recovery), the committed row is there
+\! cd /tmp/owsync_regress/stopped && sqlite3 crash.db "SELECT count(*) FROM t;"
+SELECT * FROM regress_crash_t ORDER BY id;
+
+DROP SERVER regress_crash CASCADE;
+DROP SERVER regress_stopped CASCADE;
+DROP EXTENSION owsync_fdw;
+\! rm -rf /tmp/owsync_regress/stopped
