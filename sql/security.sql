@@ -327,6 +327,17 @@ ANALYZE regress_security.wal;
 \! psql -X -q -d contrib_regression -c "SET owsync.allowed_directories = '/tmp/owsync_regress/security/allowed'" -c 'SELECT count(*) FROM regress_security.t' -c 'SELECT count(*) FROM regress_security.wal' -c 'ANALYZE regress_security.t'
 \! cd /tmp/owsync_regress/security && md5sum --check --status before.md5 && stat -c '%n %Y %y %s' allowed/data.db allowed/wal.db | cmp -s - before.stat && echo unchanged || echo CHANGED
 
+--
+-- Narrowing owsync.allowed_directories binds a backend that already has the
+-- file open, from its next transaction on
+--
+SELECT count(*) FROM regress_security.t;
+SET owsync.allowed_directories = '/tmp/owsync_regress/security/allowed2';
+SELECT count(*) FROM regress_security.t;
+\echo :LAST_ERROR_SQLSTATE
+SET owsync.allowed_directories = '/tmp/owsync_regress/security/allowed';
+SELECT count(*) FROM regress_security.t;
+
 -- Clean up
 DROP SCHEMA regress_security_import CASCADE;
 DROP SCHEMA regress_security CASCADE;
