@@ -106,6 +106,9 @@ owsync_init_column(OwsyncColumn *col, AttrNumber attnum, const char *name,
 	col->typid = typid;
 	col->typmod = typmod;
 	col->kind = owsync_kind_for_type(typid);
+	col->buf = NULL;
+	col->bufsize = 0;
+	col->bufcxt = CurrentMemoryContext;
 	if (col->kind == OWK_NUMERIC || col->kind == OWK_JSONB || col->kind == OWK_DATE ||
 		col->kind == OWK_TIMESTAMP || col->kind == OWK_OTHER)
 	{
@@ -114,6 +117,34 @@ owsync_init_column(OwsyncColumn *col, AttrNumber attnum, const char *name,
 		getTypeInputInfo(typid, &infunc, &col->ioparam);
 		fmgr_info(infunc, &col->input);
 	}
+}
+
+/*
+ * A varlena (text, json, bytea) holding the current row's value.  It lives
+ * in the column's buffer, which only grows: a slot's values are only valid
+ * until the next row is fetched, so the buffer is simply reused, with no
+ * allocation (and for large values no malloc, free and page faults) per row.
+ */
+static Datum
+varlena_value(OwsyncColumn *col, const void *data, int len)
+{
+	Size		need = (Size) len + VARHDRSZ;
+	struct varlena *v;
+
+	if (need > col->bufsize)
+	{
+		Size		size = Max(need, Max(col->bufsize * 2, 1024));
+
+		if (col->buf)
+			pfree(col->buf);
+		col->buf = MemoryContextAllocHuge(col->bufcxt, size);
+		col->bufsize = size;
+	}
+	v = (struct varlena *) col->buf;
+	SET_VARSIZE(v, need);
+	if (len > 0)
+		memcpy(VARDATA(v), data, len);
+	return PointerGetDatum(v);
 }
 
 /*
@@ -452,7 +483,7 @@ convert_text(OwsyncColumn *col, const OwsyncRowRef *ref, const char *raw, int le
 	 */
 	if (col->kind == OWK_JSON && GetDatabaseEncoding() == PG_UTF8 &&
 		owsync_json_valid_fast(raw, len))
-		return PointerGetDatum(cstring_to_text_with_len(raw, len));
+		return varlena_value(col, raw, len);
 
 	s = checked_text(col, ref, raw, len);
 	if (s != raw)
@@ -467,10 +498,10 @@ convert_text(OwsyncColumn *col, const OwsyncRowRef *ref, const char *raw, int le
 						  psprintf("Text of %d characters does not fit in %s.",
 								   pg_mbstrlen_with_len(s, len),
 								   format_type_with_typemod(col->typid, col->typmod)));
-			return PointerGetDatum(cstring_to_text_with_len(s, len));
+			return varlena_value(col, s, len);
 		case OWK_JSON:
 			check_json(col, ref, (char *) s, len, false);
-			return PointerGetDatum(cstring_to_text_with_len(s, len));
+			return varlena_value(col, s, len);
 		case OWK_JSONB:
 			check_json(col, ref, (char *) s, len, true);
 			return input_value(col, ref, (char *) s);
@@ -495,8 +526,10 @@ convert_text(OwsyncColumn *col, const OwsyncRowRef *ref, const char *raw, int le
 }
 
 /*
- * Convert result column idx of the current row.  Allocates in the current
- * memory context (the scan's per-row context).
+ * Convert result column idx of the current row.  text, json and bytea
+ * values live in the column's buffer, anything else is allocated in the
+ * current memory context (the scan's per-row context); both are valid until
+ * the next row.
  */
 Datum
 owsync_convert_value(OwsyncColumn *col, sqlite3_stmt *stmt, int idx,
@@ -524,16 +557,10 @@ owsync_convert_value(OwsyncColumn *col, sqlite3_stmt *stmt, int idx,
 		default:				/* SQLITE_BLOB */
 			{
 				const void *p = sqlite3_column_blob(stmt, idx);
-				int			len = sqlite3_column_bytes(stmt, idx);
-				bytea	   *b;
 
 				if (col->kind != OWK_BYTEA)
 					bad_class(col, ref, SQLITE_BLOB);
-				b = (bytea *) palloc(len + VARHDRSZ);
-				SET_VARSIZE(b, len + VARHDRSZ);
-				if (len > 0)
-					memcpy(VARDATA(b), p, len);
-				return PointerGetDatum(b);
+				return varlena_value(col, p, sqlite3_column_bytes(stmt, idx));
 			}
 	}
 }

@@ -111,6 +111,9 @@ typedef struct OwsyncColumn
 	OwsyncKind	kind;
 	FmgrInfo	input;			/* input function, for kinds that parse text */
 	Oid			ioparam;
+	char	   *buf;			/* the current row's text/json/bytea value: */
+	Size		bufsize;		/* grow-only, reused row after row */
+	MemoryContext bufcxt;		/* where buf lives: the scan's context */
 } OwsyncColumn;
 
 /* What an error message needs to name the row being read. */
