@@ -17,14 +17,20 @@ SELECT * FROM regress_stopped_t;
 \! ls /tmp/owsync_regress/stopped
 
 -- a writer starts, commits and checkpoints into the main file while a
--- transaction is reading it: the transaction cannot commit what it read
+-- transaction is reading it: the transaction's next read fails ...
 BEGIN;
 SELECT count(*) FROM regress_stopped_t;
 \! sqlite3 /tmp/owsync_regress/stopped/w.db "INSERT INTO t VALUES (2, 'two'); PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
 SELECT count(*) FROM regress_stopped_t;
+\echo :LAST_ERROR_SQLSTATE
+COMMIT;
+-- ... and so does its commit when it read nothing after the change
+BEGIN;
+SELECT count(*) FROM regress_stopped_t;
+\! sqlite3 /tmp/owsync_regress/stopped/w.db "UPDATE t SET v = 'uno' WHERE id = 1; PRAGMA wal_checkpoint(TRUNCATE);" >/dev/null
 COMMIT;
 \echo :LAST_ERROR_SQLSTATE
--- the retry sees the writer's row
+-- the retry sees the writer's changes
 SELECT * FROM regress_stopped_t ORDER BY id;
 
 -- while a writer has the file open (its -shm exists) reads take a normal

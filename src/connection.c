@@ -113,9 +113,9 @@ owsync_authorizer(void *arg, int action, const char *a1, const char *a2,
 
 /*
  * Busy handler: wait on a locked file up to busy_timeout, sleeping in short
- * steps, and give up at once when a cancel or statement_timeout is pending
- * (the caller then runs CHECK_FOR_INTERRUPTS).  It must not ereport: it runs
- * inside SQLite.
+ * steps, and give up at once when a cancel (or statement_timeout) or
+ * termination is pending (the caller then runs CHECK_FOR_INTERRUPTS).  It
+ * must not ereport: it runs inside SQLite.
  */
 static int
 owsync_busy_handler(void *arg, int count)
@@ -127,7 +127,7 @@ owsync_busy_handler(void *arg, int count)
 
 	if (count == 0)
 		conn->busy_started_us = now;
-	if (InterruptPending)
+	if (QueryCancelPending || ProcDiePending)
 		return 0;
 	waited = now - conn->busy_started_us;
 	if (waited >= (int64) conn->busy_timeout_ms * 1000)
@@ -138,11 +138,16 @@ owsync_busy_handler(void *arg, int count)
 	return 1;
 }
 
-/* Progress handler: interrupt a long SQLite statement when a cancel is pending. */
+/*
+ * Progress handler: interrupt a long SQLite statement when a cancel (or
+ * statement_timeout) or termination is pending.  Other interrupts (signal
+ * barriers, memory context logging, connection checks) must not abort it:
+ * an interrupted statement cannot be resumed, so they wait for the next row.
+ */
 static int
 owsync_progress_handler(void *arg)
 {
-	return InterruptPending ? 1 : 0;
+	return (QueryCancelPending || ProcDiePending) ? 1 : 0;
 }
 
 /*
@@ -255,7 +260,10 @@ owsync_get_connection(ForeignServer *server)
 	}
 
 	if (conn->xact_open)
+	{
+		owsync_check_unchanged(conn);
 		return conn;			/* same transaction: same snapshot */
+	}
 
 	/*
 	 * A new transaction: apply the path rules again, and drop a handle whose
@@ -296,6 +304,23 @@ owsync_file_replaced(OwsyncConn *conn)
 		 (st.st_size != conn->st.st_size ||
 		  st.st_mtim.tv_sec != conn->st.st_mtim.tv_sec ||
 		  st.st_mtim.tv_nsec != conn->st.st_mtim.tv_nsec));
+}
+
+/*
+ * An immutable read is only good while nobody writes the file: checked when
+ * a scan starts and ends and before the transaction commits, so that a read
+ * overtaken by a writer ends in an error, never in a result.
+ */
+void
+owsync_check_unchanged(OwsyncConn *conn)
+{
+	if (conn->db != NULL && conn->xact_open && conn->immutable && owsync_file_replaced(conn))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("SQLite file of server \"%s\" changed while it was read", conn->servername),
+				 errdetail("\"%s\" had no running writer when the transaction first read it, and was written since.",
+						   conn->realpath),
+				 errhint("Retry the transaction.")));
 }
 
 /*
@@ -525,27 +550,27 @@ owsync_xact_callback(XactEvent event, void *arg)
 	HASH_SEQ_STATUS scan;
 	OwsyncConn *conn;
 
-	if (event == XACT_EVENT_PRE_COMMIT)
+	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PRE_PREPARE)
 	{
-		/* an immutable read is only good if nobody wrote the file meanwhile */
 		hash_seq_init(&scan, ConnectionHash);
 		while ((conn = (OwsyncConn *) hash_seq_search(&scan)) != NULL)
 		{
-			if (conn->db != NULL && conn->xact_open && conn->immutable &&
-				owsync_file_replaced(conn))
+			PG_TRY();
+			{
+				owsync_check_unchanged(conn);
+			}
+			PG_CATCH();
 			{
 				hash_seq_term(&scan);
-				ereport(ERROR,
-						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-						 errmsg("SQLite file of server \"%s\" changed while it was read", conn->servername),
-						 errdetail("\"%s\" had no running writer when the transaction read it, and was written before the transaction ended.",
-								   conn->realpath),
-						 errhint("Retry the transaction.")));
+				PG_RE_THROW();
 			}
+			PG_END_TRY();
 		}
 		return;
 	}
+	/* a prepared transaction ends the session's snapshot like a commit */
 	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PREPARE &&
 		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT)
 		return;
 

@@ -137,7 +137,10 @@ static bool
 reader_next(OwsyncReader *r)
 {
 	CHECK_FOR_INTERRUPTS();
-	return owsync_step(r->conn, r->stmt, r->what) == SQLITE_ROW;
+	if (owsync_step(r->conn, r->stmt, r->what) == SQLITE_ROW)
+		return true;
+	owsync_check_unchanged(r->conn);
+	return false;
 }
 
 /*
@@ -201,10 +204,53 @@ load_columns(Relation rel, char ***colnames, bool **iskey)
  */
 
 /*
- * Declared types of the SQLite columns (for affinities) and a row count
- * that costs O(log n): max(rowid).  Deletes leave gaps, so it can only
- * overestimate; ANALYZE gives the real figure.
+ * A row count that costs O(log n): max(rowid) of a table (deletes leave gaps,
+ * so it can only overestimate; ANALYZE gives the real figure).  Views and
+ * tables without rowid get a default: max(rowid) of a view would run it.
  */
+static double
+estimate_rows(OwsyncConn *conn, const char *table)
+{
+	sqlite3_stmt *stmt;
+	bool		is_table = false;
+	double		rows = OWSYNC_DEFAULT_ROWS;
+	StringInfoData sql;
+
+	stmt = owsync_prepare(conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE");
+	PG_TRY();
+	{
+		if (sqlite3_bind_text(stmt, 1, table, -1, SQLITE_STATIC) != SQLITE_OK)
+			owsync_sqlite_error(conn, SQLITE_MISUSE, "bind a table name");
+		is_table = owsync_step(conn, stmt, "look up the table") == SQLITE_ROW;
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(stmt);
+	}
+	PG_END_TRY();
+	if (!is_table)
+		return rows;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT max(rowid) FROM ");
+	owsync_quote_ident(&sql, table);
+	/* a WITHOUT ROWID table fails to prepare: keep the default */
+	if (sqlite3_prepare_v2(conn->db, sql.data, -1, &stmt, NULL) != SQLITE_OK)
+		return rows;
+	PG_TRY();
+	{
+		if (owsync_step(conn, stmt, "estimate the table's size") == SQLITE_ROW)
+			rows = (double) sqlite3_column_int64(stmt, 0);	/* NULL (empty): 0 */
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(stmt);
+	}
+	PG_END_TRY();
+	return rows;
+}
+
+/* Declared types of the SQLite columns (for affinities), and the row estimate. */
 static double
 inspect_sqlite_table(OwsyncRelInfo *info, bool need_rows)
 {
@@ -239,29 +285,7 @@ inspect_sqlite_table(OwsyncRelInfo *info, bool need_rows)
 	PG_END_TRY();
 
 	if (need_rows)
-	{
-		StringInfoData sql;
-
-		initStringInfo(&sql);
-		appendStringInfoString(&sql, "SELECT max(rowid) FROM ");
-		owsync_quote_ident(&sql, info->sqlite_table);
-		/* no rowid (a view, WITHOUT ROWID): fall back to a default */
-		if (sqlite3_prepare_v2(conn->db, sql.data, -1, &stmt, NULL) == SQLITE_OK)
-		{
-			PG_TRY();
-			{
-				if (owsync_step(conn, stmt, "estimate the table's size") == SQLITE_ROW)
-					rows = (double) sqlite3_column_int64(stmt, 0);
-			}
-			PG_FINALLY();
-			{
-				sqlite3_finalize(stmt);
-			}
-			PG_END_TRY();
-		}
-		else
-			rows = OWSYNC_DEFAULT_ROWS;
-	}
+		rows = estimate_rows(conn, info->sqlite_table);
 	return rows;
 }
 
@@ -444,7 +468,11 @@ owsyncEndForeignScan(ForeignScanState *node)
 	OwsyncScanState *st = (OwsyncScanState *) node->fdw_state;
 
 	if (st)
+	{
 		reader_close(&st->reader);
+		/* a scan that stopped early (LIMIT) is checked like one that ended */
+		owsync_check_unchanged(st->reader.conn);
+	}
 }
 
 static void

@@ -76,6 +76,7 @@ extern sqlite3_stmt *owsync_prepare(OwsyncConn *conn, const char *sql);
 extern int	owsync_step(OwsyncConn *conn, sqlite3_stmt *stmt, const char *what);
 extern void owsync_finalize(sqlite3_stmt *stmt);
 extern int	owsync_sqlstate(int rc, const char *message);
+extern void owsync_check_unchanged(OwsyncConn *conn);
 extern void owsync_sqlite_error(OwsyncConn *conn, int rc, const char *what) pg_attribute_noreturn();
 
 /* ------------------------------------------------------------------------

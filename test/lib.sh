@@ -143,6 +143,7 @@ shared_preload_libraries = 'pg_cron'
 cron.database_name = '$cron_db'
 cron.use_background_workers = on
 max_worker_processes = 16
+max_prepared_transactions = 4
 CONF
   owsync_as_pg "$OWSYNC_PGBIN/pg_ctl" -D "$OWSYNC_WORK/data" -l "$OWSYNC_WORK/server.log" \
       -w -t 60 start >/dev/null || owsync_die "server did not start"
