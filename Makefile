@@ -22,3 +22,9 @@ include $(PGXS)
 
 $(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 	cat $^ > $@
+
+# The fast json check has an SSE2 path (x86-64) and a portable one; compile
+# the portable one too, so that a build on other CPUs cannot break unseen.
+check-portable: src/json_valid.c
+	$(CC) $(CFLAGS) $(CPPFLAGS) -U__SSE2__ -mno-sse2 -mno-sse -fsyntax-only -Werror $<
+.PHONY: check-portable

@@ -111,7 +111,7 @@ scan_string(const char *p, const char *end)
 			q = w ^ (ones * '"');
 			b = w ^ (ones * '\\');
 			/* any byte zero in q or b, any byte of w below 0x20 or above 0x7f */
-			if ((((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w) | w) & highs) == 0)
+			if (((((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w) | w) & highs) == 0)
 			{
 				p += 8;
 				continue;

@@ -90,6 +90,9 @@ owsync_build_install() {
   [ -x "$PG_CONFIG" ] || owsync_die "$PG_CONFIG not found (install postgresql-server-dev-15 or set PG_CONFIG)"
   make -C "$OWSYNC_ROOT" -s PG_CONFIG="$PG_CONFIG" clean
   make -C "$OWSYNC_ROOT" PG_CONFIG="$PG_CONFIG"
+  if [ "$(uname -m)" = x86_64 ]; then   # the portable json check, not built on x86-64
+    make -C "$OWSYNC_ROOT" -s PG_CONFIG="$PG_CONFIG" check-portable
+  fi
   make -C "$OWSYNC_ROOT" PG_CONFIG="$PG_CONFIG" install
 }
 
