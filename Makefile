@@ -4,7 +4,7 @@ EXTENSION  = owsync_fdw
 EXTVERSION = 0.1
 MODULE_big = owsync_fdw
 OBJS = src/owsync_fdw.o src/option.o src/connection.o src/deparse.o \
-       src/convert.o src/json_valid.o src/import.o
+       src/convert.o src/json_valid.o src/digest.o src/import.o
 
 # The install script is assembled from src/sql/*.sql (one file per concern).
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
@@ -14,7 +14,7 @@ REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --load-extension=plpgsql
 
 PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wmissing-prototypes -Wpointer-arith
-SHLIB_LINK += -lsqlite3
+SHLIB_LINK += -lsqlite3 -lxxhash
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

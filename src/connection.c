@@ -443,6 +443,11 @@ owsync_open(OwsyncConn *conn, ForeignServer *server, OwsyncServerOpts *opts,
 		owsync_close(conn);
 		elog(ERROR, "could not harden SQLite connection");
 	}
+	if (owsync_register_digest(db) != SQLITE_OK)
+	{
+		owsync_close(conn);
+		elog(ERROR, "could not register owsync_digest() on a SQLite connection");
+	}
 	sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
 	sqlite3_busy_handler(db, owsync_busy_handler, conn);
 	sqlite3_progress_handler(db, OWSYNC_PROGRESS_OPS, owsync_progress_handler, NULL);

@@ -166,7 +166,8 @@ column_accepts(RelOptInfo *rel, Var *var, TypeFamily fam)
 	OwsyncRelInfo *info = (OwsyncRelInfo *) rel->fdw_private;
 	OwsyncAffinity aff;
 
-	if (var->varattno > info->natts || info->colnames[var->varattno - 1] == NULL)
+	if (var->varattno > info->natts || info->colnames[var->varattno - 1] == NULL ||
+		info->isdigest[var->varattno - 1])
 		return false;
 	if (type_family(var->vartype) != fam)
 		return false;
@@ -185,6 +186,7 @@ column_exists(RelOptInfo *rel, Var *var)
 	OwsyncRelInfo *info = (OwsyncRelInfo *) rel->fdw_private;
 
 	return var->varattno <= info->natts && info->colnames[var->varattno - 1] != NULL &&
+		!info->isdigest[var->varattno - 1] &&
 		info->affinity[var->varattno - 1] != OWA_UNKNOWN;
 }
 
@@ -513,10 +515,30 @@ deparse_cond(Expr *expr, DeparseCtx *ctx)
  * columns are too: keys gets one (result index, name) pair per key column,
  * pointing at the fetched column or at one appended for the purpose.
  */
+/* owsync_digest() over every column but the digest columns, in column order */
+static void
+deparse_digest(StringInfo buf, int natts, char **colnames, bool *isdigest)
+{
+	int			i;
+	bool		first = true;
+
+	appendStringInfoString(buf, "owsync_digest(");
+	for (i = 0; i < natts; i++)
+	{
+		if (colnames[i] == NULL || isdigest[i])
+			continue;
+		if (!first)
+			appendStringInfoString(buf, ", ");
+		owsync_quote_ident(buf, colnames[i]);
+		first = false;
+	}
+	appendStringInfoChar(buf, ')');
+}
+
 void
 owsync_deparse_select(StringInfo buf, const char *sqlite_table, int natts,
-					  char **colnames, bool *iskey, Bitmapset *attrs_used,
-					  List **retrieved_attrs, List **keys)
+					  char **colnames, bool *iskey, bool *isdigest,
+					  Bitmapset *attrs_used, List **retrieved_attrs, List **keys)
 {
 	bool		all = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs_used);
 	int		   *position = palloc(sizeof(int) * Max(natts, 1));
@@ -535,13 +557,16 @@ owsync_deparse_select(StringInfo buf, const char *sqlite_table, int natts,
 			continue;
 		if (ncols > 0)
 			appendStringInfoString(buf, ", ");
-		owsync_quote_ident(buf, colnames[i]);
+		if (isdigest[i])
+			deparse_digest(buf, natts, colnames, isdigest);
+		else
+			owsync_quote_ident(buf, colnames[i]);
 		*retrieved_attrs = lappend_int(*retrieved_attrs, i + 1);
 		position[i] = ncols++;
 	}
 	for (i = 0; *retrieved_attrs != NIL && i < natts; i++)
 	{
-		if (colnames[i] == NULL || !iskey[i])
+		if (colnames[i] == NULL || !iskey[i] || isdigest[i])
 			continue;
 		if (position[i] < 0)
 		{

@@ -43,6 +43,7 @@ static const OwsyncOption valid_options[] = {
 	{"table", ForeignTableRelationId},
 	{"column_name", AttributeRelationId},
 	{"key", AttributeRelationId},
+	{"digest", AttributeRelationId},
 };
 
 /* Largest edit distance for which an unknown option gets a suggestion. */
@@ -352,7 +353,7 @@ owsync_fdw_validator(PG_FUNCTION_ARGS)
 		}
 		else if (strcmp(def->defname, "busy_timeout") == 0)
 			(void) parse_busy_timeout(value);
-		else if (strcmp(def->defname, "key") == 0)
+		else if (strcmp(def->defname, "key") == 0 || strcmp(def->defname, "digest") == 0)
 			(void) defGetBoolean(def);
 		else if (value[0] == '\0')	/* table, column_name */
 			ereport(ERROR,
@@ -476,6 +477,18 @@ bool
 owsync_get_column_is_key(Oid relid, AttrNumber attnum)
 {
 	DefElem    *def = find_option(GetForeignColumnOptions(relid, attnum), "key");
+
+	return def ? defGetBoolean(def) : false;
+}
+
+/*
+ * Option "digest": the column is not read from SQLite but computed there,
+ * as owsync_digest() of the table's other columns (digest.c).
+ */
+bool
+owsync_get_column_is_digest(Oid relid, AttrNumber attnum)
+{
+	DefElem    *def = find_option(GetForeignColumnOptions(relid, attnum), "digest");
 
 	return def ? defGetBoolean(def) : false;
 }

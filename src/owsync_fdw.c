@@ -11,6 +11,7 @@
 #include "access/htup_details.h"
 #include "access/sysattr.h"
 #include "access/table.h"
+#include "catalog/pg_type.h"
 #include "commands/explain.h"
 #include "commands/vacuum.h"
 #include "executor/executor.h"
@@ -182,19 +183,28 @@ reader_close(OwsyncReader *r)
  * for dropped columns).
  */
 static void
-load_columns(Relation rel, char ***colnames, bool **iskey)
+load_columns(Relation rel, char ***colnames, bool **iskey, bool **isdigest)
 {
 	TupleDesc	tupdesc = RelationGetDescr(rel);
 	int			i;
 
 	*colnames = palloc0(sizeof(char *) * Max(tupdesc->natts, 1));
 	*iskey = palloc0(sizeof(bool) * Max(tupdesc->natts, 1));
+	*isdigest = palloc0(sizeof(bool) * Max(tupdesc->natts, 1));
 	for (i = 0; i < tupdesc->natts; i++)
 	{
-		if (TupleDescAttr(tupdesc, i)->attisdropped)
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+
+		if (att->attisdropped)
 			continue;
 		(*colnames)[i] = owsync_get_column_name(RelationGetRelid(rel), i + 1);
 		(*iskey)[i] = owsync_get_column_is_key(RelationGetRelid(rel), i + 1);
+		(*isdigest)[i] = owsync_get_column_is_digest(RelationGetRelid(rel), i + 1);
+		if ((*isdigest)[i] && att->atttypid != INT8OID)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+					 errmsg("digest column \"%s\" of foreign table \"%s\" must be of type bigint",
+							NameStr(att->attname), RelationGetRelationName(rel))));
 	}
 }
 
@@ -304,7 +314,7 @@ owsyncGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntable
 
 	rel = table_open(foreigntableid, NoLock);
 	info->natts = RelationGetDescr(rel)->natts;
-	load_columns(rel, &info->colnames, &info->iskey);
+	load_columns(rel, &info->colnames, &info->iskey, &info->isdigest);
 	table_close(rel, NoLock);
 	info->affinity = palloc(sizeof(OwsyncAffinity) * Max(info->natts, 1));
 
@@ -372,7 +382,7 @@ owsyncGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 
 	initStringInfo(&sql);
 	owsync_deparse_select(&sql, info->sqlite_table, info->natts, info->colnames,
-						  info->iskey, info->attrs_used, &retrieved, &keys);
+						  info->iskey, info->isdigest, info->attrs_used, &retrieved, &keys);
 	owsync_deparse_where(&sql, baserel, remote, &params);
 
 	return make_foreignscan(tlist, local, baserel->relid, params,
@@ -499,6 +509,7 @@ owsync_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targro
 	char	   *sqlite_table = owsync_get_table_name(table);
 	char	  **colnames;
 	bool	   *iskey;
+	bool	   *isdigest;
 	List	   *retrieved;
 	List	   *keys;
 	StringInfoData sql;
@@ -510,9 +521,9 @@ owsync_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targro
 	double		skip = -1;		/* rows to pass over before the next replacement */
 	int			nsampled = 0;
 
-	load_columns(rel, &colnames, &iskey);
+	load_columns(rel, &colnames, &iskey, &isdigest);
 	initStringInfo(&sql);
-	owsync_deparse_select(&sql, sqlite_table, tupdesc->natts, colnames, iskey,
+	owsync_deparse_select(&sql, sqlite_table, tupdesc->natts, colnames, iskey, isdigest,
 						  bms_make_singleton(0 - FirstLowInvalidHeapAttributeNumber),
 						  &retrieved, &keys);
 	memset(&r, 0, sizeof(r));

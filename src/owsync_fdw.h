@@ -46,6 +46,7 @@ extern void owsync_get_server_opts(ForeignServer *server, OwsyncServerOpts *opts
 extern char *owsync_get_table_name(ForeignTable *table);
 extern char *owsync_get_column_name(Oid relid, AttrNumber attnum);
 extern bool owsync_get_column_is_key(Oid relid, AttrNumber attnum);
+extern bool owsync_get_column_is_digest(Oid relid, AttrNumber attnum);
 extern char *owsync_resolve_path(const char *path, const char *servername);
 
 /* ------------------------------------------------------------------------
@@ -138,6 +139,13 @@ extern void owsync_bind_datum(OwsyncConn *conn, sqlite3_stmt *stmt, int idx,
 							  Datum value, Oid typid, bool isnull);
 
 /* ------------------------------------------------------------------------
+ * digest.c: per-row digests computed inside SQLite
+ * ------------------------------------------------------------------------
+ */
+
+extern int	owsync_register_digest(sqlite3 *db);
+
+/* ------------------------------------------------------------------------
  * json_valid.c: a fast check for valid json input
  * ------------------------------------------------------------------------
  */
@@ -170,6 +178,7 @@ typedef struct OwsyncRelInfo
 	char	  **colnames;		/* by attnum - 1; NULL for dropped columns */
 	OwsyncAffinity *affinity;	/* by attnum - 1 */
 	bool	   *iskey;			/* by attnum - 1 */
+	bool	   *isdigest;		/* by attnum - 1: computed owsync_digest() */
 	List	   *remote_conds;	/* RestrictInfos evaluated by SQLite */
 	List	   *local_conds;	/* RestrictInfos evaluated by PostgreSQL */
 	Bitmapset  *attrs_used;		/* offset by FirstLowInvalidHeapAttributeNumber */
@@ -180,8 +189,8 @@ extern void owsync_quote_ident(StringInfo buf, const char *ident);
 extern void owsync_quote_literal(StringInfo buf, const char *str);
 extern bool owsync_is_pushable(RelOptInfo *baserel, Expr *expr);
 extern void owsync_deparse_select(StringInfo buf, const char *sqlite_table, int natts,
-								  char **colnames, bool *iskey, Bitmapset *attrs_used,
-								  List **retrieved_attrs, List **keys);
+								  char **colnames, bool *iskey, bool *isdigest,
+								  Bitmapset *attrs_used, List **retrieved_attrs, List **keys);
 extern void owsync_deparse_where(StringInfo buf, RelOptInfo *baserel, List *remote_conds,
 								 List **params);
 
