@@ -1,0 +1,61 @@
+-- The sync catalog: registered clients, their tables, and the history of runs.
+--
+-- Per client (named like imc_quantabase_io) there are:
+--   server  owsync_<client>          the SQLite file (owsync_fdw)
+--   schema  owsync_<client>_src      one foreign table per SQLite table, each with a
+--                                    computed column owsync_digest (digest 'true')
+--   schema  owsync_<client>_digest   the digest of every row at the last sync, by key
+--   schema  <client>                 the mirror: one table per SQLite table, the data
+
+CREATE TABLE owsync.client (
+    client            text PRIMARY KEY,
+    client_id         integer GENERATED ALWAYS AS IDENTITY UNIQUE,	-- advisory lock key
+    database          text NOT NULL,
+    schedule          text NOT NULL DEFAULT 'manual',
+    options           jsonb NOT NULL DEFAULT '{}',
+    enabled           boolean NOT NULL DEFAULT true,
+    registered_at     timestamptz NOT NULL DEFAULT now(),
+    last_reconcile_at timestamptz,
+    CONSTRAINT client_name CHECK (client ~ '^[a-z_][a-z0-9_]*$' AND length(client) <= 48)
+);
+
+CREATE TABLE owsync.client_table (
+    client           text NOT NULL REFERENCES owsync.client ON DELETE CASCADE,
+    table_name       text NOT NULL,		-- SQLite table = foreign table = mirror table
+    key_columns      text[] NOT NULL,	-- '{}': no key, the table is synced as a set
+    watermark_column text,				-- NULL: changes are found by digests only
+    watermark_unit   text CHECK (watermark_unit IN ('s', 'ns')),
+    watermark        bigint,			-- highest value seen by the last sync
+    PRIMARY KEY (client, table_name)
+);
+
+CREATE TABLE owsync.run (
+    run_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    client      text NOT NULL,
+    mode        text NOT NULL CHECK (mode IN ('incremental', 'full', 'reconcile')),
+    status      text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped')),
+    started_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz,
+    sqlstate    text,
+    error       text,
+    error_table text,
+    error_detail text,
+    alembic_revision text,
+    journal_mode text
+);
+CREATE INDEX run_client_started ON owsync.run (client, started_at DESC);
+
+-- What each run did to each table.  path: full (reloaded), incremental
+-- (watermark + key diff), digest (watermark + key diff + digest compare),
+-- set (a table without key, replaced as a whole).
+CREATE TABLE owsync.run_table (
+    run_id     bigint NOT NULL REFERENCES owsync.run ON DELETE CASCADE,
+    table_name text NOT NULL,
+    path       text NOT NULL,
+    rows_read  bigint NOT NULL,
+    inserted   bigint NOT NULL,
+    updated    bigint NOT NULL,
+    deleted    bigint NOT NULL,
+    seconds    numeric NOT NULL,
+    PRIMARY KEY (run_id, table_name)
+);

@@ -1,0 +1,321 @@
+-- The sync: CALL owsync.sync(client [, mode]).
+--
+-- One PostgreSQL transaction for the data, so one SQLite snapshot for all
+-- tables (connection.c): the mirror, the digests and the watermarks move
+-- together or not at all.  Per table:
+--
+--   full         the mirror and the digests are reloaded from the source;
+--   incremental  1. the fast path: rows with updated_at >= watermark - overlap
+--                   (the condition runs in SQLite);
+--                2. the key diff: the source's keys (a keys-only scan), to find
+--                   rows the mirror lacks (inserted without a new updated_at)
+--                   and rows the source lost (hard deletes);
+--                3. digests, for tables without updated_at and, when a
+--                   reconcile is due (options->>'reconcile_interval', default
+--                   1 hour), for all tables: the digest of every source row,
+--                   computed by SQLite, against the digest stored at the last
+--                   sync; only rows whose digest changed are fetched;
+--                then MERGE, updating a row only when its digest changed;
+--   reconcile    incremental with step 3 for every table;
+--   set          a table without key is replaced as a whole, every run.
+
+-- Raise an error again with its SQLSTATE and the table it concerns, leaving
+-- out the parts it does not have.
+CREATE FUNCTION owsync._reraise(st text, msg text, det text, hnt text, tbl text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    det := NULLIF(det, ''); hnt := NULLIF(hnt, ''); tbl := coalesce(tbl, '');
+    IF det IS NOT NULL AND hnt IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = st, MESSAGE = msg, DETAIL = det, HINT = hnt, TABLE = tbl;
+    ELSIF det IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = st, MESSAGE = msg, DETAIL = det, TABLE = tbl;
+    ELSIF hnt IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = st, MESSAGE = msg, HINT = hnt, TABLE = tbl;
+    ELSE
+        RAISE EXCEPTION USING ERRCODE = st, MESSAGE = msg, TABLE = tbl;
+    END IF;
+END
+$$;
+
+-- Rows of one table whose keys are listed in pg_temp.owsync_fetch, fetched
+-- from the source in batches: the first key column's IN list runs in SQLite
+-- (using its index), the full key is matched here.
+CREATE FUNCTION owsync._fetch_by_key(src text, cols text, keys text[]) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    batch text[];
+    n bigint := 0;
+    got bigint;
+    keylist text := (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k);
+BEGIN
+    FOR batch IN EXECUTE format(
+        'SELECT array_agg(DISTINCT %1$I::text) FROM (SELECT %1$I, (row_number() OVER ()) / 500 AS b
+           FROM pg_temp.owsync_fetch) f GROUP BY b', keys[1]) LOOP
+        EXECUTE format('INSERT INTO pg_temp.owsync_stage SELECT %s, owsync_digest FROM %s
+                         WHERE %I IN (%s) AND (%s) IN (SELECT %s FROM pg_temp.owsync_fetch)',
+                       cols, src, keys[1],
+                       (SELECT string_agg(quote_literal(v), ', ') FROM unnest(batch) v),
+                       keylist, keylist);
+        GET DIAGNOSTICS got = ROW_COUNT;
+        n := n + got;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Sync one table; returns what it did.
+CREATE FUNCTION owsync._sync_table(t owsync.client_table, mode text, reconcile boolean,
+    OUT path text, OUT rows_read bigint, OUT inserted bigint, OUT updated bigint, OUT deleted bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n record := owsync.client_names(t.client);
+    mirror text := format('%I.%I', n.mirror_schema, t.table_name);
+    src text := format('%I.%I', n.src_schema, t.table_name);
+    dig text := format('%I.%I', n.digest_schema, t.table_name);
+    opts jsonb := (SELECT options FROM owsync.client WHERE client = t.client);
+    cols text;
+    keylist text := (SELECT string_agg(format('%I', k), ', ') FROM unnest(t.key_columns) k);
+    on_key text := (SELECT string_agg(format('m.%1$I = s.%1$I', k), ' AND ') FROM unnest(t.key_columns) k);
+    use_digests boolean := reconcile OR t.watermark_column IS NULL;
+    overlap bigint;
+    setlist text;
+    newwm bigint;
+BEGIN
+    SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) INTO cols
+      FROM pg_attribute a
+     WHERE a.attrelid = mirror::regclass AND a.attnum > 0 AND NOT a.attisdropped;
+    rows_read := 0; inserted := 0; updated := 0; deleted := 0;
+
+    IF mode = 'full' OR cardinality(t.key_columns) = 0 THEN
+        path := CASE WHEN cardinality(t.key_columns) = 0 THEN 'set' ELSE 'full' END;
+        EXECUTE format('DELETE FROM %s', mirror);
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+        EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s', mirror, cols, cols, src);
+        GET DIAGNOSTICS inserted = ROW_COUNT;
+        rows_read := inserted;
+        IF cardinality(t.key_columns) > 0 THEN
+            EXECUTE format('DELETE FROM %s', dig);
+            EXECUTE format('INSERT INTO %s (%s, owsync_digest) SELECT %s, owsync_digest FROM %s',
+                           dig, keylist, keylist, src);
+        END IF;
+        IF t.watermark_column IS NOT NULL THEN
+            EXECUTE format('SELECT max(%I) FROM %s', t.watermark_column, mirror) INTO newwm;
+            UPDATE owsync.client_table c SET watermark = newwm
+             WHERE c.client = t.client AND c.table_name = t.table_name;
+        END IF;
+        RETURN;
+    END IF;
+
+    path := CASE WHEN use_digests THEN 'digest' ELSE 'incremental' END;
+    -- the previous table's work tables (dropped at commit)
+    IF to_regclass('pg_temp.owsync_stage') IS NOT NULL THEN
+        DROP TABLE pg_temp.owsync_stage, pg_temp.owsync_keys, pg_temp.owsync_fetch;
+    END IF;
+    EXECUTE format('CREATE TEMP TABLE owsync_stage ON COMMIT DROP AS SELECT %s, owsync_digest FROM %s WITH NO DATA',
+                   cols, src);
+
+    -- 1. the fast path
+    IF t.watermark_column IS NOT NULL AND t.watermark IS NOT NULL THEN
+        overlap := coalesce((opts ->> 'overlap_seconds')::bigint, 60)
+                   * CASE t.watermark_unit WHEN 'ns' THEN 1000000000 ELSE 1 END;
+        EXECUTE format('INSERT INTO pg_temp.owsync_stage SELECT %s, owsync_digest FROM %s WHERE %I >= $1',
+                       cols, src, t.watermark_column)
+          USING t.watermark - overlap;
+        GET DIAGNOSTICS rows_read = ROW_COUNT;
+    END IF;
+
+    -- 2. and 3. the source's keys (and digests), once; the rows to fetch:
+    -- keys the mirror lacks, or (with digests) whose digest changed
+    EXECUTE format('CREATE TEMP TABLE owsync_keys ON COMMIT DROP AS SELECT %s%s FROM %s',
+                   keylist, CASE WHEN use_digests THEN ', owsync_digest' ELSE '' END, src);
+    IF use_digests THEN
+        EXECUTE format('CREATE TEMP TABLE owsync_fetch ON COMMIT DROP AS
+                          SELECT %1$s FROM pg_temp.owsync_keys s
+                           WHERE NOT EXISTS (SELECT 1 FROM %2$s m WHERE %3$s AND m.owsync_digest = s.owsync_digest)
+                          EXCEPT SELECT %1$s FROM pg_temp.owsync_stage',
+                       keylist, dig, on_key);
+    ELSE
+        EXECUTE format('CREATE TEMP TABLE owsync_fetch ON COMMIT DROP AS
+                          SELECT %1$s FROM pg_temp.owsync_keys s
+                           WHERE NOT EXISTS (SELECT 1 FROM %2$s m WHERE %3$s)
+                          EXCEPT SELECT %1$s FROM pg_temp.owsync_stage',
+                       keylist, mirror, on_key);
+    END IF;
+    rows_read := rows_read + owsync._fetch_by_key(src, cols, t.key_columns);
+
+    -- apply: insert new rows, update rows whose digest changed
+    EXECUTE format('SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM %1$s m WHERE %2$s)),
+                           count(*) FILTER (WHERE EXISTS (SELECT 1 FROM %1$s m WHERE %2$s)
+                                              AND NOT EXISTS (SELECT 1 FROM %3$s m WHERE %2$s
+                                                                 AND m.owsync_digest = s.owsync_digest))
+                      FROM pg_temp.owsync_stage s', mirror, on_key, dig)
+      INTO inserted, updated;
+    SELECT string_agg(format('%1$I = s.%1$I', a.attname), ', ' ORDER BY a.attnum) INTO setlist
+      FROM pg_attribute a
+     WHERE a.attrelid = mirror::regclass AND a.attnum > 0 AND NOT a.attisdropped
+       AND NOT (a.attname = ANY (t.key_columns));
+    EXECUTE format('MERGE INTO %1$s m
+                    USING (SELECT s.*, d.owsync_digest AS owsync_old_digest
+                             FROM pg_temp.owsync_stage s LEFT JOIN %2$s d USING (%3$s)) s
+                       ON %4$s
+                     %5$s
+                     WHEN NOT MATCHED THEN
+                          INSERT (%6$s) VALUES (%7$s)',
+                   mirror, dig, keylist, on_key,
+                   -- a table of key columns only has nothing to update
+                   CASE WHEN setlist IS NOT NULL
+                        THEN 'WHEN MATCHED AND s.owsync_old_digest IS DISTINCT FROM s.owsync_digest THEN UPDATE SET '
+                             || setlist
+                        ELSE '' END,
+                   cols,
+                   (SELECT string_agg(format('s.%I', a.attname), ', ' ORDER BY a.attnum)
+                      FROM pg_attribute a
+                     WHERE a.attrelid = mirror::regclass AND a.attnum > 0 AND NOT a.attisdropped));
+    EXECUTE format('INSERT INTO %1$s AS d (%2$s, owsync_digest) SELECT %2$s, owsync_digest FROM pg_temp.owsync_stage
+                    ON CONFLICT (%2$s) DO UPDATE SET owsync_digest = EXCLUDED.owsync_digest
+                    WHERE d.owsync_digest IS DISTINCT FROM EXCLUDED.owsync_digest', dig, keylist);
+
+    -- hard deletes: keys the source no longer has
+    EXECUTE format('DELETE FROM %1$s m WHERE NOT EXISTS (SELECT 1 FROM pg_temp.owsync_keys s WHERE %2$s)',
+                   mirror, on_key);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    EXECUTE format('DELETE FROM %1$s m WHERE NOT EXISTS (SELECT 1 FROM pg_temp.owsync_keys s WHERE %2$s)',
+                   dig, on_key);
+
+    -- the new watermark: the highest value of the snapshot, never now()
+    IF t.watermark_column IS NOT NULL THEN
+        EXECUTE format('SELECT max(%I) FROM pg_temp.owsync_stage', t.watermark_column) INTO newwm;
+        UPDATE owsync.client_table c SET watermark = greatest(c.watermark, newwm)
+         WHERE c.client = t.client AND c.table_name = t.table_name;
+    END IF;
+END
+$$;
+
+-- One run's work, without transaction control: every table of the client,
+-- each error naming its table.  Returns the run id.
+CREATE FUNCTION owsync._run(p_client text, p_mode text, p_run bigint DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c owsync.client;
+    t owsync.client_table;
+    r record;
+    rid bigint := p_run;
+    reconcile boolean;
+    started timestamptz;
+    n record := owsync.client_names(p_client);
+    st text; msg text; det text; hnt text;
+BEGIN
+    SELECT * INTO c FROM owsync.client WHERE client = p_client;
+    IF rid IS NULL THEN
+        INSERT INTO owsync.run (client, mode, status) VALUES (p_client, p_mode, 'running')
+        RETURNING run_id INTO rid;
+    END IF;
+    reconcile := p_mode = 'reconcile'
+                 OR (p_mode = 'incremental' AND
+                     (c.last_reconcile_at IS NULL OR
+                      c.last_reconcile_at < now() - coalesce(c.options ->> 'reconcile_interval', '1 hour')::interval));
+
+    FOR t IN SELECT * FROM owsync.client_table WHERE client = p_client ORDER BY table_name LOOP
+        started := clock_timestamp();
+        PERFORM set_config('application_name', left(format('owsync %s: %s', p_client, t.table_name), 63), true);
+        BEGIN
+            r := owsync._sync_table(t, p_mode, reconcile);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+                                    det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+            PERFORM owsync._reraise(st, msg, det, hnt, t.table_name);
+        END;
+        INSERT INTO owsync.run_table (run_id, table_name, path, rows_read, inserted, updated, deleted, seconds)
+        VALUES (rid, t.table_name, r.path, r.rows_read, r.inserted, r.updated, r.deleted,
+                round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
+        RAISE NOTICE 'owsync %.%: % read, % inserted, % updated, % deleted (%, % s)',
+            p_client, t.table_name, r.rows_read, r.inserted, r.updated, r.deleted, r.path,
+            round(extract(epoch FROM clock_timestamp() - started)::numeric, 3);
+    END LOOP;
+
+    IF reconcile OR p_mode = 'full' THEN
+        UPDATE owsync.client SET last_reconcile_at = now() WHERE client = p_client;
+    END IF;
+    IF EXISTS (SELECT 1 FROM owsync.client_table WHERE client = p_client AND table_name = 'alembic_version') THEN
+        EXECUTE format('UPDATE owsync.run SET alembic_revision = (SELECT string_agg(version_num, %L) FROM %I.alembic_version)
+                         WHERE run_id = $1', ',', n.mirror_schema)
+          USING rid;
+    END IF;
+    IF p_run IS NULL THEN
+        UPDATE owsync.run SET status = 'succeeded', finished_at = clock_timestamp() WHERE run_id = rid;
+    END IF;
+    RETURN rid;
+END
+$$;
+
+-- CALL owsync.sync(client, mode): the run row is committed before and after
+-- the work, which runs in a subtransaction, so a failed run leaves the mirror
+-- as it was and still leaves its history row.  A second concurrent run of
+-- the same client returns at once as 'skipped'.  (No SET clause: a procedure
+-- with one cannot commit; every name here is schema-qualified.)
+CREATE PROCEDURE owsync.sync(client text, mode text DEFAULT 'incremental')
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    c owsync.client;
+    rid bigint;
+    st text; msg text; det text; hnt text; tbl text;
+BEGIN
+    SELECT * INTO c FROM owsync.client AS x WHERE x.client = sync.client;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = pg_catalog.format('client %L is not registered', client),
+            HINT = 'Register it with owsync.register_client().';
+    END IF;
+    IF mode IS NULL OR mode NOT IN ('incremental', 'full', 'reconcile') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('invalid sync mode %L', mode),
+            HINT = 'Use incremental, full or reconcile.';
+    END IF;
+
+    -- lock key: (owsync's class id, the client's id)
+    IF NOT pg_catalog.pg_try_advisory_lock(1869838195, c.client_id) THEN
+        INSERT INTO owsync.run (client, mode, status, finished_at, error)
+        VALUES (c.client, mode, 'skipped', pg_catalog.clock_timestamp(),
+                'another sync of this client was running');
+        COMMIT;
+        RAISE NOTICE 'owsync: client % is being synced by another session; this run is skipped', c.client;
+        RETURN;
+    END IF;
+
+    INSERT INTO owsync.run (client, mode, status) VALUES (c.client, mode, 'running')
+    RETURNING run_id INTO rid;
+    COMMIT;
+    BEGIN
+        PERFORM owsync._run(c.client, mode, rid);
+        UPDATE owsync.run SET status = 'succeeded', finished_at = pg_catalog.clock_timestamp()
+         WHERE run_id = rid;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
+                                hnt = PG_EXCEPTION_HINT, tbl = TABLE_NAME;
+        UPDATE owsync.run SET status = 'failed', finished_at = pg_catalog.clock_timestamp(),
+               sqlstate = st, error = msg, error_detail = NULLIF(det, ''), error_table = NULLIF(tbl, '')
+         WHERE run_id = rid;
+    END;
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(1869838195, c.client_id);
+    IF st IS NOT NULL THEN
+        msg := pg_catalog.format('sync of client %s failed%s: %s', c.client,
+                                 CASE WHEN tbl <> '' THEN pg_catalog.format(' in table %s', tbl) ELSE '' END, msg);
+        det := pg_catalog.concat_ws(E'\n', NULLIF(det, ''),
+                                    pg_catalog.format('Run %s is recorded as failed; the mirror is unchanged.', rid));
+        IF COALESCE(hnt, '') = '' THEN
+            RAISE EXCEPTION USING ERRCODE = st, MESSAGE = msg, DETAIL = det, TABLE = COALESCE(tbl, '');
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = st, MESSAGE = msg, DETAIL = det, HINT = hnt, TABLE = COALESCE(tbl, '');
+    END IF;
+END
+$$;

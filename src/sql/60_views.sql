@@ -1,0 +1,30 @@
+-- What an operator reads in psql: one row per run, one row per client.
+
+CREATE VIEW owsync.history AS
+SELECT r.run_id, r.client, r.mode, r.status, r.started_at,
+       r.finished_at - r.started_at AS duration,
+       t.tables, t.rows_read, t.inserted, t.updated, t.deleted,
+       r.sqlstate, r.error_table, r.error
+  FROM owsync.run r
+  LEFT JOIN LATERAL (SELECT count(*) AS tables, sum(rows_read) AS rows_read,
+                            sum(inserted) AS inserted, sum(updated) AS updated, sum(deleted) AS deleted
+                       FROM owsync.run_table rt WHERE rt.run_id = r.run_id) t ON true;
+
+COMMENT ON VIEW owsync.history IS 'one row per sync run, newest last: status, per-run row counts, the error of a failed run';
+
+CREATE VIEW owsync.status AS
+SELECT c.client, c.enabled, c.schedule,
+       last.started_at AS last_run_at, last.status AS last_status, last.error AS last_error,
+       ok.finished_at AS last_success_at,
+       now() - ok.finished_at AS lag,
+       (SELECT sum(s.n_live_tup)::bigint FROM pg_catalog.pg_stat_user_tables s
+         WHERE s.schemaname = c.client) AS mirror_rows
+  FROM owsync.client c
+  LEFT JOIN LATERAL (SELECT r.* FROM owsync.run r
+                      WHERE r.client = c.client AND r.status <> 'skipped'
+                      ORDER BY r.run_id DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (SELECT r.* FROM owsync.run r
+                      WHERE r.client = c.client AND r.status = 'succeeded'
+                      ORDER BY r.run_id DESC LIMIT 1) ok ON true;
+
+COMMENT ON VIEW owsync.status IS 'one row per client: schedule, last run and its outcome, last success, lag, rows in the mirror (statistics)';
