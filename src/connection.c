@@ -42,8 +42,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "foreign/foreign.h"
+#include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
@@ -103,7 +108,10 @@ owsync_authorizer(void *arg, int action, const char *a1, const char *a2,
 					   strcmp(a1, "index_list") == 0 ||
 					   strcmp(a1, "index_info") == 0))
 				return SQLITE_OK;
-			if (a1 && strcmp(a1, "journal_mode") == 0 && a2 == NULL)
+			/* these only read when given no argument (source_info) */
+			if (a1 && a2 == NULL &&
+				(strcmp(a1, "journal_mode") == 0 || strcmp(a1, "schema_version") == 0 ||
+				 strcmp(a1, "user_version") == 0 || strcmp(a1, "page_count") == 0))
 				return SQLITE_OK;
 			return SQLITE_DENY;
 		default:
@@ -616,4 +624,64 @@ owsync_inval_callback(Datum arg, int cacheid, uint32 hashvalue)
 		if (hashvalue == 0 || conn->server_hashvalue == hashvalue)
 			conn->invalidated = true;
 	}
+}
+
+/* One integer or text pragma, in the connection's snapshot. */
+static char *
+read_pragma(OwsyncConn *conn, const char *sql)
+{
+	sqlite3_stmt *stmt = owsync_prepare(conn, sql);
+	char	   *value = NULL;
+
+	PG_TRY();
+	{
+		if (owsync_step(conn, stmt, "read the file's header") == SQLITE_ROW)
+			value = pstrdup((const char *) sqlite3_column_text(stmt, 0));
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(stmt);
+	}
+	PG_END_TRY();
+	return value;
+}
+
+/*
+ * owsync.source_info(server): facts about a server's SQLite file, read in
+ * the transaction's snapshot: journal mode (as Open WebUI set it: a file
+ * opened immutable is a WAL file, see above), schema version (changes with
+ * every schema change: the sync compares it to notice drift), user version
+ * and size in pages.  Needs USAGE on the server.
+ */
+PG_FUNCTION_INFO_V1(owsync_source_info);
+
+Datum
+owsync_source_info(PG_FUNCTION_ARGS)
+{
+	ForeignServer *server = GetForeignServerByName(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
+	ForeignDataWrapper *fdw = GetForeignDataWrapper(server->fdwid);
+	AclResult	aclresult;
+	OwsyncConn *conn;
+	TupleDesc	tupdesc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	char	   *mode;
+
+	if (strcmp(fdw->fdwname, "owsync_fdw") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("server \"%s\" does not use owsync_fdw", server->servername)));
+	aclresult = pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server->servername);
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	conn = owsync_get_connection(server);
+	mode = conn->immutable ? pstrdup("wal") : read_pragma(conn, "PRAGMA journal_mode");
+	values[0] = CStringGetTextDatum(mode ? mode : "unknown");
+	values[1] = Int64GetDatum(pg_strtoint64(read_pragma(conn, "PRAGMA schema_version")));
+	values[2] = Int64GetDatum(pg_strtoint64(read_pragma(conn, "PRAGMA user_version")));
+	values[3] = Int64GetDatum(pg_strtoint64(read_pragma(conn, "PRAGMA page_count")));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

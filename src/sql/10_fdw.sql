@@ -23,3 +23,9 @@ CREATE FUNCTION owsync.sqlite_version()
 RETURNS text
 AS 'MODULE_PATHNAME', 'owsync_sqlite_version'
 LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
+-- Facts about a server's SQLite file, read in the transaction's snapshot.
+CREATE FUNCTION owsync.source_info(server text,
+    OUT journal_mode text, OUT schema_version bigint, OUT user_version bigint, OUT page_count bigint)
+AS 'MODULE_PATHNAME', 'owsync_source_info'
+LANGUAGE C STRICT VOLATILE;

@@ -26,8 +26,20 @@ CREATE TABLE owsync.client_table (
     watermark_column text,				-- NULL: changes are found by digests only
     watermark_unit   text CHECK (watermark_unit IN ('s', 'ns')),
     watermark        bigint,			-- highest value seen by the last sync
+    removed_at       timestamptz,		-- gone from the source: the mirror table is kept
     PRIMARY KEY (client, table_name)
 );
+
+-- The source's schema (sqlite_master, in its order), captured when SQLite's
+-- schema_version changes: what a restore replays, and how drift is noticed.
+CREATE TABLE owsync.source_schema (
+    schema_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    client         text NOT NULL,
+    captured_at    timestamptz NOT NULL DEFAULT now(),
+    schema_version bigint NOT NULL,
+    ddl            jsonb NOT NULL		-- [{type, name, tbl_name, sql}, ...]
+);
+CREATE INDEX source_schema_client ON owsync.source_schema (client, schema_id DESC);
 
 CREATE TABLE owsync.run (
     run_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -41,7 +53,9 @@ CREATE TABLE owsync.run (
     error_table text,
     error_detail text,
     alembic_revision text,
-    journal_mode text
+    journal_mode text,
+    source_schema_id bigint REFERENCES owsync.source_schema,
+    warnings    text[]				-- schema drift and other things worth a look
 );
 CREATE INDEX run_client_started ON owsync.run (client, started_at DESC);
 

@@ -177,6 +177,10 @@ BEGIN
         PERFORM owsync._add_table(client, t.relname);
     END LOOP;
 
+    -- the source's schema, read through sqlite_master (see owsync._capture_schema)
+    EXECUTE format('CREATE FOREIGN TABLE %I.owsync_sqlite_master (type text, name text, tbl_name text, sql text)
+                    SERVER %I OPTIONS (table %L)', n.src_schema, n.server, 'sqlite_master');
+
     -- the first sync, in this transaction: registration is all or nothing
     rid := owsync._run(client, 'full');
     RETURN QUERY

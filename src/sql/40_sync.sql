@@ -84,12 +84,19 @@ DECLARE
     on_key text := (SELECT string_agg(format('m.%1$I = s.%1$I', k), ' AND ') FROM unnest(t.key_columns) k);
     use_digests boolean := reconcile OR t.watermark_column IS NULL;
     overlap bigint;
+    s_cols text;
     setlist text;
     newwm bigint;
 BEGIN
-    SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) INTO cols
+    -- the source's columns (a column removed at the source stays in the mirror only)
+    SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),
+           string_agg(format('s.%I', a.attname), ', ' ORDER BY a.attnum),
+           string_agg(format('%1$I = s.%1$I', a.attname), ', ' ORDER BY a.attnum)
+             FILTER (WHERE NOT (a.attname = ANY (t.key_columns)))
+      INTO cols, s_cols, setlist
       FROM pg_attribute a
-     WHERE a.attrelid = mirror::regclass AND a.attnum > 0 AND NOT a.attisdropped;
+     WHERE a.attrelid = src::regclass AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attname <> 'owsync_digest';
     rows_read := 0; inserted := 0; updated := 0; deleted := 0;
 
     IF mode = 'full' OR cardinality(t.key_columns) = 0 THEN
@@ -156,10 +163,6 @@ BEGIN
                                                                  AND m.owsync_digest = s.owsync_digest))
                       FROM pg_temp.owsync_stage s', mirror, on_key, dig)
       INTO inserted, updated;
-    SELECT string_agg(format('%1$I = s.%1$I', a.attname), ', ' ORDER BY a.attnum) INTO setlist
-      FROM pg_attribute a
-     WHERE a.attrelid = mirror::regclass AND a.attnum > 0 AND NOT a.attisdropped
-       AND NOT (a.attname = ANY (t.key_columns));
     EXECUTE format('MERGE INTO %1$s m
                     USING (SELECT s.*, d.owsync_digest AS owsync_old_digest
                              FROM pg_temp.owsync_stage s LEFT JOIN %2$s d USING (%3$s)) s
@@ -173,10 +176,7 @@ BEGIN
                         THEN 'WHEN MATCHED AND s.owsync_old_digest IS DISTINCT FROM s.owsync_digest THEN UPDATE SET '
                              || setlist
                         ELSE '' END,
-                   cols,
-                   (SELECT string_agg(format('s.%I', a.attname), ', ' ORDER BY a.attnum)
-                      FROM pg_attribute a
-                     WHERE a.attrelid = mirror::regclass AND a.attnum > 0 AND NOT a.attisdropped));
+                   cols, s_cols);
     EXECUTE format('INSERT INTO %1$s AS d (%2$s, owsync_digest) SELECT %2$s, owsync_digest FROM pg_temp.owsync_stage
                     ON CONFLICT (%2$s) DO UPDATE SET owsync_digest = EXCLUDED.owsync_digest
                     WHERE d.owsync_digest IS DISTINCT FROM EXCLUDED.owsync_digest', dig, keylist);
@@ -197,6 +197,144 @@ BEGIN
 END
 $$;
 
+-- Record the source's schema for this run; capture sqlite_master when
+-- SQLite's schema_version moved.  Returns true when it moved since the last
+-- capture (schema drift to look at).
+CREATE FUNCTION owsync._capture_schema(p_client text, p_run bigint) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n record := owsync.client_names(p_client);
+    info record := owsync.source_info(n.server);
+    last owsync.source_schema;
+    sid bigint;
+    ddl jsonb;
+BEGIN
+    SELECT * INTO last FROM owsync.source_schema
+     WHERE client = p_client ORDER BY schema_id DESC LIMIT 1;
+    IF last.schema_id IS NOT NULL AND last.schema_version = info.schema_version THEN
+        sid := last.schema_id;
+    ELSE
+        -- rows arrive in sqlite_master's own order, which a restore replays
+        EXECUTE format('SELECT jsonb_agg(jsonb_build_object(%L, type, %L, name, %L, tbl_name, %L, sql)
+                                         ORDER BY ord)
+                          FROM (SELECT m.*, row_number() OVER () AS ord FROM %I.owsync_sqlite_master m) x',
+                       'type', 'name', 'tbl_name', 'sql', n.src_schema)
+          INTO ddl;
+        INSERT INTO owsync.source_schema (client, schema_version, ddl)
+        VALUES (p_client, info.schema_version, coalesce(ddl, '[]'))
+        RETURNING schema_id INTO sid;
+    END IF;
+    UPDATE owsync.run SET source_schema_id = sid, journal_mode = info.journal_mode WHERE run_id = p_run;
+    RETURN last.schema_id IS NOT NULL AND last.schema_version <> info.schema_version;
+END
+$$;
+
+-- Schema drift: compare the source's tables and columns (imported afresh into
+-- a probe schema) with the client's.  A new table is imported, created and
+-- (by the caller) loaded; a new column is added to the foreign and mirror
+-- tables and its table reconciled; a table or column removed or retyped at
+-- the source is kept in the mirror and reported.  Open WebUI upgrades (new
+-- alembic revisions) go through here without operator action.
+CREATE FUNCTION owsync._apply_drift(p_client text, p_run bigint,
+                                    OUT new_tables text[], OUT widened text[])
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n record := owsync.client_names(p_client);
+    probe name := ('owsync_' || p_client || '_probe')::name;
+    opts jsonb := (SELECT options FROM owsync.client WHERE client = p_client);
+    notes text[] := '{}';
+    t record;
+    col record;
+    w text;
+BEGIN
+    new_tables := '{}';
+    widened := '{}';
+    IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = probe) THEN
+        EXECUTE format('DROP SCHEMA %I CASCADE', probe);
+    END IF;
+    EXECUTE format('CREATE SCHEMA %I', probe);
+    EXECUTE format('IMPORT FOREIGN SCHEMA main FROM SERVER %I INTO %I OPTIONS (json_type %L)',
+                   n.server, probe, coalesce(opts ->> 'json_type', 'json'));
+
+    -- tables that appeared (or came back)
+    FOR t IN SELECT c.relname::text AS name FROM pg_class c
+              WHERE c.relnamespace = probe::regnamespace AND c.relkind = 'f'
+                AND NOT EXISTS (SELECT 1 FROM owsync.client_table ct
+                                 WHERE ct.client = p_client AND ct.table_name = c.relname
+                                   AND ct.removed_at IS NULL)
+              ORDER BY 1 LOOP
+        IF EXISTS (SELECT 1 FROM owsync.client_table ct WHERE ct.client = p_client AND ct.table_name = t.name) THEN
+            UPDATE owsync.client_table ct SET removed_at = NULL, watermark = NULL
+             WHERE ct.client = p_client AND ct.table_name = t.name;
+            notes := notes || format('table %s is back at the source: reloaded', t.name);
+        ELSE
+            EXECUTE format('ALTER FOREIGN TABLE %I.%I SET SCHEMA %I', probe, t.name, n.src_schema);
+            PERFORM owsync._add_table(p_client, t.name);
+            notes := notes || format('table %s appeared at the source: imported and loaded', t.name);
+        END IF;
+        new_tables := new_tables || t.name;
+    END LOOP;
+
+    -- tables that disappeared
+    FOR t IN SELECT ct.table_name AS name FROM owsync.client_table ct
+              WHERE ct.client = p_client AND ct.removed_at IS NULL
+                AND to_regclass(format('%I.%I', probe, ct.table_name)) IS NULL
+                AND NOT (ct.table_name = ANY (new_tables)) ORDER BY 1 LOOP
+        UPDATE owsync.client_table ct SET removed_at = now()
+         WHERE ct.client = p_client AND ct.table_name = t.name;
+        notes := notes || format('table %s was removed at the source: its mirror table is kept, no longer synced', t.name);
+    END LOOP;
+
+    -- columns of the tables both have
+    FOR t IN SELECT ct.table_name AS name FROM owsync.client_table ct
+              WHERE ct.client = p_client AND ct.removed_at IS NULL
+                AND to_regclass(format('%I.%I', probe, ct.table_name)) IS NOT NULL ORDER BY 1 LOOP
+        FOR col IN SELECT p.attname::text AS name, format_type(p.atttypid, p.atttypmod) AS type,
+                        format_type(s.atttypid, s.atttypmod) AS old_type
+                   FROM pg_attribute p
+                   LEFT JOIN pg_attribute s ON s.attrelid = format('%I.%I', n.src_schema, t.name)::regclass
+                                           AND s.attname = p.attname AND NOT s.attisdropped
+                  WHERE p.attrelid = format('%I.%I', probe, t.name)::regclass
+                    AND p.attnum > 0 AND NOT p.attisdropped ORDER BY p.attnum LOOP
+            IF col.old_type IS NULL THEN
+                EXECUTE format('ALTER FOREIGN TABLE %I.%I ADD COLUMN %I %s OPTIONS (column_name %L)',
+                               n.src_schema, t.name, col.name, col.type, col.name);
+                IF NOT EXISTS (SELECT 1 FROM pg_attribute a
+                                WHERE a.attrelid = format('%I.%I', n.mirror_schema, t.name)::regclass
+                                  AND a.attname = col.name AND NOT a.attisdropped) THEN
+                    EXECUTE format('ALTER TABLE %I.%I ADD COLUMN %I %s', n.mirror_schema, t.name, col.name, col.type);
+                END IF;
+                widened := widened || t.name;
+                notes := notes || format('column %s.%s appeared at the source: added, table reconciled', t.name, col.name);
+            ELSIF col.old_type <> col.type THEN
+                notes := notes || format('column %s.%s changed type at the source (now read as %s): the mirror keeps %s',
+                                               t.name, col.name, col.type, col.old_type);
+            END IF;
+        END LOOP;
+        FOR col IN SELECT s.attname::text AS name FROM pg_attribute s
+                  WHERE s.attrelid = format('%I.%I', n.src_schema, t.name)::regclass
+                    AND s.attnum > 0 AND NOT s.attisdropped AND s.attname <> 'owsync_digest'
+                    AND NOT EXISTS (SELECT 1 FROM pg_attribute p
+                                     WHERE p.attrelid = format('%I.%I', probe, t.name)::regclass
+                                       AND p.attname = s.attname AND NOT p.attisdropped) LOOP
+            EXECUTE format('ALTER FOREIGN TABLE %I.%I DROP COLUMN %I', n.src_schema, t.name, col.name);
+            widened := widened || t.name;	-- its digests change
+            notes := notes || format('column %s.%s was removed at the source: kept in the mirror, no longer synced', t.name, col.name);
+        END LOOP;
+    END LOOP;
+
+    EXECUTE format('DROP SCHEMA %I CASCADE', probe);
+    FOREACH w IN ARRAY notes LOOP
+        RAISE WARNING 'owsync %: %', p_client, w;
+    END LOOP;
+    UPDATE owsync.run SET warnings = nullif(notes, '{}') WHERE run_id = p_run;
+END
+$$;
+
 -- One run's work, without transaction control: every table of the client,
 -- each error naming its table.  Returns the run id.
 CREATE FUNCTION owsync._run(p_client text, p_mode text, p_run bigint DEFAULT NULL) RETURNS bigint
@@ -210,6 +348,7 @@ DECLARE
     rid bigint := p_run;
     reconcile boolean;
     started timestamptz;
+    drift record;
     n record := owsync.client_names(p_client);
     st text; msg text; det text; hnt text;
 BEGIN
@@ -223,11 +362,19 @@ BEGIN
                      (c.last_reconcile_at IS NULL OR
                       c.last_reconcile_at < now() - coalesce(c.options ->> 'reconcile_interval', '1 hour')::interval));
 
-    FOR t IN SELECT * FROM owsync.client_table WHERE client = p_client ORDER BY table_name LOOP
+    SELECT '{}'::text[] AS new_tables, '{}'::text[] AS widened INTO drift;
+    IF owsync._capture_schema(p_client, rid) THEN
+        SELECT * INTO drift FROM owsync._apply_drift(p_client, rid);
+    END IF;
+
+    FOR t IN SELECT * FROM owsync.client_table WHERE client = p_client AND removed_at IS NULL
+              ORDER BY table_name LOOP
         started := clock_timestamp();
         PERFORM set_config('application_name', left(format('owsync %s: %s', p_client, t.table_name), 63), true);
         BEGIN
-            r := owsync._sync_table(t, p_mode, reconcile);
+            r := owsync._sync_table(t,
+                                    CASE WHEN t.table_name = ANY (drift.new_tables) THEN 'full' ELSE p_mode END,
+                                    reconcile OR t.table_name = ANY (drift.widened));
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
                                     det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
