@@ -36,7 +36,8 @@ SELECT count(*) AS tables, sum(source_rows) = sum(mirror_rows) AS same_rows,
 \! sqlite3 /tmp/owsync_regress/drift/webui.db < "$PG_ABS_SRCDIR/test/fixtures/drift.sql"
 CALL owsync.sync('drift_example_com');
 SELECT status, alembic_revision FROM owsync.run ORDER BY run_id DESC LIMIT 1;
-SELECT unnest(warnings) AS warning FROM owsync.run ORDER BY run_id DESC LIMIT 1;
+SELECT unnest(warnings) AS warning
+  FROM (SELECT warnings FROM owsync.run ORDER BY run_id DESC LIMIT 1) last_run;
 SELECT table_name, path, inserted, updated FROM owsync.run_table
  WHERE run_id = (SELECT max(run_id) FROM owsync.run) AND table_name IN ('chat', 'memory', 'note', 'skill_usage')
  ORDER BY 1;
