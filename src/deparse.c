@@ -167,7 +167,7 @@ column_accepts(RelOptInfo *rel, Var *var, TypeFamily fam)
 	OwsyncAffinity aff;
 
 	if (var->varattno > info->natts || info->colnames[var->varattno - 1] == NULL ||
-		info->isdigest[var->varattno - 1])
+		info->isdigest[var->varattno - 1] || info->israw[var->varattno - 1])
 		return false;
 	if (type_family(var->vartype) != fam)
 		return false;
@@ -186,7 +186,7 @@ column_exists(RelOptInfo *rel, Var *var)
 	OwsyncRelInfo *info = (OwsyncRelInfo *) rel->fdw_private;
 
 	return var->varattno <= info->natts && info->colnames[var->varattno - 1] != NULL &&
-		!info->isdigest[var->varattno - 1] &&
+		!info->isdigest[var->varattno - 1] && !info->israw[var->varattno - 1] &&
 		info->affinity[var->varattno - 1] != OWA_UNKNOWN;
 }
 
@@ -515,9 +515,9 @@ deparse_cond(Expr *expr, DeparseCtx *ctx)
  * columns are too: keys gets one (result index, name) pair per key column,
  * pointing at the fetched column or at one appended for the purpose.
  */
-/* owsync_digest() over every column but the digest columns, in column order */
+/* owsync_digest() over every column but the computed ones, in column order */
 static void
-deparse_digest(StringInfo buf, int natts, char **colnames, bool *isdigest)
+deparse_digest(StringInfo buf, int natts, char **colnames, bool *isdigest, bool *israw)
 {
 	int			i;
 	bool		first = true;
@@ -525,7 +525,7 @@ deparse_digest(StringInfo buf, int natts, char **colnames, bool *isdigest)
 	appendStringInfoString(buf, "owsync_digest(");
 	for (i = 0; i < natts; i++)
 	{
-		if (colnames[i] == NULL || isdigest[i])
+		if (colnames[i] == NULL || isdigest[i] || israw[i])
 			continue;
 		if (!first)
 			appendStringInfoString(buf, ", ");
@@ -537,7 +537,7 @@ deparse_digest(StringInfo buf, int natts, char **colnames, bool *isdigest)
 
 void
 owsync_deparse_select(StringInfo buf, const char *sqlite_table, int natts,
-					  char **colnames, bool *iskey, bool *isdigest,
+					  char **colnames, bool *iskey, bool *isdigest, bool *israw,
 					  Bitmapset *attrs_used, List **retrieved_attrs, List **keys)
 {
 	bool		all = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs_used);
@@ -558,7 +558,16 @@ owsync_deparse_select(StringInfo buf, const char *sqlite_table, int natts,
 		if (ncols > 0)
 			appendStringInfoString(buf, ", ");
 		if (isdigest[i])
-			deparse_digest(buf, natts, colnames, isdigest);
+			deparse_digest(buf, natts, colnames, isdigest, israw);
+		else if (israw[i])
+		{
+			/* storage class and exact bytes: lossless whatever the value */
+			appendStringInfoString(buf, "(typeof(");
+			owsync_quote_ident(buf, colnames[i]);
+			appendStringInfoString(buf, ") || ':' || hex(");
+			owsync_quote_ident(buf, colnames[i]);
+			appendStringInfoString(buf, "))");
+		}
 		else
 			owsync_quote_ident(buf, colnames[i]);
 		*retrieved_attrs = lappend_int(*retrieved_attrs, i + 1);
@@ -566,7 +575,7 @@ owsync_deparse_select(StringInfo buf, const char *sqlite_table, int natts,
 	}
 	for (i = 0; *retrieved_attrs != NIL && i < natts; i++)
 	{
-		if (colnames[i] == NULL || !iskey[i] || isdigest[i])
+		if (colnames[i] == NULL || !iskey[i] || isdigest[i] || israw[i])
 			continue;
 		if (position[i] < 0)
 		{

@@ -44,6 +44,7 @@ static const OwsyncOption valid_options[] = {
 	{"column_name", AttributeRelationId},
 	{"key", AttributeRelationId},
 	{"digest", AttributeRelationId},
+	{"raw", AttributeRelationId},
 };
 
 /* Largest edit distance for which an unknown option gets a suggestion. */
@@ -353,7 +354,8 @@ owsync_fdw_validator(PG_FUNCTION_ARGS)
 		}
 		else if (strcmp(def->defname, "busy_timeout") == 0)
 			(void) parse_busy_timeout(value);
-		else if (strcmp(def->defname, "key") == 0 || strcmp(def->defname, "digest") == 0)
+		else if (strcmp(def->defname, "key") == 0 || strcmp(def->defname, "digest") == 0 ||
+				 strcmp(def->defname, "raw") == 0)
 			(void) defGetBoolean(def);
 		else if (value[0] == '\0')	/* table, column_name */
 			ereport(ERROR,
@@ -489,6 +491,19 @@ bool
 owsync_get_column_is_digest(Oid relid, AttrNumber attnum)
 {
 	DefElem    *def = find_option(GetForeignColumnOptions(relid, attnum), "digest");
+
+	return def ? defGetBoolean(def) : false;
+}
+
+/*
+ * Option "raw": the column reads its SQLite column as text "CLASS:HEX" (the
+ * storage class and the exact bytes), whatever it holds: how the sync keeps
+ * a value it cannot convert (quarantine).
+ */
+bool
+owsync_get_column_is_raw(Oid relid, AttrNumber attnum)
+{
+	DefElem    *def = find_option(GetForeignColumnOptions(relid, attnum), "raw");
 
 	return def ? defGetBoolean(def) : false;
 }

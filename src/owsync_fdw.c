@@ -183,7 +183,7 @@ reader_close(OwsyncReader *r)
  * for dropped columns).
  */
 static void
-load_columns(Relation rel, char ***colnames, bool **iskey, bool **isdigest)
+load_columns(Relation rel, char ***colnames, bool **iskey, bool **isdigest, bool **israw)
 {
 	TupleDesc	tupdesc = RelationGetDescr(rel);
 	int			i;
@@ -191,6 +191,7 @@ load_columns(Relation rel, char ***colnames, bool **iskey, bool **isdigest)
 	*colnames = palloc0(sizeof(char *) * Max(tupdesc->natts, 1));
 	*iskey = palloc0(sizeof(bool) * Max(tupdesc->natts, 1));
 	*isdigest = palloc0(sizeof(bool) * Max(tupdesc->natts, 1));
+	*israw = palloc0(sizeof(bool) * Max(tupdesc->natts, 1));
 	for (i = 0; i < tupdesc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
@@ -200,6 +201,12 @@ load_columns(Relation rel, char ***colnames, bool **iskey, bool **isdigest)
 		(*colnames)[i] = owsync_get_column_name(RelationGetRelid(rel), i + 1);
 		(*iskey)[i] = owsync_get_column_is_key(RelationGetRelid(rel), i + 1);
 		(*isdigest)[i] = owsync_get_column_is_digest(RelationGetRelid(rel), i + 1);
+		(*israw)[i] = owsync_get_column_is_raw(RelationGetRelid(rel), i + 1);
+		if ((*israw)[i] && att->atttypid != TEXTOID)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+					 errmsg("raw column \"%s\" of foreign table \"%s\" must be of type text",
+							NameStr(att->attname), RelationGetRelationName(rel))));
 		if ((*isdigest)[i] && att->atttypid != INT8OID)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
@@ -314,7 +321,7 @@ owsyncGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntable
 
 	rel = table_open(foreigntableid, NoLock);
 	info->natts = RelationGetDescr(rel)->natts;
-	load_columns(rel, &info->colnames, &info->iskey, &info->isdigest);
+	load_columns(rel, &info->colnames, &info->iskey, &info->isdigest, &info->israw);
 	table_close(rel, NoLock);
 	info->affinity = palloc(sizeof(OwsyncAffinity) * Max(info->natts, 1));
 
@@ -382,7 +389,8 @@ owsyncGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 
 	initStringInfo(&sql);
 	owsync_deparse_select(&sql, info->sqlite_table, info->natts, info->colnames,
-						  info->iskey, info->isdigest, info->attrs_used, &retrieved, &keys);
+						  info->iskey, info->isdigest, info->israw, info->attrs_used,
+						  &retrieved, &keys);
 	owsync_deparse_where(&sql, baserel, remote, &params);
 
 	return make_foreignscan(tlist, local, baserel->relid, params,
@@ -510,6 +518,7 @@ owsync_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targro
 	char	  **colnames;
 	bool	   *iskey;
 	bool	   *isdigest;
+	bool	   *israw;
 	List	   *retrieved;
 	List	   *keys;
 	StringInfoData sql;
@@ -521,9 +530,9 @@ owsync_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targro
 	double		skip = -1;		/* rows to pass over before the next replacement */
 	int			nsampled = 0;
 
-	load_columns(rel, &colnames, &iskey, &isdigest);
+	load_columns(rel, &colnames, &iskey, &isdigest, &israw);
 	initStringInfo(&sql);
-	owsync_deparse_select(&sql, sqlite_table, tupdesc->natts, colnames, iskey, isdigest,
+	owsync_deparse_select(&sql, sqlite_table, tupdesc->natts, colnames, iskey, isdigest, israw,
 						  bms_make_singleton(0 - FirstLowInvalidHeapAttributeNumber),
 						  &retrieved, &keys);
 	memset(&r, 0, sizeof(r));

@@ -47,6 +47,7 @@ extern char *owsync_get_table_name(ForeignTable *table);
 extern char *owsync_get_column_name(Oid relid, AttrNumber attnum);
 extern bool owsync_get_column_is_key(Oid relid, AttrNumber attnum);
 extern bool owsync_get_column_is_digest(Oid relid, AttrNumber attnum);
+extern bool owsync_get_column_is_raw(Oid relid, AttrNumber attnum);
 extern char *owsync_resolve_path(const char *path, const char *servername);
 
 /* ------------------------------------------------------------------------
@@ -179,6 +180,7 @@ typedef struct OwsyncRelInfo
 	OwsyncAffinity *affinity;	/* by attnum - 1 */
 	bool	   *iskey;			/* by attnum - 1 */
 	bool	   *isdigest;		/* by attnum - 1: computed owsync_digest() */
+	bool	   *israw;			/* by attnum - 1: computed "CLASS:HEX" of the column */
 	List	   *remote_conds;	/* RestrictInfos evaluated by SQLite */
 	List	   *local_conds;	/* RestrictInfos evaluated by PostgreSQL */
 	Bitmapset  *attrs_used;		/* offset by FirstLowInvalidHeapAttributeNumber */
@@ -189,7 +191,7 @@ extern void owsync_quote_ident(StringInfo buf, const char *ident);
 extern void owsync_quote_literal(StringInfo buf, const char *str);
 extern bool owsync_is_pushable(RelOptInfo *baserel, Expr *expr);
 extern void owsync_deparse_select(StringInfo buf, const char *sqlite_table, int natts,
-								  char **colnames, bool *iskey, bool *isdigest,
+								  char **colnames, bool *iskey, bool *isdigest, bool *israw,
 								  Bitmapset *attrs_used, List **retrieved_attrs, List **keys);
 extern void owsync_deparse_where(StringInfo buf, RelOptInfo *baserel, List *remote_conds,
 								 List **params);

@@ -70,6 +70,26 @@ CREATE TABLE owsync.run_table (
     inserted   bigint NOT NULL,
     updated    bigint NOT NULL,
     deleted    bigint NOT NULL,
+    quarantined bigint NOT NULL DEFAULT 0,
     seconds    numeric NOT NULL,
     PRIMARY KEY (run_id, table_name)
+);
+
+-- Rows a sync could not read (options->>'on_bad_row' = 'quarantine'): the
+-- key, why, and every value as its storage class and exact bytes
+-- ("TEXT:6869", "INTEGER:35", "NULL:").  The mirror keeps the row's previous
+-- version; every run retries the row and clears it once the source is fixed
+-- (or the row is gone).
+CREATE TABLE owsync.quarantine (
+    client     text NOT NULL,
+    table_name text NOT NULL,
+    key        jsonb NOT NULL,
+    sqlstate   text NOT NULL,
+    reason     text NOT NULL,
+    raw        jsonb NOT NULL,
+    first_run  bigint NOT NULL,
+    last_run   bigint NOT NULL,
+    first_seen timestamptz NOT NULL DEFAULT now(),
+    last_seen  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (client, table_name, key)
 );

@@ -40,36 +40,113 @@ END
 $$;
 
 -- Rows of one table whose keys are listed in pg_temp.owsync_fetch, fetched
--- from the source in batches: the first key column's IN list runs in SQLite
--- (using its index), the full key is matched here.
-CREATE FUNCTION owsync._fetch_by_key(src text, cols text, keys text[]) RETURNS bigint
+-- into pg_temp.owsync_stage in batches: the first key column's IN list runs
+-- in SQLite (using its index), the full key is matched here.  With
+-- quarantine, a batch that cannot be read is retried key by key and a row
+-- that cannot be read alone is quarantined.  Returns rows read, quarantined.
+CREATE FUNCTION owsync._fetch_by_key(t owsync.client_table, cols text, quarantine boolean,
+                                     p_run bigint, OUT fetched bigint, OUT quarantined bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    src text := format('%I.%I', (owsync.client_names(t.client)).src_schema, t.table_name);
+    keylist text := (SELECT string_agg(format('%I', k), ', ') FROM unnest(t.key_columns) k);
     batch text[];
-    n bigint := 0;
     got bigint;
-    keylist text := (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k);
+    k jsonb;
+    cond text;
+    st text; msg text; det text;
 BEGIN
+    fetched := 0;
+    quarantined := 0;
     FOR batch IN EXECUTE format(
         'SELECT array_agg(DISTINCT %1$I::text) FROM (SELECT %1$I, (row_number() OVER ()) / 500 AS b
-           FROM pg_temp.owsync_fetch) f GROUP BY b', keys[1]) LOOP
-        EXECUTE format('INSERT INTO pg_temp.owsync_stage SELECT %s, owsync_digest FROM %s
-                         WHERE %I IN (%s) AND (%s) IN (SELECT %s FROM pg_temp.owsync_fetch)',
-                       cols, src, keys[1],
-                       (SELECT string_agg(quote_literal(v), ', ') FROM unnest(batch) v),
-                       keylist, keylist);
-        GET DIAGNOSTICS got = ROW_COUNT;
-        n := n + got;
+           FROM pg_temp.owsync_fetch) f GROUP BY b', t.key_columns[1]) LOOP
+        BEGIN
+            EXECUTE format('INSERT INTO pg_temp.owsync_stage SELECT %s, owsync_digest FROM %s
+                             WHERE %I IN (%s) AND (%s) IN (SELECT %s FROM pg_temp.owsync_fetch)',
+                           cols, src, t.key_columns[1],
+                           (SELECT string_agg(quote_literal(v), ', ') FROM unnest(batch) v),
+                           keylist, keylist);
+            GET DIAGNOSTICS got = ROW_COUNT;
+            fetched := fetched + got;
+        EXCEPTION WHEN data_exception THEN
+            IF NOT quarantine THEN
+                RAISE;
+            END IF;
+            -- one row at a time: the ones that read go to the stage
+            FOR k IN EXECUTE format('SELECT to_jsonb(f) FROM (SELECT %s FROM pg_temp.owsync_fetch
+                                      WHERE %I::text = ANY ($1)) f', keylist, t.key_columns[1])
+                       USING batch LOOP
+                cond := (SELECT string_agg(format('%I = %L', e.key, e.value #>> '{}'), ' AND ')
+                           FROM jsonb_each(k) e);
+                BEGIN
+                    EXECUTE format('INSERT INTO pg_temp.owsync_stage SELECT %s, owsync_digest FROM %s WHERE %s',
+                                   cols, src, cond);
+                    GET DIAGNOSTICS got = ROW_COUNT;
+                    fetched := fetched + got;
+                EXCEPTION WHEN data_exception THEN
+                    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+                    PERFORM owsync._quarantine(t, k, st, concat_ws(': ', msg, nullif(det, '')), p_run);
+                    quarantined := quarantined + 1;
+                END;
+            END LOOP;
+        END;
     END LOOP;
-    RETURN n;
+END
+$$;
+
+-- Keep a row that cannot be read: its key, the reason, and every value as
+-- storage class and bytes, read through a foreign table of raw columns.
+CREATE FUNCTION owsync._quarantine(t owsync.client_table, k jsonb, p_sqlstate text, p_reason text,
+                                   p_run bigint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n record := owsync.client_names(t.client);
+    probe name := ('owsync_' || t.client || '_probe')::name;
+    raw_table text := format('%I.%I', probe, t.table_name);
+    raw jsonb;
+BEGIN
+    IF to_regclass(raw_table) IS NULL THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = probe) THEN
+            EXECUTE format('CREATE SCHEMA %I', probe);
+        END IF;
+        -- key columns typed (to find the row), every column raw
+        EXECUTE format('CREATE FOREIGN TABLE %s (%s, %s) SERVER %I OPTIONS (table %L)', raw_table,
+            (SELECT string_agg(format('%I %s OPTIONS (column_name %L, key %L)', 'owsync_key_' || a.attname,
+                                      format_type(a.atttypid, a.atttypmod), a.attname, 'true'), ', ')
+               FROM pg_attribute a
+              WHERE a.attrelid = format('%I.%I', n.src_schema, t.table_name)::regclass
+                AND a.attname = ANY (t.key_columns)),
+            (SELECT string_agg(format('%I text OPTIONS (column_name %L, raw %L)', a.attname, a.attname, 'true'),
+                               ', ' ORDER BY a.attnum)
+               FROM pg_attribute a
+              WHERE a.attrelid = format('%I.%I', n.src_schema, t.table_name)::regclass
+                AND a.attnum > 0 AND NOT a.attisdropped AND a.attname <> 'owsync_digest'),
+            n.server, t.table_name);
+    END IF;
+    EXECUTE format('SELECT to_jsonb(r) - %s FROM %s r WHERE %s',
+                   (SELECT string_agg(quote_literal('owsync_key_' || kc), ' - ') FROM unnest(t.key_columns) kc),
+                   raw_table,
+                   (SELECT string_agg(format('%I = %L', 'owsync_key_' || e.key, e.value #>> '{}'), ' AND ')
+                      FROM jsonb_each(k) e))
+      INTO raw;
+    INSERT INTO owsync.quarantine AS q (client, table_name, key, sqlstate, reason, raw, first_run, last_run)
+    VALUES (t.client, t.table_name, k, p_sqlstate, p_reason, coalesce(raw, '{}'), p_run, p_run)
+    ON CONFLICT (client, table_name, key) DO UPDATE
+       SET sqlstate = EXCLUDED.sqlstate, reason = EXCLUDED.reason, raw = EXCLUDED.raw,
+           last_run = EXCLUDED.last_run, last_seen = now();
+    RAISE WARNING 'owsync %: row % of table % quarantined: %', t.client, k, t.table_name, p_reason;
 END
 $$;
 
 -- Sync one table; returns what it did.
-CREATE FUNCTION owsync._sync_table(t owsync.client_table, mode text, reconcile boolean,
-    OUT path text, OUT rows_read bigint, OUT inserted bigint, OUT updated bigint, OUT deleted bigint)
+CREATE FUNCTION owsync._sync_table(t owsync.client_table, mode text, reconcile boolean, p_run bigint,
+    OUT path text, OUT rows_read bigint, OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
+    OUT quarantined bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -83,6 +160,8 @@ DECLARE
     keylist text := (SELECT string_agg(format('%I', k), ', ') FROM unnest(t.key_columns) k);
     on_key text := (SELECT string_agg(format('m.%1$I = s.%1$I', k), ' AND ') FROM unnest(t.key_columns) k);
     use_digests boolean := reconcile OR t.watermark_column IS NULL;
+    quarantine boolean := coalesce(opts ->> 'on_bad_row', 'abort') = 'quarantine';
+    f record;
     overlap bigint;
     s_cols text;
     setlist text;
@@ -97,9 +176,10 @@ BEGIN
       FROM pg_attribute a
      WHERE a.attrelid = src::regclass AND a.attnum > 0 AND NOT a.attisdropped
        AND a.attname <> 'owsync_digest';
-    rows_read := 0; inserted := 0; updated := 0; deleted := 0;
+    rows_read := 0; inserted := 0; updated := 0; deleted := 0; quarantined := 0;
 
     IF mode = 'full' OR cardinality(t.key_columns) = 0 THEN
+      BEGIN
         path := CASE WHEN cardinality(t.key_columns) = 0 THEN 'set' ELSE 'full' END;
         EXECUTE format('DELETE FROM %s', mirror);
         GET DIAGNOSTICS deleted = ROW_COUNT;
@@ -117,44 +197,74 @@ BEGIN
              WHERE c.client = t.client AND c.table_name = t.table_name;
         END IF;
         RETURN;
+      EXCEPTION WHEN data_exception THEN
+        -- a row could not be read (the reload is undone): with quarantine,
+        -- go row by row below, comparing every row; a table without key
+        -- cannot name its bad row, so the error stands
+        IF NOT quarantine OR cardinality(t.key_columns) = 0 THEN
+            RAISE;
+        END IF;
+        EXECUTE format('DELETE FROM %s', dig);
+        use_digests := true;
+        rows_read := 0; inserted := 0; deleted := 0;
+      END;
     END IF;
 
-    path := CASE WHEN use_digests THEN 'digest' ELSE 'incremental' END;
+    path := CASE WHEN mode = 'full' THEN 'full' WHEN use_digests THEN 'digest' ELSE 'incremental' END;
     -- the previous table's work tables (dropped at commit)
     IF to_regclass('pg_temp.owsync_stage') IS NOT NULL THEN
         DROP TABLE pg_temp.owsync_stage, pg_temp.owsync_keys, pg_temp.owsync_fetch;
     END IF;
     EXECUTE format('CREATE TEMP TABLE owsync_stage ON COMMIT DROP AS SELECT %s, owsync_digest FROM %s WITH NO DATA',
                    cols, src);
+    EXECUTE format('CREATE TEMP TABLE owsync_fetch ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA',
+                   keylist, src);
 
     -- 1. the fast path
-    IF t.watermark_column IS NOT NULL AND t.watermark IS NOT NULL THEN
+    IF t.watermark_column IS NOT NULL AND t.watermark IS NOT NULL AND mode <> 'full' THEN
         overlap := coalesce((opts ->> 'overlap_seconds')::bigint, 60)
                    * CASE t.watermark_unit WHEN 'ns' THEN 1000000000 ELSE 1 END;
-        EXECUTE format('INSERT INTO pg_temp.owsync_stage SELECT %s, owsync_digest FROM %s WHERE %I >= $1',
-                       cols, src, t.watermark_column)
-          USING t.watermark - overlap;
-        GET DIAGNOSTICS rows_read = ROW_COUNT;
+        BEGIN
+            EXECUTE format('INSERT INTO pg_temp.owsync_stage SELECT %s, owsync_digest FROM %s WHERE %I >= $1',
+                           cols, src, t.watermark_column)
+              USING t.watermark - overlap;
+            GET DIAGNOSTICS rows_read = ROW_COUNT;
+        EXCEPTION WHEN data_exception THEN
+            IF NOT quarantine THEN
+                RAISE;
+            END IF;
+            -- a row in the range could not be read: fetch the range by key
+            EXECUTE format('INSERT INTO pg_temp.owsync_fetch SELECT %s FROM %s WHERE %I >= $1',
+                           keylist, src, t.watermark_column)
+              USING t.watermark - overlap;
+        END;
     END IF;
 
     -- 2. and 3. the source's keys (and digests), once; the rows to fetch:
     -- keys the mirror lacks, or (with digests) whose digest changed
     EXECUTE format('CREATE TEMP TABLE owsync_keys ON COMMIT DROP AS SELECT %s%s FROM %s',
                    keylist, CASE WHEN use_digests THEN ', owsync_digest' ELSE '' END, src);
-    IF use_digests THEN
-        EXECUTE format('CREATE TEMP TABLE owsync_fetch ON COMMIT DROP AS
-                          SELECT %1$s FROM pg_temp.owsync_keys s
-                           WHERE NOT EXISTS (SELECT 1 FROM %2$s m WHERE %3$s AND m.owsync_digest = s.owsync_digest)
-                          EXCEPT SELECT %1$s FROM pg_temp.owsync_stage',
-                       keylist, dig, on_key);
-    ELSE
-        EXECUTE format('CREATE TEMP TABLE owsync_fetch ON COMMIT DROP AS
-                          SELECT %1$s FROM pg_temp.owsync_keys s
-                           WHERE NOT EXISTS (SELECT 1 FROM %2$s m WHERE %3$s)
-                          EXCEPT SELECT %1$s FROM pg_temp.owsync_stage',
-                       keylist, mirror, on_key);
+    EXECUTE format('INSERT INTO pg_temp.owsync_fetch
+                      SELECT %1$s FROM pg_temp.owsync_keys s
+                       WHERE NOT EXISTS (SELECT 1 FROM %2$s m WHERE %3$s%4$s)
+                      EXCEPT SELECT %1$s FROM pg_temp.owsync_stage
+                      EXCEPT SELECT %1$s FROM pg_temp.owsync_fetch',
+                   keylist, CASE WHEN use_digests THEN dig ELSE mirror END, on_key,
+                   CASE WHEN use_digests THEN ' AND m.owsync_digest = s.owsync_digest' ELSE '' END);
+    -- rows in quarantine are retried every run
+    IF EXISTS (SELECT 1 FROM owsync.quarantine q WHERE q.client = t.client AND q.table_name = t.table_name) THEN
+        EXECUTE format('INSERT INTO pg_temp.owsync_fetch
+                          SELECT %1$s FROM jsonb_populate_recordset(NULL::pg_temp.owsync_fetch,
+                                  (SELECT jsonb_agg(q.key) FROM owsync.quarantine q
+                                    WHERE q.client = $1 AND q.table_name = $2))
+                          INTERSECT SELECT %1$s FROM pg_temp.owsync_keys
+                          EXCEPT SELECT %1$s FROM pg_temp.owsync_stage
+                          EXCEPT SELECT %1$s FROM pg_temp.owsync_fetch', keylist)
+          USING t.client, t.table_name;
     END IF;
-    rows_read := rows_read + owsync._fetch_by_key(src, cols, t.key_columns);
+    f := owsync._fetch_by_key(t, cols, quarantine, p_run);
+    rows_read := rows_read + f.fetched;
+    quarantined := f.quarantined;
 
     -- apply: insert new rows, update rows whose digest changed
     EXECUTE format('SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM %1$s m WHERE %2$s)),
@@ -187,6 +297,10 @@ BEGIN
     GET DIAGNOSTICS deleted = ROW_COUNT;
     EXECUTE format('DELETE FROM %1$s m WHERE NOT EXISTS (SELECT 1 FROM pg_temp.owsync_keys s WHERE %2$s)',
                    dig, on_key);
+
+    -- quarantined rows not quarantined again by this run read fine now, or are gone
+    DELETE FROM owsync.quarantine q
+     WHERE q.client = t.client AND q.table_name = t.table_name AND q.last_run <> p_run;
 
     -- the new watermark: the highest value of the snapshot, never now()
     IF t.watermark_column IS NOT NULL THEN
@@ -374,14 +488,15 @@ BEGIN
         BEGIN
             r := owsync._sync_table(t,
                                     CASE WHEN t.table_name = ANY (drift.new_tables) THEN 'full' ELSE p_mode END,
-                                    reconcile OR t.table_name = ANY (drift.widened));
+                                    reconcile OR t.table_name = ANY (drift.widened), rid);
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
                                     det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
             PERFORM owsync._reraise(st, msg, det, hnt, t.table_name);
         END;
-        INSERT INTO owsync.run_table (run_id, table_name, path, rows_read, inserted, updated, deleted, seconds)
-        VALUES (rid, t.table_name, r.path, r.rows_read, r.inserted, r.updated, r.deleted,
+        INSERT INTO owsync.run_table (run_id, table_name, path, rows_read, inserted, updated, deleted,
+                                      quarantined, seconds)
+        VALUES (rid, t.table_name, r.path, r.rows_read, r.inserted, r.updated, r.deleted, r.quarantined,
                 round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
         RAISE NOTICE 'owsync %.%: % read, % inserted, % updated, % deleted (%, % s)',
             p_client, t.table_name, r.rows_read, r.inserted, r.updated, r.deleted, r.path,
@@ -390,6 +505,9 @@ BEGIN
 
     IF reconcile OR p_mode = 'full' THEN
         UPDATE owsync.client SET last_reconcile_at = now() WHERE client = p_client;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'owsync_' || p_client || '_probe') THEN
+        EXECUTE format('DROP SCHEMA %I CASCADE', 'owsync_' || p_client || '_probe');
     END IF;
     IF EXISTS (SELECT 1 FROM owsync.client_table WHERE client = p_client AND table_name = 'alembic_version') THEN
         EXECUTE format('UPDATE owsync.run SET alembic_revision = (SELECT string_agg(version_num, %L) FROM %I.alembic_version)

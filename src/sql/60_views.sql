@@ -3,11 +3,12 @@
 CREATE VIEW owsync.history AS
 SELECT r.run_id, r.client, r.mode, r.status, r.started_at,
        r.finished_at - r.started_at AS duration,
-       t.tables, t.rows_read, t.inserted, t.updated, t.deleted,
+       t.tables, t.rows_read, t.inserted, t.updated, t.deleted, t.quarantined,
        r.sqlstate, r.error_table, r.error
   FROM owsync.run r
   LEFT JOIN LATERAL (SELECT count(*) AS tables, sum(rows_read) AS rows_read,
-                            sum(inserted) AS inserted, sum(updated) AS updated, sum(deleted) AS deleted
+                            sum(inserted) AS inserted, sum(updated) AS updated, sum(deleted) AS deleted,
+                            sum(quarantined) AS quarantined
                        FROM owsync.run_table rt WHERE rt.run_id = r.run_id) t ON true;
 
 COMMENT ON VIEW owsync.history IS 'one row per sync run, newest last: status, per-run row counts, the error of a failed run';
@@ -18,7 +19,8 @@ SELECT c.client, c.enabled, c.schedule,
        ok.finished_at AS last_success_at,
        now() - ok.finished_at AS lag,
        (SELECT sum(s.n_live_tup)::bigint FROM pg_catalog.pg_stat_user_tables s
-         WHERE s.schemaname = c.client) AS mirror_rows
+         WHERE s.schemaname = c.client) AS mirror_rows,
+       (SELECT count(*) FROM owsync.quarantine q WHERE q.client = c.client) AS quarantined_rows
   FROM owsync.client c
   LEFT JOIN LATERAL (SELECT r.* FROM owsync.run r
                       WHERE r.client = c.client AND r.status <> 'skipped'
