@@ -462,6 +462,7 @@ DECLARE
     rid bigint := p_run;
     reconcile boolean;
     started timestamptz;
+    secs numeric;
     drift record;
     n record := owsync.client_names(p_client);
     st text; msg text; det text; hnt text;
@@ -498,9 +499,11 @@ BEGIN
                                       quarantined, seconds)
         VALUES (rid, t.table_name, r.path, r.rows_read, r.inserted, r.updated, r.deleted, r.quarantined,
                 round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
-        RAISE NOTICE 'owsync %.%: % read, % inserted, % updated, % deleted (%, % s)',
-            p_client, t.table_name, r.rows_read, r.inserted, r.updated, r.deleted, r.path,
-            round(extract(epoch FROM clock_timestamp() - started)::numeric, 3);
+        secs := extract(epoch FROM clock_timestamp() - started)::numeric;
+        RAISE NOTICE 'owsync %.%: % read, % inserted, % updated, % deleted% (%, % s, % rows/s)',
+            p_client, t.table_name, r.rows_read, r.inserted, r.updated, r.deleted,
+            CASE WHEN r.quarantined > 0 THEN format(', %s quarantined', r.quarantined) ELSE '' END,
+            r.path, round(secs, 3), round(r.rows_read / greatest(secs, 0.001));
     END LOOP;
 
     IF reconcile OR p_mode = 'full' THEN
