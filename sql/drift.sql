@@ -4,6 +4,7 @@
 -- new tables and columns arrive without operator action, removed or retyped
 -- ones are kept in the mirror and reported.  Also pending() and verify().
 --
+\set SHOW_CONTEXT never
 CREATE EXTENSION owsync_fdw;
 \! rm -rf /tmp/owsync_regress/drift && mkdir -p /tmp/owsync_regress/drift && python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour legacy --size tiny --seed 21 --journal wal --out /tmp/owsync_regress/drift/webui.db >/dev/null && chmod -R a+rwX /tmp/owsync_regress/drift
 SET owsync.allowed_directories = '/tmp/owsync_regress/drift';

@@ -4,6 +4,7 @@
 -- class and bytes; the rest of the run applies; the mirror keeps the row's
 -- previous version; every run retries it and clears it once it reads.
 --
+\set SHOW_CONTEXT never
 CREATE EXTENSION owsync_fdw;
 \! rm -rf /tmp/owsync_regress/quarantine && mkdir -p /tmp/owsync_regress/quarantine && python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour fresh --size tiny --seed 31 --journal wal --out /tmp/owsync_regress/quarantine/webui.db >/dev/null && chmod -R a+rwX /tmp/owsync_regress/quarantine
 SET owsync.allowed_directories = '/tmp/owsync_regress/quarantine';

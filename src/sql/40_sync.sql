@@ -490,7 +490,7 @@ BEGIN
             r := owsync._sync_table(t,
                                     CASE WHEN t.table_name = ANY (drift.new_tables) THEN 'full' ELSE p_mode END,
                                     reconcile OR t.table_name = ANY (drift.widened), rid);
-        EXCEPTION WHEN OTHERS THEN
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
             GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
                                     det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
             PERFORM owsync._reraise(st, msg, det, hnt, t.table_name);
@@ -535,6 +535,8 @@ AS $$
 DECLARE
     c owsync.client;
     rid bigint;
+    locked boolean := false;
+    skipped boolean := false;
     st text; msg text; det text; hnt text; tbl text;
 BEGIN
     SELECT * INTO c FROM owsync.client AS x WHERE x.client = sync.client;
@@ -549,24 +551,38 @@ BEGIN
             HINT = 'Use incremental, full or reconcile.';
     END IF;
 
-    -- lock key: (owsync's class id, the client's id)
-    IF NOT pg_catalog.pg_try_advisory_lock(1869838195, c.client_id) THEN
-        INSERT INTO owsync.run (client, mode, status, finished_at, error)
-        VALUES (c.client, mode, 'skipped', pg_catalog.clock_timestamp(),
-                'another sync of this client was running');
-        COMMIT;
-        RAISE NOTICE 'owsync: client % is being synced by another session; this run is skipped', c.client;
-        RETURN;
-    END IF;
+    -- A lock this session still holds comes from a run of its own that was
+    -- interrupted between its commit and its unlock (it cannot be running
+    -- now): let it go.  Lock key: (owsync's class id, the client's id).
+    WHILE EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                   WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid()
+                     AND l.classid = 1869838195 AND l.objid = c.client_id AND l.objsubid = 2) LOOP
+        PERFORM pg_catalog.pg_advisory_unlock(1869838195, c.client_id);
+    END LOOP;
 
     INSERT INTO owsync.run (client, mode, status) VALUES (c.client, mode, 'running')
     RETURNING run_id INTO rid;
     COMMIT;
     BEGIN
-        PERFORM owsync._run(c.client, mode, rid);
-        UPDATE owsync.run SET status = 'succeeded', finished_at = pg_catalog.clock_timestamp()
-         WHERE run_id = rid;
-    EXCEPTION WHEN OTHERS THEN
+        IF NOT pg_catalog.pg_try_advisory_lock(1869838195, c.client_id) THEN
+            UPDATE owsync.run SET status = 'skipped', finished_at = pg_catalog.clock_timestamp(),
+                   error = 'another sync of this client was running'
+             WHERE run_id = rid;
+            skipped := true;
+        ELSE
+            locked := true;
+            -- holding the lock, any other run of this client still marked
+            -- running was abandoned (its session ended before it finished)
+            UPDATE owsync.run AS r SET status = 'failed', finished_at = pg_catalog.clock_timestamp(),
+                   error = 'abandoned: the session running it ended before it finished'
+             WHERE r.client = c.client AND r.status = 'running' AND r.run_id <> rid;
+            PERFORM owsync._run(c.client, mode, rid);
+            UPDATE owsync.run SET status = 'succeeded', finished_at = pg_catalog.clock_timestamp()
+             WHERE run_id = rid;
+        END IF;
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        -- a cancel (statement_timeout, pg_cancel_backend) is recorded like any
+        -- failure, and raised again below once the lock is released
         GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
                                 hnt = PG_EXCEPTION_HINT, tbl = TABLE_NAME;
         UPDATE owsync.run SET status = 'failed', finished_at = pg_catalog.clock_timestamp(),
@@ -574,7 +590,13 @@ BEGIN
          WHERE run_id = rid;
     END;
     COMMIT;
-    PERFORM pg_catalog.pg_advisory_unlock(1869838195, c.client_id);
+    IF locked THEN
+        PERFORM pg_catalog.pg_advisory_unlock(1869838195, c.client_id);
+    END IF;
+    IF skipped THEN
+        RAISE NOTICE 'owsync: client % is being synced by another session; this run is skipped', c.client;
+        RETURN;
+    END IF;
     IF st IS NOT NULL THEN
         msg := pg_catalog.format('sync of client %s failed%s: %s', c.client,
                                  CASE WHEN tbl <> '' THEN pg_catalog.format(' in table %s', tbl) ELSE '' END, msg);
