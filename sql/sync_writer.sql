@@ -33,32 +33,8 @@ SET owsync.allowed_directories = '/tmp/owsync_regress/sync_writer';
 SET client_min_messages = warning;
 
 -- mirror and source compared, every column of every row as text (as in sync)
-CREATE FUNCTION pg_temp.compare(client text)
-RETURNS TABLE (tbl text, source_rows bigint, mirror_rows bigint, differences bigint)
-LANGUAGE plpgsql AS $$
-DECLARE
-  t record;
-  cols text;
-BEGIN
-  FOR t IN SELECT c.relname FROM pg_class c
-            WHERE c.relnamespace = client::regnamespace AND c.relkind = 'r' ORDER BY 1 LOOP
-    SELECT string_agg(format('%I::text', attname), ', ' ORDER BY attnum) INTO cols
-      FROM pg_attribute
-     WHERE attrelid = format('%I.%I', client, t.relname)::regclass AND attnum > 0 AND NOT attisdropped;
-    tbl := t.relname;
-    EXECUTE format('SELECT (SELECT count(*) FROM %1$I.%2$I), (SELECT count(*) FROM %3$I.%2$I),
-                           (SELECT count(*) FROM ((SELECT %4$s FROM %1$I.%2$I EXCEPT ALL SELECT %4$s FROM %3$I.%2$I)
-                             UNION ALL (SELECT %4$s FROM %3$I.%2$I EXCEPT ALL SELECT %4$s FROM %1$I.%2$I)) d)',
-                   'owsync_' || client || '_src', t.relname, client, cols)
-      INTO source_rows, mirror_rows, differences;
-    RETURN NEXT;
-  END LOOP;
-END $$;
-CREATE FUNCTION pg_temp.check(client text) RETURNS TABLE (tables bigint, rows bigint, tables_differing bigint)
-LANGUAGE sql AS $$
-  SELECT count(*), sum(source_rows), count(*) FILTER (WHERE differences > 0 OR source_rows <> mirror_rows)
-    FROM pg_temp.compare(client)
-$$;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/test/fixtures/compare.sql
 -- waits until a query returns true (at most 60 s); returns its last result
 CREATE FUNCTION pg_temp.wait_for(q text) RETURNS boolean
 LANGUAGE plpgsql AS $$

@@ -11,6 +11,22 @@ AS $$
            ('owsync_' || client || '_digest')::name, client::name
 $$;
 
+-- The names of a registered client's objects; an error if it is not registered.
+CREATE FUNCTION owsync._registered(client text,
+    OUT server name, OUT src_schema name, OUT digest_schema name, OUT mirror_schema name)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM owsync.client c WHERE c.client = _registered.client) THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('client %L is not registered', client),
+            HINT = 'Register it with owsync.register_client().';
+    END IF;
+    SELECT * INTO server, src_schema, digest_schema, mirror_schema FROM owsync.client_names(client);
+END
+$$;
+
 CREATE FUNCTION owsync._check_client_name(client text) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -201,11 +217,7 @@ AS $$
 DECLARE
     n record;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM owsync.client c WHERE c.client = unregister_client.client) THEN
-        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-            MESSAGE = format('client %L is not registered', client);
-    END IF;
-    n := owsync.client_names(client);
+    n := owsync._registered(client);
     EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', n.src_schema);
     EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', n.digest_schema);
     EXECUTE format('DROP SERVER IF EXISTS %I CASCADE', n.server);

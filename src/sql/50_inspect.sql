@@ -15,11 +15,7 @@ DECLARE
     n record;
     on_key text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM owsync.client c WHERE c.client = pending.client) THEN
-        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-            MESSAGE = format('client %L is not registered', client);
-    END IF;
-    n := owsync.client_names(client);
+    n := owsync._registered(client);
     FOR t IN SELECT * FROM owsync.client_table ct
               WHERE ct.client = pending.client AND ct.removed_at IS NULL ORDER BY ct.table_name LOOP
         table_name := t.table_name;
@@ -65,11 +61,7 @@ DECLARE
     mir_row text;
     on_key text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM owsync.client c WHERE c.client = verify.client) THEN
-        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-            MESSAGE = format('client %L is not registered', client);
-    END IF;
-    n := owsync.client_names(client);
+    n := owsync._registered(client);
     FOR t IN SELECT * FROM owsync.client_table ct
               WHERE ct.client = verify.client AND ct.removed_at IS NULL ORDER BY ct.table_name LOOP
         -- the columns the source has (a column dropped at the source stays in the mirror)
