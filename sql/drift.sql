@@ -48,7 +48,8 @@ SELECT count(*) FILTER (WHERE pinned_order = 1) AS pinned, count(*) AS chats FRO
 SELECT count(*) AS notes_with_kept_meta FROM drift_example_com.note WHERE meta IS NOT NULL;
 SELECT count(*) AS chatidtag_kept FROM drift_example_com.chatidtag;
 SELECT table_name, removed_at IS NOT NULL AS removed FROM owsync.client_table
- WHERE client = 'drift_example_com' AND table_name IN ('chatidtag', 'skill_usage', 'memory');
+ WHERE client = 'drift_example_com' AND table_name IN ('chatidtag', 'skill_usage', 'memory')
+ ORDER BY 1;
 SELECT jsonb_array_length(ddl) AS schema_objects FROM owsync.source_schema
  WHERE client = 'drift_example_com' ORDER BY schema_id;
 -- and the mirror equals the source in every column the source has

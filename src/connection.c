@@ -464,6 +464,15 @@ owsync_open(OwsyncConn *conn, ForeignServer *server, OwsyncServerOpts *opts,
 	conn->st = st;
 }
 
+/* Planning facts are only good within the snapshot they were read in. */
+static void
+forget_table_info(OwsyncConn *conn)
+{
+	if (conn->cachecxt)
+		MemoryContextReset(conn->cachecxt);
+	conn->tableinfo = NIL;
+}
+
 static void
 owsync_close(OwsyncConn *conn)
 {
@@ -478,6 +487,7 @@ owsync_close(OwsyncConn *conn)
 	conn->db = NULL;
 	conn->xact_open = false;
 	conn->generation++;
+	forget_table_info(conn);
 }
 
 /*
@@ -606,6 +616,7 @@ owsync_xact_callback(XactEvent event, void *arg)
 		}
 		conn->xact_open = false;
 		conn->generation++;
+		forget_table_info(conn);
 		if (conn->invalidated)
 			owsync_close(conn);
 	}
@@ -624,6 +635,26 @@ owsync_inval_callback(Datum arg, int cacheid, uint32 hashvalue)
 		if (hashvalue == 0 || conn->server_hashvalue == hashvalue)
 			conn->invalidated = true;
 	}
+}
+
+/*
+ * A server named by a SQL function's argument: it must use owsync_fdw, and
+ * the current role needs USAGE on it (as for reading its foreign tables).
+ */
+ForeignServer *
+owsync_usable_server(const char *name)
+{
+	ForeignServer *server = GetForeignServerByName(name, false);
+	AclResult	aclresult;
+
+	if (strcmp(GetForeignDataWrapper(server->fdwid)->fdwname, "owsync_fdw") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("server \"%s\" does not use owsync_fdw", server->servername)));
+	aclresult = pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server->servername);
+	return server;
 }
 
 /* One integer or text pragma, in the connection's snapshot. */
@@ -658,22 +689,13 @@ PG_FUNCTION_INFO_V1(owsync_source_info);
 Datum
 owsync_source_info(PG_FUNCTION_ARGS)
 {
-	ForeignServer *server = GetForeignServerByName(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
-	ForeignDataWrapper *fdw = GetForeignDataWrapper(server->fdwid);
-	AclResult	aclresult;
+	ForeignServer *server = owsync_usable_server(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	OwsyncConn *conn;
 	TupleDesc	tupdesc;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 	char	   *mode;
 
-	if (strcmp(fdw->fdwname, "owsync_fdw") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("server \"%s\" does not use owsync_fdw", server->servername)));
-	aclresult = pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server->servername);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 

@@ -267,43 +267,100 @@ estimate_rows(OwsyncConn *conn, const char *table)
 	return rows;
 }
 
-/* Declared types of the SQLite columns (for affinities), and the row estimate. */
+/*
+ * What planning needs to know of a SQLite table: its columns' declared types
+ * (for affinities) and a row estimate.  Kept on the connection until the
+ * transaction ends (its snapshot, so its schema, is fixed until then): a
+ * sync plans many statements over the same tables.
+ */
+typedef struct TableInfo
+{
+	char	   *table;
+	int			ncols;
+	char	  **names;
+	char	  **decltypes;
+	bool		rows_known;
+	double		rows;
+} TableInfo;
+
+static TableInfo *
+table_info(OwsyncConn *conn, const char *table, bool need_rows)
+{
+	TableInfo  *ti = NULL;
+	ListCell   *lc;
+	MemoryContext old;
+
+	foreach(lc, conn->tableinfo)
+		if (strcmp(((TableInfo *) lfirst(lc))->table, table) == 0)
+			ti = lfirst(lc);
+
+	if (conn->cachecxt == NULL)
+		conn->cachecxt = AllocSetContextCreate(TopMemoryContext, "owsync_fdw table info",
+											   ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(conn->cachecxt);
+	if (ti == NULL)
+	{
+		sqlite3_stmt *stmt;
+		List	   *names = NIL;
+		List	   *types = NIL;
+		int			i = 0;
+
+		ti = palloc0(sizeof(TableInfo));
+		ti->table = pstrdup(table);
+		stmt = owsync_prepare(conn, "SELECT name, type FROM pragma_table_info(?1)");
+		PG_TRY();
+		{
+			if (sqlite3_bind_text(stmt, 1, table, -1, SQLITE_STATIC) != SQLITE_OK)
+				owsync_sqlite_error(conn, SQLITE_MISUSE, "bind a table name");
+			while (owsync_step(conn, stmt, "read the table's columns") == SQLITE_ROW)
+			{
+				const char *decl = (const char *) sqlite3_column_text(stmt, 1);
+
+				names = lappend(names, pstrdup((const char *) sqlite3_column_text(stmt, 0)));
+				types = lappend(types, pstrdup(decl ? decl : ""));
+			}
+		}
+		PG_FINALLY();
+		{
+			sqlite3_finalize(stmt);
+		}
+		PG_END_TRY();
+		ti->ncols = list_length(names);
+		ti->names = palloc(sizeof(char *) * Max(ti->ncols, 1));
+		ti->decltypes = palloc(sizeof(char *) * Max(ti->ncols, 1));
+		foreach(lc, names)
+			ti->names[i++] = lfirst(lc);
+		i = 0;
+		foreach(lc, types)
+			ti->decltypes[i++] = lfirst(lc);
+		conn->tableinfo = lappend(conn->tableinfo, ti);
+	}
+	if (need_rows && !ti->rows_known)
+	{
+		ti->rows = estimate_rows(conn, table);
+		ti->rows_known = true;
+	}
+	MemoryContextSwitchTo(old);
+	return ti;
+}
+
+/* Affinities of the relation's columns, and the row estimate when asked. */
 static double
 inspect_sqlite_table(OwsyncRelInfo *info, bool need_rows)
 {
-	OwsyncConn *conn = owsync_get_connection(info->server);
-	sqlite3_stmt *stmt;
-	double		rows = -1;
-	int			i;
+	TableInfo  *ti = table_info(owsync_get_connection(info->server), info->sqlite_table, need_rows);
+	int			i,
+				j;
 
 	for (i = 0; i < info->natts; i++)
+	{
 		info->affinity[i] = OWA_UNKNOWN;
-
-	stmt = owsync_prepare(conn, "SELECT name, type FROM pragma_table_info(?1)");
-	PG_TRY();
-	{
-		if (sqlite3_bind_text(stmt, 1, info->sqlite_table, -1, SQLITE_STATIC) != SQLITE_OK)
-			owsync_sqlite_error(conn, SQLITE_MISUSE, "bind a table name");
-		while (owsync_step(conn, stmt, "read the table's columns") == SQLITE_ROW)
-		{
-			const char *name = (const char *) sqlite3_column_text(stmt, 0);
-			const char *decl = (const char *) sqlite3_column_text(stmt, 1);
-
-			/* SQLite matches column names case-insensitively (ASCII) */
-			for (i = 0; i < info->natts; i++)
-				if (info->colnames[i] && pg_strcasecmp(info->colnames[i], name) == 0)
-					info->affinity[i] = owsync_affinity(decl);
-		}
+		/* SQLite matches column names case-insensitively (ASCII) */
+		for (j = 0; j < ti->ncols && info->colnames[i]; j++)
+			if (pg_strcasecmp(info->colnames[i], ti->names[j]) == 0)
+				info->affinity[i] = owsync_affinity(ti->decltypes[j]);
 	}
-	PG_FINALLY();
-	{
-		sqlite3_finalize(stmt);
-	}
-	PG_END_TRY();
-
-	if (need_rows)
-		rows = estimate_rows(conn, info->sqlite_table);
-	return rows;
+	return need_rows ? ti->rows : -1;
 }
 
 static void

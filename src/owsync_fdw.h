@@ -71,6 +71,8 @@ typedef struct OwsyncConn
 								 * older generations were finalized then */
 	uint32		server_hashvalue;	/* syscache hash, for invalidation */
 	int64		busy_started_us;	/* busy handler bookkeeping */
+	MemoryContext cachecxt;		/* planning facts about tables (owsync_fdw.c), */
+	List	   *tableinfo;		/* kept until the transaction ends */
 } OwsyncConn;
 
 extern OwsyncConn *owsync_get_connection(ForeignServer *server);
@@ -79,6 +81,7 @@ extern int	owsync_step(OwsyncConn *conn, sqlite3_stmt *stmt, const char *what);
 extern void owsync_finalize(sqlite3_stmt *stmt);
 extern int	owsync_sqlstate(int rc, const char *message);
 extern void owsync_check_unchanged(OwsyncConn *conn);
+extern ForeignServer *owsync_usable_server(const char *name);
 extern void owsync_sqlite_error(OwsyncConn *conn, int rc, const char *what) pg_attribute_noreturn();
 
 /* ------------------------------------------------------------------------

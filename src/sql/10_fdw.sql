@@ -29,3 +29,10 @@ CREATE FUNCTION owsync.source_info(server text,
     OUT journal_mode text, OUT schema_version bigint, OUT user_version bigint, OUT page_count bigint)
 AS 'MODULE_PATHNAME', 'owsync_source_info'
 LANGUAGE C STRICT VOLATILE;
+
+-- A hash of the set of keys of a SQLite table (order-independent), read in
+-- the transaction's snapshot: equal hashes, equal key sets.
+CREATE FUNCTION owsync.key_set_hash(server text, "table" text, key_columns text[])
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'owsync_key_set_hash'
+LANGUAGE C STRICT VOLATILE;

@@ -26,6 +26,7 @@ CREATE TABLE owsync.client_table (
     watermark_column text,				-- NULL: changes are found by digests only
     watermark_unit   text CHECK (watermark_unit IN ('s', 'ns')),
     watermark        bigint,			-- highest value seen by the last sync
+    key_set_hash     bigint,			-- owsync.key_set_hash() at the last sync
     removed_at       timestamptz,		-- gone from the source: the mirror table is kept
     PRIMARY KEY (client, table_name)
 );

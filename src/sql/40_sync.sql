@@ -7,9 +7,11 @@
 --   full         the mirror and the digests are reloaded from the source;
 --   incremental  1. the fast path: rows with updated_at >= watermark - overlap
 --                   (the condition runs in SQLite);
---                2. the key diff: the source's keys (a keys-only scan), to find
---                   rows the mirror lacks (inserted without a new updated_at)
---                   and rows the source lost (hard deletes);
+--                2. the key diff: when the hash of the source's key set (computed
+--                   by SQLite over the key's index) moved since the last sync,
+--                   the source's keys (a keys-only scan) find rows the mirror
+--                   lacks (inserted without a new updated_at) and rows the
+--                   source lost (hard deletes);
 --                3. digests, for tables without updated_at and, when a
 --                   reconcile is due (options->>'reconcile_interval', default
 --                   1 hour), for all tables: the digest of every source row,
@@ -161,6 +163,8 @@ DECLARE
     on_key text := (SELECT string_agg(format('m.%1$I = s.%1$I', k), ' AND ') FROM unnest(t.key_columns) k);
     use_digests boolean := reconcile OR t.watermark_column IS NULL;
     quarantine boolean := coalesce(opts ->> 'on_bad_row', 'abort') = 'quarantine';
+    khash bigint;
+    keys_moved boolean := true;
     f record;
     overlap bigint;
     s_cols text;
@@ -190,6 +194,9 @@ BEGIN
             EXECUTE format('DELETE FROM %s', dig);
             EXECUTE format('INSERT INTO %s (%s, owsync_digest) SELECT %s, owsync_digest FROM %s',
                            dig, keylist, keylist, src);
+            UPDATE owsync.client_table c
+               SET key_set_hash = owsync.key_set_hash(n.server, t.table_name, t.key_columns)
+             WHERE c.client = t.client AND c.table_name = t.table_name;
         END IF;
         IF t.watermark_column IS NOT NULL THEN
             EXECUTE format('SELECT max(%I) FROM %s', t.watermark_column, mirror) INTO newwm;
@@ -215,10 +222,13 @@ BEGIN
     IF to_regclass('pg_temp.owsync_stage') IS NOT NULL THEN
         DROP TABLE pg_temp.owsync_stage, pg_temp.owsync_keys, pg_temp.owsync_fetch;
     END IF;
-    EXECUTE format('CREATE TEMP TABLE owsync_stage ON COMMIT DROP AS SELECT %s, owsync_digest FROM %s WITH NO DATA',
-                   cols, src);
+    -- work tables shaped like the mirror (planning them reads no SQLite)
+    EXECUTE format('CREATE TEMP TABLE owsync_stage ON COMMIT DROP AS
+                    SELECT %s, 0::bigint AS owsync_digest FROM %s WITH NO DATA', cols, mirror);
     EXECUTE format('CREATE TEMP TABLE owsync_fetch ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA',
-                   keylist, src);
+                   keylist, mirror);
+    khash := owsync.key_set_hash(n.server, t.table_name, t.key_columns);
+    keys_moved := t.key_set_hash IS DISTINCT FROM khash;
 
     -- 1. the fast path
     IF t.watermark_column IS NOT NULL AND t.watermark IS NOT NULL AND mode <> 'full' THEN
@@ -240,26 +250,33 @@ BEGIN
         END;
     END IF;
 
-    -- 2. and 3. the source's keys (and digests), once; the rows to fetch:
-    -- keys the mirror lacks, or (with digests) whose digest changed
-    EXECUTE format('CREATE TEMP TABLE owsync_keys ON COMMIT DROP AS SELECT %s%s FROM %s',
-                   keylist, CASE WHEN use_digests THEN ', owsync_digest' ELSE '' END, src);
-    EXECUTE format('INSERT INTO pg_temp.owsync_fetch
+    -- 2. and 3. the source's keys (and digests), once, when needed; the rows
+    -- to fetch: keys the mirror lacks, or (with digests) whose digest changed
+    EXECUTE format('CREATE TEMP TABLE owsync_keys ON COMMIT DROP AS SELECT %s%s FROM %s WITH NO DATA',
+                   keylist, CASE WHEN use_digests THEN ', 0::bigint AS owsync_digest' ELSE '' END, mirror);
+    IF keys_moved OR use_digests THEN
+        EXECUTE format('INSERT INTO pg_temp.owsync_keys SELECT %s%s FROM %s',
+                       keylist, CASE WHEN use_digests THEN ', owsync_digest' ELSE '' END, src);
+        EXECUTE format('INSERT INTO pg_temp.owsync_fetch
                       SELECT %1$s FROM pg_temp.owsync_keys s
                        WHERE NOT EXISTS (SELECT 1 FROM %2$s m WHERE %3$s%4$s)
                       EXCEPT SELECT %1$s FROM pg_temp.owsync_stage
                       EXCEPT SELECT %1$s FROM pg_temp.owsync_fetch',
-                   keylist, CASE WHEN use_digests THEN dig ELSE mirror END, on_key,
-                   CASE WHEN use_digests THEN ' AND m.owsync_digest = s.owsync_digest' ELSE '' END);
-    -- rows in quarantine are retried every run
+                       keylist, CASE WHEN use_digests THEN dig ELSE mirror END, on_key,
+                       CASE WHEN use_digests THEN ' AND m.owsync_digest = s.owsync_digest' ELSE '' END);
+    END IF;
+    -- rows in quarantine are retried every run (while the source has them:
+    -- had one gone, the key set would have moved and the keys been read)
     IF EXISTS (SELECT 1 FROM owsync.quarantine q WHERE q.client = t.client AND q.table_name = t.table_name) THEN
         EXECUTE format('INSERT INTO pg_temp.owsync_fetch
                           SELECT %1$s FROM jsonb_populate_recordset(NULL::pg_temp.owsync_fetch,
                                   (SELECT jsonb_agg(q.key) FROM owsync.quarantine q
                                     WHERE q.client = $1 AND q.table_name = $2))
-                          INTERSECT SELECT %1$s FROM pg_temp.owsync_keys
+                          %2$s
                           EXCEPT SELECT %1$s FROM pg_temp.owsync_stage
-                          EXCEPT SELECT %1$s FROM pg_temp.owsync_fetch', keylist)
+                          EXCEPT SELECT %1$s FROM pg_temp.owsync_fetch', keylist,
+                       CASE WHEN keys_moved OR use_digests
+                            THEN format('INTERSECT SELECT %s FROM pg_temp.owsync_keys', keylist) ELSE '' END)
           USING t.client, t.table_name;
     END IF;
     f := owsync._fetch_by_key(t, cols, quarantine, p_run);
@@ -291,12 +308,17 @@ BEGIN
                     ON CONFLICT (%2$s) DO UPDATE SET owsync_digest = EXCLUDED.owsync_digest
                     WHERE d.owsync_digest IS DISTINCT FROM EXCLUDED.owsync_digest', dig, keylist);
 
-    -- hard deletes: keys the source no longer has
-    EXECUTE format('DELETE FROM %1$s m WHERE NOT EXISTS (SELECT 1 FROM pg_temp.owsync_keys s WHERE %2$s)',
-                   mirror, on_key);
-    GET DIAGNOSTICS deleted = ROW_COUNT;
-    EXECUTE format('DELETE FROM %1$s m WHERE NOT EXISTS (SELECT 1 FROM pg_temp.owsync_keys s WHERE %2$s)',
-                   dig, on_key);
+    -- hard deletes: keys the source no longer has (none when its key set
+    -- did not move)
+    IF keys_moved THEN
+        EXECUTE format('DELETE FROM %1$s m WHERE NOT EXISTS (SELECT 1 FROM pg_temp.owsync_keys s WHERE %2$s)',
+                       mirror, on_key);
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+        EXECUTE format('DELETE FROM %1$s m WHERE NOT EXISTS (SELECT 1 FROM pg_temp.owsync_keys s WHERE %2$s)',
+                       dig, on_key);
+        UPDATE owsync.client_table c SET key_set_hash = khash
+         WHERE c.client = t.client AND c.table_name = t.table_name;
+    END IF;
 
     -- quarantined rows not quarantined again by this run read fine now, or are gone
     DELETE FROM owsync.quarantine q
@@ -471,6 +493,13 @@ BEGIN
     IF rid IS NULL THEN
         INSERT INTO owsync.run (client, mode, status) VALUES (p_client, p_mode, 'running')
         RETURNING run_id INTO rid;
+    END IF;
+    -- for the run's own statements: hash joins in memory, no JIT (plans
+    -- are small and run once), staged values compressed like the mirror's
+    PERFORM set_config('work_mem', '64MB', true);
+    PERFORM set_config('jit', 'off', true);
+    IF owsync._has_lz4() THEN
+        PERFORM set_config('default_toast_compression', 'lz4', true);
     END IF;
     reconcile := p_mode = 'reconcile'
                  OR (p_mode = 'incremental' AND
