@@ -46,10 +46,15 @@ CALL owsync.sync('fresh_example_com');
 SELECT * FROM pg_temp.check('fresh_example_com');
 CALL owsync.sync('nopk_example_com', 'reconcile');
 SELECT * FROM pg_temp.check('nopk_example_com');
--- nothing changed: nothing written
+-- nothing committed to the file since: no table is even read
 CALL owsync.sync('acme_quantabase_io');
-SELECT sum(inserted + updated + deleted) AS rows_written FROM owsync.run_table
- WHERE run_id = (SELECT max(run_id) FROM owsync.run);
+SELECT status, source_unchanged, tables FROM owsync.history ORDER BY run_id DESC LIMIT 1;
+-- commits that leave what the mirror holds as it was (a title changed and
+-- changed back): tables read, nothing written
+\! sqlite3 /tmp/owsync_regress/sync/legacy.db "UPDATE chat SET title = title || 'x' WHERE rowid = (SELECT min(rowid) FROM chat); UPDATE chat SET title = substr(title, 1, length(title) - 1) WHERE rowid = (SELECT min(rowid) FROM chat);"
+CALL owsync.sync('acme_quantabase_io');
+SELECT status, source_unchanged, tables, inserted + updated + deleted AS rows_written
+  FROM owsync.history ORDER BY run_id DESC LIMIT 1;
 
 -- a run that fails in its fourth table (auth) leaves every table as it was,
 -- and its history row says where and why

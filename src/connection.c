@@ -491,6 +491,57 @@ owsync_close(OwsyncConn *conn)
 }
 
 /*
+ * A marker that changes whenever a transaction commits to the file: for the
+ * database and its WAL, the inode, size and modification time (every write
+ * updates it, to the nanosecond on ext4, xfs, btrfs, tmpfs), and from their
+ * content, the database header's change counter (bytes 24-27, bumped by every
+ * commit in rollback-journal mode) and the WAL's salts (a restart of the WAL
+ * changes them).  SQLite does not bump the change counter in WAL mode, so a
+ * writer that commits, checkpoints and deletes its WAL leaves counter and
+ * size as they were: the modification time tells.  Read just before a
+ * snapshot is taken, a commit in between only makes the next marker differ:
+ * equal markers mean nothing was committed since the earlier snapshot.
+ */
+static char *
+change_marker(const char *real)
+{
+	unsigned char db[28];
+	unsigned char wal[24];
+	char	   *walpath = psprintf("%s-wal", real);
+	struct stat dbst,
+				walst;
+	int			fd;
+	bool		have_db = false,
+				have_wal = false;
+
+	if ((fd = open(real, O_RDONLY | O_NOFOLLOW | PG_BINARY)) >= 0)
+	{
+		have_db = fstat(fd, &dbst) == 0 && read(fd, db, sizeof(db)) == sizeof(db);
+		close(fd);
+	}
+	if ((fd = open(walpath, O_RDONLY | O_NOFOLLOW | PG_BINARY)) >= 0)
+	{
+		have_wal = fstat(fd, &walst) == 0 && read(fd, wal, sizeof(wal)) == sizeof(wal);
+		close(fd);
+	}
+	pfree(walpath);
+	if (!have_db)
+		return NULL;			/* unknown: never equal */
+	return psprintf("db %llu %lld %lld.%09ld %02x%02x%02x%02x wal %llu %lld %lld.%09ld %02x%02x%02x%02x%02x%02x%02x%02x",
+					(unsigned long long) dbst.st_ino, (long long) dbst.st_size,
+					(long long) dbst.st_mtim.tv_sec, (long) dbst.st_mtim.tv_nsec,
+					db[24], db[25], db[26], db[27],
+					have_wal ? (unsigned long long) walst.st_ino : 0ULL,
+					have_wal ? (long long) walst.st_size : -1LL,
+					have_wal ? (long long) walst.st_mtim.tv_sec : 0LL,
+					have_wal ? (long) walst.st_mtim.tv_nsec : 0L,
+					have_wal ? wal[16] : 0, have_wal ? wal[17] : 0,
+					have_wal ? wal[18] : 0, have_wal ? wal[19] : 0,
+					have_wal ? wal[20] : 0, have_wal ? wal[21] : 0,
+					have_wal ? wal[22] : 0, have_wal ? wal[23] : 0);
+}
+
+/*
  * Start the read transaction and take the snapshot now (a deferred BEGIN
  * takes it at the first read), so every table sees the same state.
  */
@@ -499,6 +550,11 @@ owsync_begin_snapshot(OwsyncConn *conn)
 {
 	int			rc;
 	sqlite3_stmt *stmt;
+	char	   *marker = change_marker(conn->realpath);
+
+	if (conn->marker)
+		pfree(conn->marker);
+	conn->marker = marker ? MemoryContextStrdup(TopMemoryContext, marker) : NULL;
 
 	rc = sqlite3_exec(conn->db, "BEGIN", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
@@ -681,8 +737,9 @@ read_pragma(OwsyncConn *conn, const char *sql)
  * owsync.source_info(server): facts about a server's SQLite file, read in
  * the transaction's snapshot: journal mode (as Open WebUI set it: a file
  * opened immutable is a WAL file, see above), schema version (changes with
- * every schema change: the sync compares it to notice drift), user version
- * and size in pages.  Needs USAGE on the server.
+ * every schema change: the sync compares it to notice drift), user version,
+ * size in pages, and the change marker read when the snapshot was taken
+ * (see change_marker).  Needs USAGE on the server.
  */
 PG_FUNCTION_INFO_V1(owsync_source_info);
 
@@ -692,8 +749,8 @@ owsync_source_info(PG_FUNCTION_ARGS)
 	ForeignServer *server = owsync_usable_server(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	OwsyncConn *conn;
 	TupleDesc	tupdesc;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
 	char	   *mode;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -705,5 +762,9 @@ owsync_source_info(PG_FUNCTION_ARGS)
 	values[1] = Int64GetDatum(pg_strtoint64(read_pragma(conn, "PRAGMA schema_version")));
 	values[2] = Int64GetDatum(pg_strtoint64(read_pragma(conn, "PRAGMA user_version")));
 	values[3] = Int64GetDatum(pg_strtoint64(read_pragma(conn, "PRAGMA page_count")));
+	if (conn->marker)
+		values[4] = CStringGetTextDatum(conn->marker);
+	else
+		nulls[4] = true;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -71,6 +71,8 @@ typedef struct OwsyncConn
 								 * older generations were finalized then */
 	uint32		server_hashvalue;	/* syscache hash, for invalidation */
 	int64		busy_started_us;	/* busy handler bookkeeping */
+	char	   *marker;			/* the file's change marker, read just before
+								 * the current snapshot was taken */
 	MemoryContext cachecxt;		/* planning facts about tables (owsync_fdw.c), */
 	List	   *tableinfo;		/* kept until the transaction ends */
 } OwsyncConn;

@@ -25,8 +25,11 @@ AS 'MODULE_PATHNAME', 'owsync_sqlite_version'
 LANGUAGE C STRICT STABLE PARALLEL SAFE;
 
 -- Facts about a server's SQLite file, read in the transaction's snapshot.
+-- change_marker: equal markers mean nothing was committed to the file
+-- between the two snapshots.
 CREATE FUNCTION owsync.source_info(server text,
-    OUT journal_mode text, OUT schema_version bigint, OUT user_version bigint, OUT page_count bigint)
+    OUT journal_mode text, OUT schema_version bigint, OUT user_version bigint, OUT page_count bigint,
+    OUT change_marker text)
 AS 'MODULE_PATHNAME', 'owsync_source_info'
 LANGUAGE C STRICT VOLATILE;
 

@@ -16,6 +16,7 @@ CREATE TABLE owsync.client (
     enabled           boolean NOT NULL DEFAULT true,
     registered_at     timestamptz NOT NULL DEFAULT now(),
     last_reconcile_at timestamptz,
+    change_marker     text,			-- the source's change marker at the last run
     CONSTRAINT client_name CHECK (client ~ '^[a-z_][a-z0-9_]*$' AND length(client) <= 48)
 );
 
@@ -56,6 +57,7 @@ CREATE TABLE owsync.run (
     alembic_revision text,
     journal_mode text,
     source_schema_id bigint REFERENCES owsync.source_schema,
+    source_unchanged boolean NOT NULL DEFAULT false,	-- nothing committed since the last run: no table read
     warnings    text[]				-- schema drift and other things worth a look
 );
 CREATE INDEX run_client_started ON owsync.run (client, started_at DESC);

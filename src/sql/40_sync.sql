@@ -222,6 +222,9 @@ BEGIN
     IF to_regclass('pg_temp.owsync_stage') IS NOT NULL THEN
         DROP TABLE pg_temp.owsync_stage, pg_temp.owsync_keys, pg_temp.owsync_fetch;
     END IF;
+    IF to_regclass('pg_temp.owsync_gone') IS NOT NULL THEN
+        DROP TABLE pg_temp.owsync_gone;
+    END IF;
     -- work tables shaped like the mirror (planning them reads no SQLite)
     EXECUTE format('CREATE TEMP TABLE owsync_stage ON COMMIT DROP AS
                     SELECT %s, 0::bigint AS owsync_digest FROM %s WITH NO DATA', cols, mirror);
@@ -257,12 +260,13 @@ BEGIN
     IF keys_moved OR use_digests THEN
         EXECUTE format('INSERT INTO pg_temp.owsync_keys SELECT %s%s FROM %s',
                        keylist, CASE WHEN use_digests THEN ', owsync_digest' ELSE '' END, src);
+        -- compared with the digests (the mirror's key set, but narrow)
         EXECUTE format('INSERT INTO pg_temp.owsync_fetch
                       SELECT %1$s FROM pg_temp.owsync_keys s
                        WHERE NOT EXISTS (SELECT 1 FROM %2$s m WHERE %3$s%4$s)
                       EXCEPT SELECT %1$s FROM pg_temp.owsync_stage
                       EXCEPT SELECT %1$s FROM pg_temp.owsync_fetch',
-                       keylist, CASE WHEN use_digests THEN dig ELSE mirror END, on_key,
+                       keylist, dig, on_key,
                        CASE WHEN use_digests THEN ' AND m.owsync_digest = s.owsync_digest' ELSE '' END);
     END IF;
     -- rows in quarantine are retried every run (while the source has them:
@@ -311,11 +315,15 @@ BEGIN
     -- hard deletes: keys the source no longer has (none when its key set
     -- did not move)
     IF keys_moved THEN
-        EXECUTE format('DELETE FROM %1$s m WHERE NOT EXISTS (SELECT 1 FROM pg_temp.owsync_keys s WHERE %2$s)',
-                       mirror, on_key);
+        -- found among the digests (narrow), then deleted from the mirror by key
+        EXECUTE format('CREATE TEMP TABLE owsync_gone ON COMMIT DROP AS
+                        WITH gone AS (DELETE FROM %1$s m
+                                       WHERE NOT EXISTS (SELECT 1 FROM pg_temp.owsync_keys s WHERE %2$s)
+                                      RETURNING %3$s)
+                        SELECT * FROM gone', dig, on_key,
+                       (SELECT string_agg(format('m.%I', k), ', ') FROM unnest(t.key_columns) k));
+        EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_gone s WHERE %2$s', mirror, on_key);
         GET DIAGNOSTICS deleted = ROW_COUNT;
-        EXECUTE format('DELETE FROM %1$s m WHERE NOT EXISTS (SELECT 1 FROM pg_temp.owsync_keys s WHERE %2$s)',
-                       dig, on_key);
         UPDATE owsync.client_table c SET key_set_hash = khash
          WHERE c.client = t.client AND c.table_name = t.table_name;
     END IF;
@@ -334,9 +342,10 @@ END
 $$;
 
 -- Record the source's schema for this run; capture sqlite_master when
--- SQLite's schema_version moved.  Returns true when it moved since the last
--- capture (schema drift to look at).
-CREATE FUNCTION owsync._capture_schema(p_client text, p_run bigint) RETURNS boolean
+-- SQLite's schema_version moved.  Returns whether it moved since the last
+-- capture (schema drift to look at) and the file's change marker.
+CREATE FUNCTION owsync._capture_schema(p_client text, p_run bigint,
+                                       OUT drifted boolean, OUT change_marker text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -363,7 +372,8 @@ BEGIN
         RETURNING schema_id INTO sid;
     END IF;
     UPDATE owsync.run SET source_schema_id = sid, journal_mode = info.journal_mode WHERE run_id = p_run;
-    RETURN last.schema_id IS NOT NULL AND last.schema_version <> info.schema_version;
+    drifted := last.schema_id IS NOT NULL AND last.schema_version <> info.schema_version;
+    change_marker := info.change_marker;
 END
 $$;
 
@@ -486,6 +496,7 @@ DECLARE
     started timestamptz;
     secs numeric;
     drift record;
+    cap record;
     n record := owsync.client_names(p_client);
     st text; msg text; det text; hnt text;
 BEGIN
@@ -496,7 +507,7 @@ BEGIN
     END IF;
     -- for the run's own statements: hash joins in memory, no JIT (plans
     -- are small and run once), staged values compressed like the mirror's
-    PERFORM set_config('work_mem', '64MB', true);
+    PERFORM set_config('work_mem', '32MB', true);
     PERFORM set_config('jit', 'off', true);
     IF owsync._has_lz4() THEN
         PERFORM set_config('default_toast_compression', 'lz4', true);
@@ -507,9 +518,17 @@ BEGIN
                       c.last_reconcile_at < now() - coalesce(c.options ->> 'reconcile_interval', '1 hour')::interval));
 
     SELECT '{}'::text[] AS new_tables, '{}'::text[] AS widened INTO drift;
-    IF owsync._capture_schema(p_client, rid) THEN
+    cap := owsync._capture_schema(p_client, rid);
+    IF cap.drifted THEN
         SELECT * INTO drift FROM owsync._apply_drift(p_client, rid);
     END IF;
+
+    -- nothing committed to the file since the last run (and no reconcile
+    -- due): the mirror is current, no table needs reading
+    IF p_mode = 'incremental' AND NOT reconcile AND cap.change_marker = c.change_marker THEN
+        UPDATE owsync.run SET source_unchanged = true WHERE run_id = rid;
+        RAISE NOTICE 'owsync %: nothing committed to the source since the last run', p_client;
+    ELSE
 
     FOR t IN SELECT * FROM owsync.client_table WHERE client = p_client AND removed_at IS NULL
               ORDER BY table_name LOOP
@@ -534,6 +553,8 @@ BEGIN
             CASE WHEN r.quarantined > 0 THEN format(', %s quarantined', r.quarantined) ELSE '' END,
             r.path, round(secs, 3), round(r.rows_read / greatest(secs, 0.001));
     END LOOP;
+    END IF;
+    UPDATE owsync.client SET change_marker = cap.change_marker WHERE client = p_client;
 
     IF reconcile OR p_mode = 'full' THEN
         UPDATE owsync.client SET last_reconcile_at = now() WHERE client = p_client;
