@@ -169,6 +169,7 @@ DECLARE
     overlap bigint;
     s_cols text;
     setlist text;
+    got bigint;
     newwm bigint;
 BEGIN
     -- the source's columns (a column removed at the source stays in the mirror only)
@@ -218,25 +219,41 @@ BEGIN
     END IF;
 
     path := CASE WHEN mode = 'full' THEN 'full' WHEN use_digests THEN 'digest' ELSE 'incremental' END;
+    khash := owsync.key_set_hash(n.server, t.table_name, t.key_columns);
+    keys_moved := t.key_set_hash IS DISTINCT FROM khash;
+    overlap := coalesce((opts ->> 'overlap_seconds')::bigint, 60)
+               * CASE t.watermark_unit WHEN 'ns' THEN 1000000000 ELSE 1 END;
+
+    -- a table the file's other changes did not touch: its key set did not
+    -- move, no row is in the fast path's window, no digests are due, none
+    -- of its rows waits in quarantine: one count (run by SQLite over the
+    -- updated_at index) settles it
+    IF mode <> 'full' AND NOT keys_moved AND NOT use_digests AND t.watermark IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM owsync.quarantine q
+                        WHERE q.client = t.client AND q.table_name = t.table_name) THEN
+        EXECUTE format('SELECT count(*) FROM %s WHERE %I >= $1', src, t.watermark_column)
+          INTO got USING t.watermark - overlap;
+        IF got = 0 THEN
+            path := 'unchanged';
+            RETURN;
+        END IF;
+    END IF;
     -- the previous table's work tables (dropped at commit)
     IF to_regclass('pg_temp.owsync_stage') IS NOT NULL THEN
-        DROP TABLE pg_temp.owsync_stage, pg_temp.owsync_keys, pg_temp.owsync_fetch;
+        DROP TABLE pg_temp.owsync_stage, pg_temp.owsync_fetch, pg_temp.owsync_gone;
     END IF;
-    IF to_regclass('pg_temp.owsync_gone') IS NOT NULL THEN
-        DROP TABLE pg_temp.owsync_gone;
+    IF to_regclass('pg_temp.owsync_diff') IS NOT NULL THEN
+        DROP TABLE pg_temp.owsync_diff;
     END IF;
     -- work tables shaped like the mirror (planning them reads no SQLite)
     EXECUTE format('CREATE TEMP TABLE owsync_stage ON COMMIT DROP AS
                     SELECT %s, 0::bigint AS owsync_digest FROM %s WITH NO DATA', cols, mirror);
     EXECUTE format('CREATE TEMP TABLE owsync_fetch ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA',
                    keylist, mirror);
-    khash := owsync.key_set_hash(n.server, t.table_name, t.key_columns);
-    keys_moved := t.key_set_hash IS DISTINCT FROM khash;
+
 
     -- 1. the fast path
     IF t.watermark_column IS NOT NULL AND t.watermark IS NOT NULL AND mode <> 'full' THEN
-        overlap := coalesce((opts ->> 'overlap_seconds')::bigint, 60)
-                   * CASE t.watermark_unit WHEN 'ns' THEN 1000000000 ELSE 1 END;
         BEGIN
             EXECUTE format('INSERT INTO pg_temp.owsync_stage SELECT %s, owsync_digest FROM %s WHERE %I >= $1',
                            cols, src, t.watermark_column)
@@ -253,34 +270,38 @@ BEGIN
         END;
     END IF;
 
-    -- 2. and 3. the source's keys (and digests), once, when needed; the rows
-    -- to fetch: keys the mirror lacks, or (with digests) whose digest changed
-    EXECUTE format('CREATE TEMP TABLE owsync_keys ON COMMIT DROP AS SELECT %s%s FROM %s WITH NO DATA',
-                   keylist, CASE WHEN use_digests THEN ', 0::bigint AS owsync_digest' ELSE '' END, mirror);
+    -- 2. and 3. one pass, when needed, over the source's keys (and digests)
+    -- streamed from SQLite against the digests (the mirror's key set, but
+    -- narrow), as a hash full join: keys the mirror lacks, keys the source
+    -- lost, and (with digests) keys whose digest changed
+    EXECUTE format('CREATE TEMP TABLE owsync_gone ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA',
+                   keylist, mirror);
     IF keys_moved OR use_digests THEN
-        EXECUTE format('INSERT INTO pg_temp.owsync_keys SELECT %s%s FROM %s',
-                       keylist, CASE WHEN use_digests THEN ', owsync_digest' ELSE '' END, src);
-        -- compared with the digests (the mirror's key set, but narrow)
+        EXECUTE format('CREATE TEMP TABLE owsync_diff ON COMMIT DROP AS
+                        SELECT %1$s, s.owsync_digest IS NULL AS gone
+                          FROM (SELECT %2$s%3$s FROM %4$s) s
+                          FULL JOIN %5$s m ON %6$s
+                         WHERE s.%7$I IS NULL OR m.%7$I IS NULL%8$s',
+                       (SELECT string_agg(format('coalesce(s.%1$I, m.%1$I) AS %1$I', k), ', ')
+                          FROM unnest(t.key_columns) k),
+                       keylist,
+                       CASE WHEN use_digests THEN ', owsync_digest' ELSE ', 0::bigint AS owsync_digest' END,
+                       src, dig, on_key, t.key_columns[1],
+                       CASE WHEN use_digests THEN ' OR s.owsync_digest <> m.owsync_digest' ELSE '' END);
+        EXECUTE format('INSERT INTO pg_temp.owsync_gone SELECT %1$s FROM pg_temp.owsync_diff WHERE gone', keylist);
         EXECUTE format('INSERT INTO pg_temp.owsync_fetch
-                      SELECT %1$s FROM pg_temp.owsync_keys s
-                       WHERE NOT EXISTS (SELECT 1 FROM %2$s m WHERE %3$s%4$s)
-                      EXCEPT SELECT %1$s FROM pg_temp.owsync_stage
-                      EXCEPT SELECT %1$s FROM pg_temp.owsync_fetch',
-                       keylist, dig, on_key,
-                       CASE WHEN use_digests THEN ' AND m.owsync_digest = s.owsync_digest' ELSE '' END);
+                          SELECT %1$s FROM pg_temp.owsync_diff WHERE NOT gone
+                          EXCEPT SELECT %1$s FROM pg_temp.owsync_stage', keylist);
     END IF;
-    -- rows in quarantine are retried every run (while the source has them:
-    -- had one gone, the key set would have moved and the keys been read)
+    -- rows in quarantine are retried every run (one gone from the source
+    -- reads as nothing, and leaves the quarantine)
     IF EXISTS (SELECT 1 FROM owsync.quarantine q WHERE q.client = t.client AND q.table_name = t.table_name) THEN
         EXECUTE format('INSERT INTO pg_temp.owsync_fetch
                           SELECT %1$s FROM jsonb_populate_recordset(NULL::pg_temp.owsync_fetch,
                                   (SELECT jsonb_agg(q.key) FROM owsync.quarantine q
                                     WHERE q.client = $1 AND q.table_name = $2))
-                          %2$s
                           EXCEPT SELECT %1$s FROM pg_temp.owsync_stage
-                          EXCEPT SELECT %1$s FROM pg_temp.owsync_fetch', keylist,
-                       CASE WHEN keys_moved OR use_digests
-                            THEN format('INTERSECT SELECT %s FROM pg_temp.owsync_keys', keylist) ELSE '' END)
+                          EXCEPT SELECT %1$s FROM pg_temp.owsync_fetch', keylist)
           USING t.client, t.table_name;
     END IF;
     f := owsync._fetch_by_key(t, cols, quarantine, p_run);
@@ -313,17 +334,11 @@ BEGIN
                     WHERE d.owsync_digest IS DISTINCT FROM EXCLUDED.owsync_digest', dig, keylist);
 
     -- hard deletes: keys the source no longer has (none when its key set
-    -- did not move)
+    -- did not move), by key
     IF keys_moved THEN
-        -- found among the digests (narrow), then deleted from the mirror by key
-        EXECUTE format('CREATE TEMP TABLE owsync_gone ON COMMIT DROP AS
-                        WITH gone AS (DELETE FROM %1$s m
-                                       WHERE NOT EXISTS (SELECT 1 FROM pg_temp.owsync_keys s WHERE %2$s)
-                                      RETURNING %3$s)
-                        SELECT * FROM gone', dig, on_key,
-                       (SELECT string_agg(format('m.%I', k), ', ') FROM unnest(t.key_columns) k));
         EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_gone s WHERE %2$s', mirror, on_key);
         GET DIAGNOSTICS deleted = ROW_COUNT;
+        EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_gone s WHERE %2$s', dig, on_key);
         UPDATE owsync.client_table c SET key_set_hash = khash
          WHERE c.client = t.client AND c.table_name = t.table_name;
     END IF;
@@ -509,6 +524,8 @@ BEGIN
     -- are small and run once), staged values compressed like the mirror's
     PERFORM set_config('work_mem', '32MB', true);
     PERFORM set_config('jit', 'off', true);
+    -- key diffs join unsorted keys: hash joins, never sort 100k text keys
+    PERFORM set_config('enable_mergejoin', 'off', true);
     IF owsync._has_lz4() THEN
         PERFORM set_config('default_toast_compression', 'lz4', true);
     END IF;
