@@ -28,6 +28,8 @@ CREATE TABLE owsync.client_table (
     watermark_unit   text CHECK (watermark_unit IN ('s', 'ns')),
     watermark        bigint,			-- highest value seen by the last sync
     key_set_hash     bigint,			-- owsync.key_set_hash() at the last sync
+    window_sig       text,				-- count and digest sum of the rows in the fast
+										-- path's window, [watermark - overlap, ...)
     removed_at       timestamptz,		-- gone from the source: the mirror table is kept
     PRIMARY KEY (client, table_name)
 );

@@ -21,6 +21,23 @@
 --   reconcile    incremental with step 3 for every table;
 --   set          a table without key is replaced as a whole, every run.
 
+-- The signature of the fast path's window of a table: count and sum of the
+-- digests (computed by SQLite) of the rows with updated_at >= since.  Equal
+-- signatures: nothing was committed in the window or past it.
+CREATE FUNCTION owsync._window_sig(src text, wm_column text, since bigint) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sig text;
+BEGIN
+    EXECUTE format('SELECT count(*) || %L || coalesce(sum(owsync_digest), 0) FROM %s WHERE %I >= $1',
+                   ':', src, wm_column)
+      INTO sig USING since;
+    RETURN sig;
+END
+$$;
+
 -- Raise an error again with its SQLSTATE and the table it concerns, leaving
 -- out the parts it does not have.
 CREATE FUNCTION owsync._reraise(st text, msg text, det text, hnt text, tbl text) RETURNS void
@@ -201,7 +218,11 @@ BEGIN
         END IF;
         IF t.watermark_column IS NOT NULL THEN
             EXECUTE format('SELECT max(%I) FROM %s', t.watermark_column, mirror) INTO newwm;
-            UPDATE owsync.client_table c SET watermark = newwm
+            UPDATE owsync.client_table c
+               SET watermark = newwm,
+                   window_sig = owsync._window_sig(src, t.watermark_column,
+                                                   newwm - coalesce((opts ->> 'overlap_seconds')::bigint, 60)
+                                                   * CASE t.watermark_unit WHEN 'ns' THEN 1000000000 ELSE 1 END)
              WHERE c.client = t.client AND c.table_name = t.table_name;
         END IF;
         RETURN;
@@ -229,14 +250,12 @@ BEGIN
     -- of its rows waits in quarantine: one count (run by SQLite over the
     -- updated_at index) settles it
     IF mode <> 'full' AND NOT keys_moved AND NOT use_digests AND t.watermark IS NOT NULL
+       AND t.window_sig IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM owsync.quarantine q
-                        WHERE q.client = t.client AND q.table_name = t.table_name) THEN
-        EXECUTE format('SELECT count(*) FROM %s WHERE %I >= $1', src, t.watermark_column)
-          INTO got USING t.watermark - overlap;
-        IF got = 0 THEN
-            path := 'unchanged';
-            RETURN;
-        END IF;
+                        WHERE q.client = t.client AND q.table_name = t.table_name)
+       AND owsync._window_sig(src, t.watermark_column, t.watermark - overlap) = t.window_sig THEN
+        path := 'unchanged';
+        RETURN;
     END IF;
     -- the previous table's work tables (dropped at commit)
     IF to_regclass('pg_temp.owsync_stage') IS NOT NULL THEN
@@ -350,7 +369,11 @@ BEGIN
     -- the new watermark: the highest value of the snapshot, never now()
     IF t.watermark_column IS NOT NULL THEN
         EXECUTE format('SELECT max(%I) FROM pg_temp.owsync_stage', t.watermark_column) INTO newwm;
-        UPDATE owsync.client_table c SET watermark = greatest(c.watermark, newwm)
+        newwm := greatest(t.watermark, newwm);
+        UPDATE owsync.client_table c
+           SET watermark = newwm,
+               window_sig = CASE WHEN newwm IS NOT NULL AND quarantined = 0
+                                 THEN owsync._window_sig(src, t.watermark_column, newwm - overlap) END
          WHERE c.client = t.client AND c.table_name = t.table_name;
     END IF;
 END
