@@ -22,8 +22,9 @@
 --   set          a table without key is replaced as a whole, every run.
 
 -- The signature of the fast path's window of a table: count and sum of the
--- digests (computed by SQLite) of the rows with updated_at >= since.  Equal
--- signatures: nothing was committed in the window or past it.
+-- digests (computed by SQLite) of the rows with updated_at >= since, or of
+-- all rows of a table without updated_at.  Equal signatures: nothing was
+-- committed in the window or past it.
 CREATE FUNCTION owsync._window_sig(src text, wm_column text, since bigint) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -31,8 +32,8 @@ AS $$
 DECLARE
     sig text;
 BEGIN
-    EXECUTE format('SELECT count(*) || %L || coalesce(sum(owsync_digest), 0) FROM %s WHERE %I >= $1',
-                   ':', src, wm_column)
+    EXECUTE format('SELECT count(*) || %L || coalesce(sum(owsync_digest), 0) FROM %s%s', ':', src,
+                   CASE WHEN wm_column IS NULL THEN '' ELSE format(' WHERE %I >= $1', wm_column) END)
       INTO sig USING since;
     RETURN sig;
 END
@@ -218,6 +219,8 @@ BEGIN
         END IF;
         IF t.watermark_column IS NOT NULL THEN
             EXECUTE format('SELECT max(%I) FROM %s', t.watermark_column, mirror) INTO newwm;
+        END IF;
+        IF cardinality(t.key_columns) > 0 THEN
             UPDATE owsync.client_table c
                SET watermark = newwm,
                    window_sig = owsync._window_sig(src, t.watermark_column,
@@ -249,8 +252,9 @@ BEGIN
     -- move, no row is in the fast path's window, no digests are due, none
     -- of its rows waits in quarantine: one count (run by SQLite over the
     -- updated_at index) settles it
-    IF mode <> 'full' AND NOT keys_moved AND NOT use_digests AND t.watermark IS NOT NULL
-       AND t.window_sig IS NOT NULL
+    -- (a table without updated_at has the whole table as its window)
+    IF mode <> 'full' AND NOT keys_moved AND NOT reconcile AND t.window_sig IS NOT NULL
+       AND (t.watermark IS NOT NULL OR t.watermark_column IS NULL)
        AND NOT EXISTS (SELECT 1 FROM owsync.quarantine q
                         WHERE q.client = t.client AND q.table_name = t.table_name)
        AND owsync._window_sig(src, t.watermark_column, t.watermark - overlap) = t.window_sig THEN
@@ -370,12 +374,12 @@ BEGIN
     IF t.watermark_column IS NOT NULL THEN
         EXECUTE format('SELECT max(%I) FROM pg_temp.owsync_stage', t.watermark_column) INTO newwm;
         newwm := greatest(t.watermark, newwm);
-        UPDATE owsync.client_table c
-           SET watermark = newwm,
-               window_sig = CASE WHEN newwm IS NOT NULL AND quarantined = 0
-                                 THEN owsync._window_sig(src, t.watermark_column, newwm - overlap) END
-         WHERE c.client = t.client AND c.table_name = t.table_name;
     END IF;
+    UPDATE owsync.client_table c
+       SET watermark = newwm,
+           window_sig = CASE WHEN (newwm IS NOT NULL OR t.watermark_column IS NULL) AND quarantined = 0
+                             THEN owsync._window_sig(src, t.watermark_column, newwm - overlap) END
+     WHERE c.client = t.client AND c.table_name = t.table_name;
 END
 $$;
 
