@@ -21,10 +21,10 @@
 --   reconcile    incremental with step 3 for every table;
 --   set          a table without key is replaced as a whole, every run.
 
--- The signature of the fast path's window of a table: count and sum of the
--- digests (computed by SQLite) of the rows with updated_at >= since, or of
--- all rows of a table without updated_at.  Equal signatures: nothing was
--- committed in the window or past it.
+-- The signature of rows of a table: the count and the sum of their digests
+-- (computed by SQLite for a source table; stored, for a digest table), of
+-- the rows with updated_at >= since (the fast path's window), or of all rows
+-- when wm_column is NULL.  Equal signatures: the rows are the same.
 CREATE FUNCTION owsync._window_sig(src text, wm_column text, since bigint) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -183,6 +183,7 @@ DECLARE
     quarantine boolean := coalesce(opts ->> 'on_bad_row', 'abort') = 'quarantine';
     khash bigint;
     keys_moved boolean := true;
+    same boolean;
     f record;
     overlap bigint;
     s_cols text;
@@ -219,8 +220,6 @@ BEGIN
         END IF;
         IF t.watermark_column IS NOT NULL THEN
             EXECUTE format('SELECT max(%I) FROM %s', t.watermark_column, mirror) INTO newwm;
-        END IF;
-        IF cardinality(t.key_columns) > 0 THEN
             UPDATE owsync.client_table c
                SET watermark = newwm,
                    window_sig = owsync._window_sig(src, t.watermark_column,
@@ -252,14 +251,22 @@ BEGIN
     -- move, no row is in the fast path's window, no digests are due, none
     -- of its rows waits in quarantine: one count (run by SQLite over the
     -- updated_at index) settles it
-    -- (a table without updated_at has the whole table as its window)
-    IF mode <> 'full' AND NOT keys_moved AND NOT reconcile AND t.window_sig IS NOT NULL
-       AND (t.watermark IS NOT NULL OR t.watermark_column IS NULL)
+    -- With digests due (a reconcile, a table without updated_at) the whole
+    -- table is compared at once: the count and sum of its rows' digests
+    -- against those stored at the last sync.
+    IF mode <> 'full' AND NOT keys_moved
        AND NOT EXISTS (SELECT 1 FROM owsync.quarantine q
-                        WHERE q.client = t.client AND q.table_name = t.table_name)
-       AND owsync._window_sig(src, t.watermark_column, t.watermark - overlap) = t.window_sig THEN
-        path := 'unchanged';
-        RETURN;
+                        WHERE q.client = t.client AND q.table_name = t.table_name) THEN
+        IF use_digests THEN
+            same := owsync._window_sig(src, NULL, NULL) = owsync._window_sig(dig, NULL, NULL);
+        ELSE
+            same := t.watermark IS NOT NULL AND t.window_sig IS NOT NULL
+                    AND owsync._window_sig(src, t.watermark_column, t.watermark - overlap) = t.window_sig;
+        END IF;
+        IF same THEN
+            path := 'unchanged';
+            RETURN;
+        END IF;
     END IF;
     -- the previous table's work tables (dropped at commit)
     IF to_regclass('pg_temp.owsync_stage') IS NOT NULL THEN
@@ -375,11 +382,13 @@ BEGIN
         EXECUTE format('SELECT max(%I) FROM pg_temp.owsync_stage', t.watermark_column) INTO newwm;
         newwm := greatest(t.watermark, newwm);
     END IF;
-    UPDATE owsync.client_table c
-       SET watermark = newwm,
-           window_sig = CASE WHEN (newwm IS NOT NULL OR t.watermark_column IS NULL) AND quarantined = 0
-                             THEN owsync._window_sig(src, t.watermark_column, newwm - overlap) END
-     WHERE c.client = t.client AND c.table_name = t.table_name;
+    IF t.watermark_column IS NOT NULL THEN
+        UPDATE owsync.client_table c
+           SET watermark = newwm,
+               window_sig = CASE WHEN newwm IS NOT NULL AND quarantined = 0
+                                 THEN owsync._window_sig(src, t.watermark_column, newwm - overlap) END
+         WHERE c.client = t.client AND c.table_name = t.table_name;
+    END IF;
 END
 $$;
 
