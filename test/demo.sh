@@ -2,12 +2,13 @@
 # owsync_fdw demo, end to end:  bash test/demo.sh [--no-deps]
 # As root on a fresh Debian bookworm it installs what it needs (apt), builds and installs the
 # extension, starts a throwaway PostgreSQL 15 cluster, generates an Open WebUI database
-# (test/gen_openwebui.py) and shows the foreign data wrapper reading it: IMPORT FOREIGN SCHEMA,
-# row counts, queries on chats and their JSON, and EXPLAIN showing the query sent to SQLite.
+# (test/gen_openwebui.py) and runs the main job on it: the foreign data wrapper reading it
+# (IMPORT FOREIGN SCHEMA, queries on chats and their JSON, EXPLAIN showing the query sent to
+# SQLite), then the sync: register the client (first full sync), change the SQLite file as Open
+# WebUI does (a new chat, a silent title edit, a deleted chat), sync, status and history.
 # Everything it started or created is stopped and removed at exit.
 #
-# Later issues extend this demo to the rest of the main job: register a client, sync it into
-# its own schema (and on a pg_cron schedule), and restore it to a new SQLite file.
+# Later issues extend it: pg_cron schedules, and restore to a new SQLite file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . test/lib.sh
@@ -82,6 +83,41 @@ SELECT id, title FROM demo_src.chat
 \echo '== 7. EXPLAIN: the same condition with a literal'
 EXPLAIN (VERBOSE, COSTS OFF)
 SELECT id, title FROM demo_src.chat WHERE updated_at > 1700000000;
+SQL
+
+owsync_step "the sync: register the client, change its file, sync, look"
+psql -X -v ON_ERROR_STOP=1 -P pager=off -d postgres -v dir="$DEMO_DIR" <<'SQL'
+SET owsync.allowed_directories = :'dir';
+\set db :dir '/webui.db'
+SET client_min_messages = warning;
+\echo
+\echo '== 8. register the client: its server, foreign tables and mirror schema, then a first full sync'
+SELECT count(*) AS tables, sum(rows) AS rows, count(*) FILTER (WHERE watermark LIKE '%(ns)') AS nanosecond_tables
+  FROM owsync.register_client('imc_quantabase_io', :'db');
+SELECT id, title FROM imc_quantabase_io.chat ORDER BY updated_at DESC LIMIT 3;
+
+\echo
+\echo '== 9. Open WebUI changes the file: a new chat, a title edit that does not touch updated_at, a deleted chat'
+SELECT id AS deleted_chat FROM imc_quantabase_io.chat ORDER BY id LIMIT 1 \gset
+\setenv DEMO_DB :db
+\setenv DELETED :deleted_chat
+\! sqlite3 "$DEMO_DB" "INSERT INTO chat (id, user_id, title, archived, created_at, updated_at, chat, meta) SELECT 'demo-new-chat', user_id, 'a new chat ☃', 0, strftime('%s','now'), strftime('%s','now'), '{}', '{}' FROM chat LIMIT 1; UPDATE chat SET title = 'renamed, updated_at untouched' WHERE id = (SELECT id FROM chat ORDER BY id LIMIT 1 OFFSET 1); DELETE FROM chat WHERE id = '$DELETED';"
+SELECT * FROM owsync.pending('imc_quantabase_io') WHERE new_rows + changed_rows + deleted_rows > 0;
+
+\echo
+\echo '== 10. CALL owsync.sync: incremental (new and deleted rows), then reconcile (the silent edit)'
+CALL owsync.sync('imc_quantabase_io');
+CALL owsync.sync('imc_quantabase_io', 'reconcile');
+SELECT title FROM imc_quantabase_io.chat WHERE id IN ('demo-new-chat',
+       (SELECT id FROM owsync_imc_quantabase_io_src.chat ORDER BY id LIMIT 1 OFFSET 0)) ORDER BY 1;
+SELECT count(*) AS deleted_chat_still_in_mirror FROM imc_quantabase_io.chat WHERE id = :'deleted_chat';
+
+\echo
+\echo '== 11. status and history (and verify: the mirror equals the file, every column compared)'
+SELECT client, schedule, last_status, last_error, lag < interval '1 minute' AS fresh FROM owsync.status;
+SELECT run_id, mode, status, source_unchanged, tables, inserted, updated, deleted FROM owsync.history ORDER BY run_id;
+SELECT count(*) AS tables, sum(missing + extra + coalesce(differing, 0)) AS differences
+  FROM owsync.verify('imc_quantabase_io');
 SQL
 
 owsync_step "demo finished: the cluster and $OWSYNC_WORK are removed now"
