@@ -188,7 +188,6 @@ DECLARE
     overlap bigint;
     s_cols text;
     setlist text;
-    got bigint;
     newwm bigint;
 BEGIN
     -- the source's columns (a column removed at the source stays in the mirror only)
@@ -247,13 +246,12 @@ BEGIN
     overlap := coalesce((opts ->> 'overlap_seconds')::bigint, 60)
                * CASE t.watermark_unit WHEN 'ns' THEN 1000000000 ELSE 1 END;
 
-    -- a table the file's other changes did not touch: its key set did not
-    -- move, no row is in the fast path's window, no digests are due, none
-    -- of its rows waits in quarantine: one count (run by SQLite over the
-    -- updated_at index) settles it
-    -- With digests due (a reconcile, a table without updated_at) the whole
-    -- table is compared at once: the count and sum of its rows' digests
-    -- against those stored at the last sync.
+    -- A table the file's other changes did not touch is settled without
+    -- work tables: its key set did not move, none of its rows waits in
+    -- quarantine, and either the fast path's window has the signature (count
+    -- and digest sum) it had at the end of the last sync, or, with digests
+    -- due (a reconcile, a table without updated_at), the whole table has the
+    -- count and digest sum of the digests stored at the last sync.
     IF mode <> 'full' AND NOT keys_moved
        AND NOT EXISTS (SELECT 1 FROM owsync.quarantine q
                         WHERE q.client = t.client AND q.table_name = t.table_name) THEN
@@ -280,7 +278,6 @@ BEGIN
                     SELECT %s, 0::bigint AS owsync_digest FROM %s WITH NO DATA', cols, mirror);
     EXECUTE format('CREATE TEMP TABLE owsync_fetch ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA',
                    keylist, mirror);
-
 
     -- 1. the fast path
     IF t.watermark_column IS NOT NULL AND t.watermark IS NOT NULL AND mode <> 'full' THEN
@@ -381,8 +378,6 @@ BEGIN
     IF t.watermark_column IS NOT NULL THEN
         EXECUTE format('SELECT max(%I) FROM pg_temp.owsync_stage', t.watermark_column) INTO newwm;
         newwm := greatest(t.watermark, newwm);
-    END IF;
-    IF t.watermark_column IS NOT NULL THEN
         UPDATE owsync.client_table c
            SET watermark = newwm,
                window_sig = CASE WHEN newwm IS NOT NULL AND quarantined = 0
