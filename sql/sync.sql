@@ -56,6 +56,24 @@ CALL owsync.sync('acme_quantabase_io');
 SELECT status, source_unchanged, tables, inserted + updated + deleted AS rows_written
   FROM owsync.history ORDER BY run_id DESC LIMIT 1;
 
+-- Open WebUI adding messages (with a fresh updated_at): the key set grew
+-- only by rows the fast path fetched, no key diff is needed; a deleted row
+-- needs one
+\! sqlite3 /tmp/owsync_regress/sync/legacy.db "INSERT INTO chat_message (id, chat_id, role, content, created_at, updated_at) SELECT 'cm-new-' || rowid, chat_id, role, content, created_at, (SELECT max(updated_at) FROM chat_message) + 10 FROM chat_message LIMIT 3;"
+CALL owsync.sync('acme_quantabase_io');
+SELECT table_name, inserted, deleted, key_diff FROM owsync.run_table
+ WHERE run_id = (SELECT max(run_id) FROM owsync.run) AND table_name = 'chat_message';
+\! sqlite3 /tmp/owsync_regress/sync/legacy.db "DELETE FROM chat_message WHERE id = 'cm-new-1'; INSERT INTO chat_message (id, chat_id, role, content, created_at, updated_at) SELECT 'cm-new-x', chat_id, role, content, created_at, (SELECT max(updated_at) FROM chat_message) + 10 FROM chat_message LIMIT 1;"
+CALL owsync.sync('acme_quantabase_io');
+SELECT table_name, inserted, deleted, key_diff FROM owsync.run_table
+ WHERE run_id = (SELECT max(run_id) FROM owsync.run) AND table_name = 'chat_message';
+SELECT * FROM pg_temp.check('acme_quantabase_io');
+-- the hash PostgreSQL computes for a key is the one SQLite adds up
+SELECT owsync.key_set_hash('owsync_acme_quantabase_io', 'chat_message', '{id}')
+       = owsync._wrap64((SELECT sum(owsync.key_hash(id)) FROM acme_quantabase_io.chat_message)) AS same_hash,
+       owsync.key_set_hash('owsync_acme_quantabase_io', 'migratehistory', '{id}')
+       = owsync._wrap64((SELECT sum(owsync.key_hash(id)) FROM acme_quantabase_io.migratehistory)) AS same_for_integers;
+
 -- a run that fails in its fourth table (auth) leaves every table as it was,
 -- and its history row says where and why
 \! sqlite3 /tmp/owsync_regress/sync/legacy.db "INSERT INTO access_grant VALUES ('grant-new', 'chat', 'x', 'user', 'u', 'read', 1); UPDATE auth SET password = 'bad' || char(0) || 'value' WHERE rowid = 1;"

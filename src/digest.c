@@ -26,7 +26,9 @@
 
 #include "catalog/pg_type.h"
 #include "utils/array.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 
 #define XXH_STATIC_LINKING_ONLY	/* XXH3_state_t on the stack */
 #include <xxhash.h>
@@ -216,4 +218,69 @@ owsync_key_set_hash(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	PG_RETURN_INT64(result);
+}
+
+/*
+ * owsync.key_hash(k1 [, k2 ...]): in PostgreSQL, the hash SQLite's
+ * owsync_keyset() adds up for a row with these key values (text as TEXT in
+ * UTF-8, integers as INTEGER).  The sync adds the hashes of the new keys the
+ * fast path fetched to the key-set hash of the last sync: when that makes
+ * the source's key-set hash, nothing else was inserted or deleted, and the
+ * full key diff is not needed.  NULL for key types it cannot mirror (the
+ * diff then runs).
+ */
+PG_FUNCTION_INFO_V1(owsync_key_hash);
+
+Datum
+owsync_key_hash(PG_FUNCTION_ARGS)
+{
+	XXH3_state_t state;
+	int			i;
+
+	XXH3_64bits_reset(&state);
+	for (i = 0; i < PG_NARGS(); i++)
+	{
+		Oid			type = get_fn_expr_argtype(fcinfo->flinfo, i);
+		unsigned char tag;
+
+		if (PG_ARGISNULL(i))
+		{
+			tag = TAG_NULL;
+			XXH3_64bits_update(&state, &tag, 1);
+			continue;
+		}
+		switch (type)
+		{
+			case INT2OID:
+			case INT4OID:
+			case INT8OID:
+				{
+					int64		v = type == INT8OID ? PG_GETARG_INT64(i) :
+					type == INT4OID ? PG_GETARG_INT32(i) : PG_GETARG_INT16(i);
+
+					tag = TAG_INTEGER;
+					XXH3_64bits_update(&state, &tag, 1);
+					put_u64(&state, (uint64) v);
+					break;
+				}
+			case TEXTOID:
+			case VARCHAROID:
+				{
+					text	   *t = PG_GETARG_TEXT_PP(i);
+					int			len = VARSIZE_ANY_EXHDR(t);
+					char	   *utf8 = pg_server_to_any(VARDATA_ANY(t), len, PG_UTF8);
+
+					if (utf8 != VARDATA_ANY(t))
+						len = strlen(utf8);
+					tag = TAG_TEXT;
+					XXH3_64bits_update(&state, &tag, 1);
+					put_u64(&state, (uint64) len);
+					XXH3_64bits_update(&state, utf8, len);
+					break;
+				}
+			default:
+				PG_RETURN_NULL();
+		}
+	}
+	PG_RETURN_INT64((int64) XXH3_64bits_digest(&state));
 }

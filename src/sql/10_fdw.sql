@@ -39,3 +39,9 @@ CREATE FUNCTION owsync.key_set_hash(server text, "table" text, key_columns text[
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'owsync_key_set_hash'
 LANGUAGE C STRICT VOLATILE;
+
+-- The hash owsync_keyset() adds up in SQLite for a row with these key values.
+CREATE FUNCTION owsync.key_hash(VARIADIC "any")
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'owsync_key_hash'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;

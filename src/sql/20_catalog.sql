@@ -76,6 +76,7 @@ CREATE TABLE owsync.run_table (
     updated    bigint NOT NULL,
     deleted    bigint NOT NULL,
     quarantined bigint NOT NULL DEFAULT 0,
+    key_diff   boolean NOT NULL DEFAULT false,	-- the source's keys were compared
     seconds    numeric NOT NULL,
     PRIMARY KEY (run_id, table_name)
 );

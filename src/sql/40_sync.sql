@@ -39,6 +39,15 @@ BEGIN
 END
 $$;
 
+-- A sum taken modulo 2^64, as a signed 64-bit integer (as SQLite's
+-- owsync_keyset() wraps).
+CREATE FUNCTION owsync._wrap64(x numeric) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT
+AS $$
+    SELECT (CASE WHEN m >= 9223372036854775808 THEN m - 18446744073709551616 ELSE m END)::bigint
+      FROM (SELECT ((x % 18446744073709551616) + 18446744073709551616) % 18446744073709551616 AS m) w
+$$;
+
 -- Raise an error again with its SQLSTATE and the table it concerns, leaving
 -- out the parts it does not have.
 CREATE FUNCTION owsync._reraise(st text, msg text, det text, hnt text, tbl text) RETURNS void
@@ -166,7 +175,7 @@ $$;
 -- Sync one table; returns what it did.
 CREATE FUNCTION owsync._sync_table(t owsync.client_table, mode text, reconcile boolean, p_run bigint,
     OUT path text, OUT rows_read bigint, OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
-    OUT quarantined bigint)
+    OUT quarantined bigint, OUT key_diff boolean)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -183,6 +192,7 @@ DECLARE
     quarantine boolean := coalesce(opts ->> 'on_bad_row', 'abort') = 'quarantine';
     khash bigint;
     keys_moved boolean := true;
+    added numeric;
     same boolean;
     f record;
     overlap bigint;
@@ -199,7 +209,7 @@ BEGIN
       FROM pg_attribute a
      WHERE a.attrelid = src::regclass AND a.attnum > 0 AND NOT a.attisdropped
        AND a.attname <> 'owsync_digest';
-    rows_read := 0; inserted := 0; updated := 0; deleted := 0; quarantined := 0;
+    rows_read := 0; inserted := 0; updated := 0; deleted := 0; quarantined := 0; key_diff := false;
 
     IF mode = 'full' OR cardinality(t.key_columns) = 0 THEN
       BEGIN
@@ -297,13 +307,28 @@ BEGIN
         END;
     END IF;
 
+    -- the key set moved only by new rows the fast path fetched: then its
+    -- hash is the last one plus theirs, and no key needs comparing
+    IF keys_moved AND NOT use_digests AND t.key_set_hash IS NOT NULL THEN
+        EXECUTE format('SELECT sum(owsync.key_hash(%1$s)) FROM pg_temp.owsync_stage s
+                         WHERE NOT EXISTS (SELECT 1 FROM %2$s m WHERE %3$s)',
+                       (SELECT string_agg(format('s.%I', k), ', ') FROM unnest(t.key_columns) k), dig, on_key)
+          INTO added;
+        IF added IS NOT NULL AND owsync._wrap64(t.key_set_hash + added) = khash THEN
+            keys_moved := false;
+            UPDATE owsync.client_table c SET key_set_hash = khash
+             WHERE c.client = t.client AND c.table_name = t.table_name;
+        END IF;
+    END IF;
+    key_diff := keys_moved OR use_digests;
+
     -- 2. and 3. one pass, when needed, over the source's keys (and digests)
     -- streamed from SQLite against the digests (the mirror's key set, but
     -- narrow), as a hash full join: keys the mirror lacks, keys the source
     -- lost, and (with digests) keys whose digest changed
     EXECUTE format('CREATE TEMP TABLE owsync_gone ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA',
                    keylist, mirror);
-    IF keys_moved OR use_digests THEN
+    IF key_diff THEN
         EXECUTE format('CREATE TEMP TABLE owsync_diff ON COMMIT DROP AS
                         SELECT %1$s, s.owsync_digest IS NULL AS gone
                           FROM (SELECT %2$s%3$s FROM %4$s) s
@@ -592,9 +617,9 @@ BEGIN
             PERFORM owsync._reraise(st, msg, det, hnt, t.table_name);
         END;
         INSERT INTO owsync.run_table (run_id, table_name, path, rows_read, inserted, updated, deleted,
-                                      quarantined, seconds)
+                                      quarantined, key_diff, seconds)
         VALUES (rid, t.table_name, r.path, r.rows_read, r.inserted, r.updated, r.deleted, r.quarantined,
-                round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
+                r.key_diff, round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
         secs := extract(epoch FROM clock_timestamp() - started)::numeric;
         RAISE NOTICE 'owsync %.%: % read, % inserted, % updated, % deleted% (%, % s, % rows/s)',
             p_client, t.table_name, r.rows_read, r.inserted, r.updated, r.deleted,
