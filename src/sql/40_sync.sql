@@ -199,6 +199,7 @@ DECLARE
     s_cols text;
     setlist text;
     newwm bigint;
+    window_staged boolean := false;
 BEGIN
     -- the source's columns (a column removed at the source stays in the mirror only)
     SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),
@@ -296,6 +297,7 @@ BEGIN
                            cols, src, t.watermark_column)
               USING t.watermark - overlap;
             GET DIAGNOSTICS rows_read = ROW_COUNT;
+            window_staged := true;
         EXCEPTION WHEN data_exception THEN
             IF NOT quarantine THEN
                 RAISE;
@@ -386,8 +388,10 @@ BEGIN
                     WHERE d.owsync_digest IS DISTINCT FROM EXCLUDED.owsync_digest', dig, keylist);
 
     -- hard deletes: keys the source no longer has (none when its key set
-    -- did not move), by key
+    -- did not move), by key; analyzed so that a few keys are deleted
+    -- through the index rather than by hashing the whole table
     IF keys_moved THEN
+        ANALYZE pg_temp.owsync_gone;
         EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_gone s WHERE %2$s', mirror, on_key);
         GET DIAGNOSTICS deleted = ROW_COUNT;
         EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_gone s WHERE %2$s', dig, on_key);
@@ -403,10 +407,16 @@ BEGIN
     IF t.watermark_column IS NOT NULL THEN
         EXECUTE format('SELECT max(%I) FROM pg_temp.owsync_stage', t.watermark_column) INTO newwm;
         newwm := greatest(t.watermark, newwm);
+        -- the next run's window lies inside this run's (the watermark only
+        -- grows), so when the fast path read its window whole, the staged
+        -- rows hold every row of the next window and nothing else: the
+        -- signature needs no second read of the file
         UPDATE owsync.client_table c
            SET watermark = newwm,
-               window_sig = CASE WHEN newwm IS NOT NULL AND quarantined = 0
-                                 THEN owsync._window_sig(src, t.watermark_column, newwm - overlap) END
+               window_sig = CASE WHEN newwm IS NULL OR quarantined > 0 THEN NULL
+                                 WHEN window_staged
+                                 THEN owsync._window_sig('pg_temp.owsync_stage', t.watermark_column, newwm - overlap)
+                                 ELSE owsync._window_sig(src, t.watermark_column, newwm - overlap) END
          WHERE c.client = t.client AND c.table_name = t.table_name;
     END IF;
 END
