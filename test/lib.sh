@@ -107,6 +107,21 @@ owsync_workdir() {
   trap 'owsync_on_signal 143' TERM
 }
 
+# The benchmark database (~700 MB, legacy flavour, seed 1): generated once into
+# $OWSYNC_BENCH_DIR (default /var/tmp/owsync-bench) and reused by every benchmark.  Sets
+# BENCH_DIR and BENCH_DB; both readable and writable by the server's user.
+owsync_bench_db() {
+  BENCH_DIR=${OWSYNC_BENCH_DIR:-/var/tmp/owsync-bench}
+  BENCH_DB=$BENCH_DIR/bench.db
+  mkdir -p "$BENCH_DIR"
+  if [ ! -f "$BENCH_DB" ]; then
+    owsync_step "generate the benchmark database (once): $BENCH_DB"
+    python3 "$OWSYNC_ROOT/test/gen_openwebui.py" --out "$BENCH_DB" --flavour legacy --size bench \
+      --seed 1 --journal wal
+  fi
+  chmod 0777 "$BENCH_DIR"; chmod 0666 "$BENCH_DB"
+}
+
 # Shared directory for SQLite fixtures: removed (stale files of an earlier run) and created
 # anew, owned by the server's OS user and writable by everyone, so that files created by the
 # tests (as the calling user, root in CI) sit in a directory the server can also write

@@ -31,14 +31,7 @@ owsync_workdir
 owsync_build_install
 owsync_cluster_start postgres
 
-BENCH_DIR=${OWSYNC_BENCH_DIR:-/var/tmp/owsync-bench}
-DB=$BENCH_DIR/bench.db
-mkdir -p "$BENCH_DIR"
-if [ ! -f "$DB" ]; then
-  owsync_step "generate the benchmark database (once): $DB"
-  python3 test/gen_openwebui.py --out "$DB" --flavour legacy --size bench --seed 1 --journal wal
-fi
-chmod 0777 "$BENCH_DIR"; chmod 0666 "$DB"
+owsync_bench_db; DB=$BENCH_DB
 ls -l "$DB"
 gcc -O2 -Wall -o "$OWSYNC_WORK/sqlite_scan" test/bench/sqlite_scan.c -lsqlite3
 

@@ -41,13 +41,7 @@ owsync_workdir
 owsync_build_install
 owsync_cluster_start postgres
 
-BENCH_DIR=${OWSYNC_BENCH_DIR:-/var/tmp/owsync-bench}
-SRC=$BENCH_DIR/bench.db
-if [ ! -f "$SRC" ]; then
-  owsync_step "generate the benchmark database (once): $SRC"
-  mkdir -p "$BENCH_DIR"
-  python3 test/gen_openwebui.py --out "$SRC" --flavour legacy --size bench --seed 1 --journal wal
-fi
+owsync_bench_db; SRC=$BENCH_DB
 WDIR=$BENCH_DIR/sync.$$ DB=$BENCH_DIR/sync.$$/webui.db PHASE=$OWSYNC_WORK/phase WLOG=$OWSYNC_WORK/writer.log
 NOTICES=$OWSYNC_WORK/notices.log
 mkdir -m 0777 "$WDIR"; OWSYNC_CLEANUP_DIRS+=("$WDIR")
