@@ -73,6 +73,50 @@ SELECT owsync.key_set_hash('owsync_acme_quantabase_io', 'chat_message', '{id}')
        = owsync._wrap64((SELECT sum(owsync.key_hash(id)) FROM acme_quantabase_io.chat_message)) AS same_hash,
        owsync.key_set_hash('owsync_acme_quantabase_io', 'migratehistory', '{id}')
        = owsync._wrap64((SELECT sum(owsync.key_hash(id)) FROM acme_quantabase_io.migratehistory)) AS same_for_integers;
+-- ... bucket by bucket (bucket = the hash's top 3 bits, read unsigned), and
+-- key_hashes() returns the hashes of exactly the keys of the buckets asked for
+WITH kb AS (SELECT owsync.key_buckets('owsync_acme_quantabase_io', 'chat_message', '{id}', 3) AS a),
+     pg AS (SELECT (owsync.key_hash(id) >> 61) & 7 AS b, owsync._wrap64(sum(owsync.key_hash(id))) AS s
+              FROM acme_quantabase_io.chat_message GROUP BY 1)
+SELECT array_lower(a, 1) AS lower_bound, cardinality(a) AS elements,
+       a[0] = owsync.key_set_hash('owsync_acme_quantabase_io', 'chat_message', '{id}') AS element_0_is_the_set,
+       (SELECT bool_and(a[1 + g] = coalesce((SELECT s FROM pg WHERE pg.b = g), 0))
+          FROM generate_series(0, 7) g) AS buckets_agree,
+       (SELECT count(*) FROM pg WHERE s <> 0) > 1 AS several_buckets_used
+  FROM kb;
+SELECT (SELECT array_agg(h ORDER BY h)
+          FROM owsync.key_hashes('owsync_acme_quantabase_io', 'chat_message', '{id}', 3, '{1,6}') h)
+       = (SELECT array_agg(owsync.key_hash(id) ORDER BY owsync.key_hash(id)) FROM acme_quantabase_io.chat_message
+           WHERE (owsync.key_hash(id) >> 61) & 7 IN (1, 6)) AS same_keys;
+SELECT owsync.key_buckets('owsync_acme_quantabase_io', 'chat_message', '{id}', 17);
+SELECT owsync.key_hashes('owsync_acme_quantabase_io', 'chat_message', '{id}', 3, '{8}');
+
+-- a table of a few thousand rows gets its key set in buckets at the next
+-- reconcile (about 8 keys a bucket); then a few deletes are found by
+-- comparing only the keys of the buckets whose hash moved
+\! sqlite3 /tmp/owsync_regress/sync/legacy.db "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) INSERT INTO chat_message (id, chat_id, role, content, created_at, updated_at) SELECT 'cm-bulk-' || i, 'chat-bulk', 'user', '\"hi\"', 1700000000, (SELECT max(updated_at) FROM chat_message) + 20 FROM n;"
+CALL owsync.sync('acme_quantabase_io');
+CALL owsync.sync('acme_quantabase_io', 'reconcile');
+SELECT key_bits, cardinality(key_buckets) AS buckets FROM owsync.client_table
+ WHERE client = 'acme_quantabase_io' AND table_name = 'chat_message';
+\! sqlite3 /tmp/owsync_regress/sync/legacy.db "DELETE FROM chat_message WHERE id IN ('cm-bulk-7', 'cm-bulk-700', 'cm-bulk-1999'); INSERT INTO chat_message (id, chat_id, role, content, created_at, updated_at) VALUES ('cm-bulk-new', 'chat-bulk', 'user', '\"hi\"', 1700000000, (SELECT max(updated_at) FROM chat_message) + 10);"
+CALL owsync.sync('acme_quantabase_io');
+SELECT table_name, inserted, deleted, key_diff FROM owsync.run_table
+ WHERE run_id = (SELECT max(run_id) FROM owsync.run) AND table_name = 'chat_message';
+SELECT * FROM pg_temp.check('acme_quantabase_io');
+-- a row inserted with an old updated_at (the fast path misses it) in a
+-- moved bucket: the buckets cannot account for it, all keys are compared
+\! sqlite3 /tmp/owsync_regress/sync/legacy.db "DELETE FROM chat_message WHERE id = 'cm-bulk-8'; INSERT INTO chat_message (id, chat_id, role, content, created_at, updated_at) VALUES ('cm-bulk-old', 'chat-bulk', 'user', '\"imported\"', 1600000000, 1600000000);"
+CALL owsync.sync('acme_quantabase_io');
+SELECT table_name, inserted, deleted, key_diff FROM owsync.run_table
+ WHERE run_id = (SELECT max(run_id) FROM owsync.run) AND table_name = 'chat_message';
+SELECT * FROM pg_temp.check('acme_quantabase_io');
+-- many buckets moved (a bulk delete): all keys are compared
+\! sqlite3 /tmp/owsync_regress/sync/legacy.db "DELETE FROM chat_message WHERE id LIKE 'cm-bulk-1%';"
+CALL owsync.sync('acme_quantabase_io');
+SELECT table_name, inserted, deleted, key_diff FROM owsync.run_table
+ WHERE run_id = (SELECT max(run_id) FROM owsync.run) AND table_name = 'chat_message';
+SELECT * FROM pg_temp.check('acme_quantabase_io');
 
 -- a run that fails in its fourth table (auth) leaves every table as it was,
 -- and its history row says where and why

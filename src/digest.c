@@ -28,6 +28,7 @@
 #include "utils/array.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "funcapi.h"
 #include "utils/lsyscache.h"
 
 #define XXH_STATIC_LINKING_ONLY	/* XXH3_state_t on the stack */
@@ -125,29 +126,69 @@ owsync_digest_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 }
 
 /*
- * owsync_keyset(k1, k2, ...): an aggregate hash of a table's set of keys,
- * the wrapping sum of each row's hash, so independent of row order.  Equal
- * sums mean equal key sets but for a 2^-64 chance: the sync skips its key
- * diff (inserts and deletes) when a table's sum did not move.
+ * Key sets.  The hash of a row's key values (hash_row over the key columns)
+ * places the key in one of 2^nbits buckets by its top nbits bits.  The sum
+ * of the hashes of a bucket's keys (wrapping, so order-independent) stands
+ * for the bucket's key set: equal sums mean equal sets but for a 2^-64
+ * chance.  The sync stores a table's bucket sums at each sync; when keys
+ * were inserted or deleted since, only the buckets whose sum moved need
+ * their keys compared, not the whole table.
+ *
+ * In SQLite, owsync_keybuckets(nbits, k1, k2, ...) is the aggregate of the
+ * sums, returned as a blob of 2^nbits little-endian 64-bit integers (NULL
+ * for no rows).
  */
-static void
-owsync_keyset_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-	uint64	   *sum = sqlite3_aggregate_context(ctx, sizeof(uint64));
+#define MAX_KEY_BITS 16
 
-	if (sum)
-		*sum += hash_row(argc, argv);
+typedef struct KeyBuckets
+{
+	int			nbits;
+	uint64		sum[FLEXIBLE_ARRAY_MEMBER];
+} KeyBuckets;
+
+static inline uint32
+key_bucket(uint64 h, int nbits)
+{
+	return nbits == 0 ? 0 : (uint32) (h >> (64 - nbits));
 }
 
 static void
-owsync_keyset_final(sqlite3_context *ctx)
+owsync_keybuckets_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
-	uint64	   *sum = sqlite3_aggregate_context(ctx, 0);
+	int			nbits = sqlite3_value_int(argv[0]);
+	KeyBuckets *kb;
+	uint64		h;
 
-	sqlite3_result_int64(ctx, (sqlite3_int64) (sum ? *sum : 0));
+	if (nbits < 0 || nbits > MAX_KEY_BITS)
+	{
+		sqlite3_result_error(ctx, "owsync_keybuckets: bucket bits out of range", -1);
+		return;
+	}
+	kb = sqlite3_aggregate_context(ctx, offsetof(KeyBuckets, sum) + (sizeof(uint64) << nbits));
+	if (kb == NULL)
+	{
+		sqlite3_result_error_nomem(ctx);
+		return;
+	}
+	kb->nbits = nbits;
+	h = hash_row(argc - 1, argv + 1);
+	kb->sum[key_bucket(h, nbits)] += h;
 }
 
-/* Register owsync_digest() on a connection; returns a SQLite result code. */
+static void
+owsync_keybuckets_final(sqlite3_context *ctx)
+{
+	KeyBuckets *kb = sqlite3_aggregate_context(ctx, 0);
+
+	if (kb == NULL)
+	{
+		sqlite3_result_null(ctx);
+		return;
+	}
+	sqlite3_result_blob(ctx, kb->sum, (int) (sizeof(uint64) << kb->nbits), SQLITE_TRANSIENT);
+}
+
+/* Register owsync_digest() and owsync_keybuckets(); returns a SQLite result code. */
 int
 owsync_register_digest(sqlite3 *db)
 {
@@ -157,33 +198,36 @@ owsync_register_digest(sqlite3 *db)
 									SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
 									NULL, owsync_digest_fn, NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_create_function_v2(db, "owsync_keyset", -1,
+		rc = sqlite3_create_function_v2(db, "owsync_keybuckets", -1,
 										SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
-										NULL, NULL, owsync_keyset_step, owsync_keyset_final, NULL);
+										NULL, NULL, owsync_keybuckets_step, owsync_keybuckets_final,
+										NULL);
 	return rc;
 }
 
-/*
- * owsync.key_set_hash(server, table, key_columns): owsync_keyset() of a
- * SQLite table's key columns, read in the transaction's snapshot (SQLite
- * reads it from the key's index).  Needs USAGE on the server.
- */
-PG_FUNCTION_INFO_V1(owsync_key_set_hash);
-
-Datum
-owsync_key_set_hash(PG_FUNCTION_ARGS)
+static int
+check_key_bits(int32 nbits)
 {
-	ForeignServer *server = owsync_usable_server(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	char	   *table = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	ArrayType  *keys = PG_GETARG_ARRAYTYPE_P(2);
+	if (nbits < 0 || nbits > MAX_KEY_BITS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("bucket bits must be between 0 and %d", MAX_KEY_BITS),
+				 errdetail("The value given was %d.", nbits)));
+	return nbits;
+}
+
+/*
+ * "SELECT <call>(<args>k1, k2, ...) FROM <table>" for the key column names of
+ * a text[] argument.
+ */
+static char *
+key_query(const char *call, const char *args, const char *table, ArrayType *keys)
+{
 	Datum	   *elems;
 	bool	   *nulls;
 	int			nkeys,
 				i;
 	StringInfoData sql;
-	OwsyncConn *conn;
-	sqlite3_stmt *stmt;
-	int64		result = 0;
 
 	deconstruct_array(keys, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &nkeys);
 	if (nkeys == 0)
@@ -191,7 +235,7 @@ owsync_key_set_hash(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a key set needs at least one key column")));
 	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT owsync_keyset(");
+	appendStringInfo(&sql, "SELECT %s(%s", call, args);
 	for (i = 0; i < nkeys; i++)
 	{
 		if (nulls[i])
@@ -204,25 +248,138 @@ owsync_key_set_hash(PG_FUNCTION_ARGS)
 	}
 	appendStringInfoString(&sql, ") FROM ");
 	owsync_quote_ident(&sql, table);
+	return sql.data;
+}
 
+/*
+ * owsync.key_buckets(server, table, key_columns, nbits): the bucket sums of
+ * a SQLite table's keys, read in the transaction's snapshot (SQLite reads
+ * them from the key's index), as a bigint[] indexed from 0: element 0 is the
+ * sum of all buckets (the hash of the whole key set), element 1 + b the sum
+ * of bucket b.  Needs USAGE on the server.
+ */
+PG_FUNCTION_INFO_V1(owsync_key_buckets);
+
+Datum
+owsync_key_buckets(PG_FUNCTION_ARGS)
+{
+	ForeignServer *server = owsync_usable_server(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	char	   *table = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int			nbits = check_key_bits(PG_GETARG_INT32(3));
+	int			nbuckets = 1 << nbits;
+	char		args[16];
+	OwsyncConn *conn;
+	sqlite3_stmt *stmt;
+	Datum	   *elems = palloc0(sizeof(Datum) * (nbuckets + 1));
+	int			dims[1] = {nbuckets + 1};
+	int			lbs[1] = {0};
+	uint64		total = 0;
+	int			i;
+
+	snprintf(args, sizeof(args), "%d, ", nbits);
 	conn = owsync_get_connection(server);
-	stmt = owsync_prepare(conn, sql.data);
+	stmt = owsync_prepare(conn, key_query("owsync_keybuckets", args, table,
+										  PG_GETARG_ARRAYTYPE_P(2)));
 	PG_TRY();
 	{
-		if (owsync_step(conn, stmt, "hash a table's keys") == SQLITE_ROW)
-			result = sqlite3_column_int64(stmt, 0);
+		if (owsync_step(conn, stmt, "hash a table's keys") == SQLITE_ROW &&
+			sqlite3_column_type(stmt, 0) == SQLITE_BLOB)
+		{
+			const unsigned char *p = sqlite3_column_blob(stmt, 0);
+
+			if (sqlite3_column_bytes(stmt, 0) != (int) (sizeof(uint64) * nbuckets))
+				elog(ERROR, "owsync_keybuckets returned %d bytes for %d buckets",
+					 sqlite3_column_bytes(stmt, 0), nbuckets);
+			for (i = 0; i < nbuckets; i++)
+			{
+				uint64		v;
+
+				memcpy(&v, p + sizeof(uint64) * i, sizeof(v));
+				total += v;
+				elems[i + 1] = Int64GetDatum((int64) v);
+			}
+		}
+		else
+			for (i = 0; i < nbuckets; i++)
+				elems[i + 1] = Int64GetDatum(0);
 	}
 	PG_FINALLY();
 	{
 		sqlite3_finalize(stmt);
 	}
 	PG_END_TRY();
-	PG_RETURN_INT64(result);
+	elems[0] = Int64GetDatum((int64) total);
+	PG_RETURN_ARRAYTYPE_P(construct_md_array(elems, NULL, 1, dims, lbs, INT8OID, 8,
+											 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * owsync.key_hashes(server, table, key_columns, nbits, buckets): the hash of
+ * every key of a SQLite table that falls in one of the given buckets (in the
+ * transaction's snapshot).  The sync compares them with the hashes of the
+ * keys it stored in those buckets.  Needs USAGE on the server.
+ */
+PG_FUNCTION_INFO_V1(owsync_key_hashes);
+
+Datum
+owsync_key_hashes(PG_FUNCTION_ARGS)
+{
+	ForeignServer *server = owsync_usable_server(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	char	   *table = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int			nbits = check_key_bits(PG_GETARG_INT32(3));
+	ArrayType  *buckets = PG_GETARG_ARRAYTYPE_P(4);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Bitmapset  *wanted = NULL;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n,
+				i;
+	OwsyncConn *conn;
+	sqlite3_stmt *stmt;
+
+	deconstruct_array(buckets, INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+	{
+		int32		b = DatumGetInt32(elems[i]);
+
+		if (nulls[i] || b < 0 || b >= (1 << nbits))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("bucket numbers must lie between 0 and %d", (1 << nbits) - 1)));
+		wanted = bms_add_member(wanted, b);
+	}
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	if (wanted == NULL)
+		return (Datum) 0;
+
+	conn = owsync_get_connection(server);
+	stmt = owsync_prepare(conn, key_query("owsync_digest", "", table, PG_GETARG_ARRAYTYPE_P(2)));
+	PG_TRY();
+	{
+		while (owsync_step(conn, stmt, "hash a table's keys") == SQLITE_ROW)
+		{
+			uint64		h = (uint64) sqlite3_column_int64(stmt, 0);
+
+			if (bms_is_member(key_bucket(h, nbits), wanted))
+			{
+				Datum		value = Int64GetDatum((int64) h);
+				bool		isnull = false;
+
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(stmt);
+	}
+	PG_END_TRY();
+	return (Datum) 0;
 }
 
 /*
  * owsync.key_hash(k1 [, k2 ...]): in PostgreSQL, the hash SQLite's
- * owsync_keyset() adds up for a row with these key values (text as TEXT in
+ * owsync_keybuckets() adds up for a row with these key values (text as TEXT in
  * UTF-8, integers as INTEGER).  The sync adds the hashes of the new keys the
  * fast path fetched to the key-set hash of the last sync: when that makes
  * the source's key-set hash, nothing else was inserted or deleted, and the

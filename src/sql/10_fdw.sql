@@ -33,14 +33,30 @@ CREATE FUNCTION owsync.source_info(server text,
 AS 'MODULE_PATHNAME', 'owsync_source_info'
 LANGUAGE C STRICT VOLATILE;
 
--- A hash of the set of keys of a SQLite table (order-independent), read in
--- the transaction's snapshot: equal hashes, equal key sets.
-CREATE FUNCTION owsync.key_set_hash(server text, "table" text, key_columns text[])
-RETURNS bigint
-AS 'MODULE_PATHNAME', 'owsync_key_set_hash'
+-- The keys of a SQLite table in 2^nbits buckets (by the top bits of each
+-- key's hash), read in the transaction's snapshot: element 0 is the hash of
+-- the whole key set (order-independent: equal hashes, equal key sets),
+-- element 1 + b the hash of bucket b's keys.
+CREATE FUNCTION owsync.key_buckets(server text, "table" text, key_columns text[], nbits integer)
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'owsync_key_buckets'
 LANGUAGE C STRICT VOLATILE;
 
--- The hash owsync_keyset() adds up in SQLite for a row with these key values.
+CREATE FUNCTION owsync.key_set_hash(server text, "table" text, key_columns text[])
+RETURNS bigint
+LANGUAGE sql STRICT VOLATILE
+BEGIN ATOMIC
+    SELECT (owsync.key_buckets(server, "table", key_columns, 0))[0];
+END;
+
+-- The hash of every key of a SQLite table that falls in one of the buckets.
+CREATE FUNCTION owsync.key_hashes(server text, "table" text, key_columns text[], nbits integer,
+                                  buckets integer[])
+RETURNS SETOF bigint
+AS 'MODULE_PATHNAME', 'owsync_key_hashes'
+LANGUAGE C STRICT VOLATILE ROWS 1000;
+
+-- The hash of a key with these values, as SQLite computes it for key_buckets().
 CREATE FUNCTION owsync.key_hash(VARIADIC "any")
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'owsync_key_hash'

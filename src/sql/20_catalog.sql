@@ -27,7 +27,9 @@ CREATE TABLE owsync.client_table (
     watermark_column text,				-- NULL: changes are found by digests only
     watermark_unit   text CHECK (watermark_unit IN ('s', 'ns')),
     watermark        bigint,			-- highest value seen by the last sync
-    key_set_hash     bigint,			-- owsync.key_set_hash() at the last sync
+    key_bits         integer NOT NULL DEFAULT 0,	-- the key set in 2^key_bits buckets
+    key_buckets      bigint[],			-- owsync.key_buckets() at the last sync
+										-- ([0]: the whole key set's hash)
     window_sig       text,				-- count and digest sum of the rows in the fast
 										-- path's window, [watermark - overlap, ...)
     removed_at       timestamptz,		-- gone from the source: the mirror table is kept
@@ -76,7 +78,8 @@ CREATE TABLE owsync.run_table (
     updated    bigint NOT NULL,
     deleted    bigint NOT NULL,
     quarantined bigint NOT NULL DEFAULT 0,
-    key_diff   boolean NOT NULL DEFAULT false,	-- the source's keys were compared
+    key_diff   text NOT NULL DEFAULT 'none'	-- the source's keys compared with the mirror's:
+               CHECK (key_diff IN ('none', 'buckets', 'all')),	-- not, in moved buckets, all
     seconds    numeric NOT NULL,
     PRIMARY KEY (run_id, table_name)
 );

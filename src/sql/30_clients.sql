@@ -131,14 +131,29 @@ BEGIN
         EXECUTE format('CREATE INDEX ON %I.%I (updated_at)', n.mirror_schema, p_table);
     END IF;
 
-    -- the digests at the last sync, by key (tables without a key have none)
+    -- the digests at the last sync, by key (tables without a key have none),
+    -- and the hash of each key (for keys of types SQLite hashes alike): a
+    -- key diff narrowed to the buckets of keys that moved finds them by it
     IF cardinality(keys) > 0 THEN
-        EXECUTE format('CREATE TABLE %I.%I (%s, owsync_digest bigint NOT NULL, PRIMARY KEY (%s))',
+        EXECUTE format('CREATE TABLE %I.%I (%s, owsync_digest bigint NOT NULL%s, PRIMARY KEY (%s))',
                        n.digest_schema, p_table,
                        (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', '
                                           ORDER BY a.attnum)
                           FROM pg_attribute a WHERE a.attrelid = ft AND a.attname = ANY (keys)),
+                       CASE WHEN NOT EXISTS (SELECT 1 FROM pg_attribute a
+                                              WHERE a.attrelid = ft AND a.attname = ANY (keys)
+                                                AND a.atttypid NOT IN ('text'::regtype, 'varchar'::regtype,
+                                                                       'int2'::regtype, 'int4'::regtype,
+                                                                       'int8'::regtype))
+                            THEN format(', owsync_key_hash bigint GENERATED ALWAYS AS (owsync.key_hash(%s)) STORED',
+                                        (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k))
+                            ELSE '' END,
                        (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k));
+        IF EXISTS (SELECT 1 FROM pg_attribute a
+                    WHERE a.attrelid = format('%I.%I', n.digest_schema, p_table)::regclass
+                      AND a.attname = 'owsync_key_hash') THEN
+            EXECUTE format('CREATE INDEX ON %I.%I (owsync_key_hash)', n.digest_schema, p_table);
+        END IF;
     END IF;
 
     INSERT INTO owsync.client_table (client, table_name, key_columns, watermark_column, watermark_unit)

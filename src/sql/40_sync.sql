@@ -9,9 +9,12 @@
 --                   (the condition runs in SQLite);
 --                2. the key diff: when the hash of the source's key set (computed
 --                   by SQLite over the key's index) moved since the last sync,
---                   the source's keys (a keys-only scan) find rows the mirror
+--                   and rows the fast path fetched do not explain it, the
+--                   source's keys (a keys-only scan) find rows the mirror
 --                   lacks (inserted without a new updated_at) and rows the
---                   source lost (hard deletes);
+--                   source lost (hard deletes); in a large table, only the keys
+--                   of the buckets whose hash moved are compared (see
+--                   owsync.key_buckets());
 --                3. digests, for tables without updated_at and, when a
 --                   reconcile is due (options->>'reconcile_interval', default
 --                   1 hour), for all tables: the digest of every source row,
@@ -46,6 +49,37 @@ LANGUAGE sql IMMUTABLE STRICT
 AS $$
     SELECT (CASE WHEN m >= 9223372036854775808 THEN m - 18446744073709551616 ELSE m END)::bigint
       FROM (SELECT ((x % 18446744073709551616) + 18446744073709551616) % 18446744073709551616 AS m) w
+$$;
+
+-- How many bits of a key's hash bucket a table's key set: about 8 keys a
+-- bucket, none for small tables and for keys without owsync_key_hash in the
+-- digest table (keys of types the hash does not cover).
+CREATE FUNCTION owsync._key_bits(dig text, nrows bigint) RETURNS integer
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN nrows < 16 OR NOT EXISTS (SELECT 1 FROM pg_attribute a
+                                                WHERE a.attrelid = dig::regclass AND a.attname = 'owsync_key_hash')
+                THEN 0
+                ELSE least(16, floor(log(2, nrows / 8.0)))::integer END
+$$;
+
+-- A table compared in full (a reconcile, a table without updated_at) gets
+-- the number of buckets its size calls for now.
+CREATE FUNCTION owsync._resize_buckets(t owsync.client_table, server text, dig text, nrows bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bits integer := owsync._key_bits(dig, nrows);
+BEGIN
+    IF bits <> t.key_bits THEN
+        UPDATE owsync.client_table c
+           SET key_bits = bits, key_buckets = owsync.key_buckets(server, t.table_name, t.key_columns, bits)
+         WHERE c.client = t.client AND c.table_name = t.table_name;
+    END IF;
+END
 $$;
 
 -- Raise an error again with its SQLSTATE and the table it concerns, leaving
@@ -175,7 +209,7 @@ $$;
 -- Sync one table; returns what it did.
 CREATE FUNCTION owsync._sync_table(t owsync.client_table, mode text, reconcile boolean, p_run bigint,
     OUT path text, OUT rows_read bigint, OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
-    OUT quarantined bigint, OUT key_diff boolean)
+    OUT quarantined bigint, OUT key_diff text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -190,10 +224,18 @@ DECLARE
     on_key text := (SELECT string_agg(format('m.%1$I = s.%1$I', k), ' AND ') FROM unnest(t.key_columns) k);
     use_digests boolean := reconcile OR t.watermark_column IS NULL;
     quarantine boolean := coalesce(opts ->> 'on_bad_row', 'abort') = 'quarantine';
+    bits integer := t.key_bits;
+    kb bigint[];
     khash bigint;
+    moved integer[];
+    diff_needed boolean;
+    narrowed boolean := false;
+    src_h bigint[];
     keys_moved boolean := true;
-    added numeric;
+    added bigint[];		-- hashes of the keys the fast path added
     same boolean;
+    sig text;
+    nrows bigint;
     f record;
     overlap bigint;
     s_cols text;
@@ -210,7 +252,7 @@ BEGIN
       FROM pg_attribute a
      WHERE a.attrelid = src::regclass AND a.attnum > 0 AND NOT a.attisdropped
        AND a.attname <> 'owsync_digest';
-    rows_read := 0; inserted := 0; updated := 0; deleted := 0; quarantined := 0; key_diff := false;
+    rows_read := 0; inserted := 0; updated := 0; deleted := 0; quarantined := 0; key_diff := 'none';
 
     IF mode = 'full' OR cardinality(t.key_columns) = 0 THEN
       BEGIN
@@ -224,8 +266,9 @@ BEGIN
             EXECUTE format('DELETE FROM %s', dig);
             EXECUTE format('INSERT INTO %s (%s, owsync_digest) SELECT %s, owsync_digest FROM %s',
                            dig, keylist, keylist, src);
+            bits := owsync._key_bits(dig, inserted);
             UPDATE owsync.client_table c
-               SET key_set_hash = owsync.key_set_hash(n.server, t.table_name, t.key_columns)
+               SET key_bits = bits, key_buckets = owsync.key_buckets(n.server, t.table_name, t.key_columns, bits)
              WHERE c.client = t.client AND c.table_name = t.table_name;
         END IF;
         IF t.watermark_column IS NOT NULL THEN
@@ -252,8 +295,9 @@ BEGIN
     END IF;
 
     path := CASE WHEN mode = 'full' THEN 'full' WHEN use_digests THEN 'digest' ELSE 'incremental' END;
-    khash := owsync.key_set_hash(n.server, t.table_name, t.key_columns);
-    keys_moved := t.key_set_hash IS DISTINCT FROM khash;
+    kb := owsync.key_buckets(n.server, t.table_name, t.key_columns, bits);
+    khash := kb[0];
+    keys_moved := t.key_buckets[0] IS DISTINCT FROM khash;
     overlap := coalesce((opts ->> 'overlap_seconds')::bigint, 60)
                * CASE t.watermark_unit WHEN 'ns' THEN 1000000000 ELSE 1 END;
 
@@ -267,7 +311,11 @@ BEGIN
        AND NOT EXISTS (SELECT 1 FROM owsync.quarantine q
                         WHERE q.client = t.client AND q.table_name = t.table_name) THEN
         IF use_digests THEN
-            same := owsync._window_sig(src, NULL, NULL) = owsync._window_sig(dig, NULL, NULL);
+            sig := owsync._window_sig(src, NULL, NULL);
+            same := sig = owsync._window_sig(dig, NULL, NULL);
+            IF same THEN
+                PERFORM owsync._resize_buckets(t, n.server, dig, split_part(sig, ':', 1)::bigint);
+            END IF;
         ELSE
             same := t.watermark IS NOT NULL AND t.window_sig IS NOT NULL
                     AND owsync._window_sig(src, t.watermark_column, t.watermark - overlap) = t.window_sig;
@@ -311,18 +359,19 @@ BEGIN
 
     -- the key set moved only by new rows the fast path fetched: then its
     -- hash is the last one plus theirs, and no key needs comparing
-    IF keys_moved AND NOT use_digests AND t.key_set_hash IS NOT NULL THEN
-        EXECUTE format('SELECT sum(owsync.key_hash(%1$s)) FROM pg_temp.owsync_stage s
+    IF keys_moved AND NOT use_digests AND t.key_buckets IS NOT NULL THEN
+        EXECUTE format('SELECT array_agg(owsync.key_hash(%1$s)) FROM pg_temp.owsync_stage s
                          WHERE NOT EXISTS (SELECT 1 FROM %2$s m WHERE %3$s)',
                        (SELECT string_agg(format('s.%I', k), ', ') FROM unnest(t.key_columns) k), dig, on_key)
           INTO added;
-        IF added IS NOT NULL AND owsync._wrap64(t.key_set_hash + added) = khash THEN
+        IF added IS NOT NULL
+           AND owsync._wrap64(t.key_buckets[0] + (SELECT sum(h) FROM unnest(added) h)) = khash THEN
             keys_moved := false;
-            UPDATE owsync.client_table c SET key_set_hash = khash
+            UPDATE owsync.client_table c SET key_buckets = kb
              WHERE c.client = t.client AND c.table_name = t.table_name;
         END IF;
     END IF;
-    key_diff := keys_moved OR use_digests;
+    diff_needed := keys_moved OR use_digests;
 
     -- 2. and 3. one pass, when needed, over the source's keys (and digests)
     -- streamed from SQLite against the digests (the mirror's key set, but
@@ -330,7 +379,44 @@ BEGIN
     -- lost, and (with digests) keys whose digest changed
     EXECUTE format('CREATE TEMP TABLE owsync_gone ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA',
                    keylist, mirror);
-    IF key_diff THEN
+    -- In a large table whose key set changed by a few keys, only the buckets
+    -- whose hash moved (beyond the keys the fast path added) are compared:
+    -- the stored keys of those buckets (by their hash, through its index)
+    -- against the hashes of the source's keys in them.  A stored key the source lacks is gone; a source key that
+    -- neither the mirror nor the fast path has (a row inserted with an old
+    -- updated_at) needs the whole diff below.  (Keys are told apart by their
+    -- 64-bit hash here; a reconcile compares them in full.)
+    IF diff_needed AND NOT use_digests AND bits > 0 AND t.key_buckets IS NOT NULL
+       AND cardinality(t.key_buckets) = cardinality(kb) THEN
+        SELECT array_agg((u.i - 2)::integer) INTO moved
+          FROM unnest(kb, t.key_buckets) WITH ORDINALITY u(a, b, i)
+          LEFT JOIN (SELECT ((h >> (64 - bits)) & ((1::bigint << bits) - 1))::integer AS bucket, sum(h) AS h
+                       FROM unnest(added) h GROUP BY 1) x ON x.bucket = u.i - 2
+         WHERE u.i > 1 AND u.a <> CASE WHEN x.h IS NULL THEN u.b ELSE owsync._wrap64(u.b + x.h) END;
+        IF cardinality(moved) <= (1 << bits) / 8 THEN
+            src_h := ARRAY(SELECT owsync.key_hashes(n.server, t.table_name, t.key_columns, bits, moved));
+            EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM unnest($1) h
+                                                WHERE h <> ALL ($2)
+                                                  AND NOT EXISTS (SELECT 1 FROM %s d WHERE d.owsync_key_hash = h))',
+                           dig)
+              INTO narrowed USING src_h, coalesce(added, '{}');
+            IF narrowed THEN
+                -- bucket b holds the hashes [b << (64 - bits), (b + 1) << (64 - bits)),
+                -- read as unsigned; signed, bucket b >= 2^(bits - 1) is below 0
+                EXECUTE format('INSERT INTO pg_temp.owsync_gone
+                                SELECT %1$s FROM unnest($1::bigint[]) r(lo)
+                                  JOIN %2$s d ON d.owsync_key_hash BETWEEN r.lo AND r.lo + $2
+                                 WHERE d.owsync_key_hash <> ALL ($3)',
+                               (SELECT string_agg(format('d.%I', k), ', ') FROM unnest(t.key_columns) k), dig)
+                  USING (SELECT array_agg((CASE WHEN b >= 1 << (bits - 1) THEN b - (1 << bits) ELSE b END)::bigint
+                                          << (64 - bits))
+                           FROM unnest(moved) b),
+                        ((1::bigint << (63 - bits)) - 1) * 2 + 1,
+                        src_h;
+            END IF;
+        END IF;
+    END IF;
+    IF diff_needed AND NOT narrowed THEN
         EXECUTE format('CREATE TEMP TABLE owsync_diff ON COMMIT DROP AS
                         SELECT %1$s, s.owsync_digest IS NULL AS gone
                           FROM (SELECT %2$s%3$s FROM %4$s) s
@@ -347,6 +433,7 @@ BEGIN
                           SELECT %1$s FROM pg_temp.owsync_diff WHERE NOT gone
                           EXCEPT SELECT %1$s FROM pg_temp.owsync_stage', keylist);
     END IF;
+    key_diff := CASE WHEN narrowed THEN 'buckets' WHEN diff_needed THEN 'all' ELSE 'none' END;
     -- rows in quarantine are retried every run (one gone from the source
     -- reads as nothing, and leaves the quarantine)
     IF EXISTS (SELECT 1 FROM owsync.quarantine q WHERE q.client = t.client AND q.table_name = t.table_name) THEN
@@ -395,8 +482,13 @@ BEGIN
         EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_gone s WHERE %2$s', mirror, on_key);
         GET DIAGNOSTICS deleted = ROW_COUNT;
         EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_gone s WHERE %2$s', dig, on_key);
-        UPDATE owsync.client_table c SET key_set_hash = khash
+        UPDATE owsync.client_table c SET key_buckets = kb
          WHERE c.client = t.client AND c.table_name = t.table_name;
+    END IF;
+    -- compared in full, the table's buckets follow its size
+    IF use_digests THEN
+        EXECUTE format('SELECT count(*) FROM %s', dig) INTO nrows;
+        PERFORM owsync._resize_buckets(t, n.server, dig, nrows);
     END IF;
 
     -- quarantined rows not quarantined again by this run read fine now, or are gone
