@@ -464,13 +464,26 @@ owsync_open(OwsyncConn *conn, ForeignServer *server, OwsyncServerOpts *opts,
 	conn->st = st;
 }
 
-/* Planning facts are only good within the snapshot they were read in. */
+/*
+ * Memory for facts read in the current snapshot (planning facts, a table's
+ * key hashes): they are only good within it, and freed when it ends.
+ */
+MemoryContext
+owsync_snapshot_context(OwsyncConn *conn)
+{
+	if (conn->cachecxt == NULL)
+		conn->cachecxt = AllocSetContextCreate(TopMemoryContext, "owsync_fdw snapshot facts",
+											   ALLOCSET_SMALL_SIZES);
+	return conn->cachecxt;
+}
+
 static void
-forget_table_info(OwsyncConn *conn)
+forget_snapshot_facts(OwsyncConn *conn)
 {
 	if (conn->cachecxt)
 		MemoryContextReset(conn->cachecxt);
 	conn->tableinfo = NIL;
+	conn->keyscan = NULL;
 }
 
 static void
@@ -487,7 +500,7 @@ owsync_close(OwsyncConn *conn)
 	conn->db = NULL;
 	conn->xact_open = false;
 	conn->generation++;
-	forget_table_info(conn);
+	forget_snapshot_facts(conn);
 }
 
 /*
@@ -672,7 +685,7 @@ owsync_xact_callback(XactEvent event, void *arg)
 		}
 		conn->xact_open = false;
 		conn->generation++;
-		forget_table_info(conn);
+		forget_snapshot_facts(conn);
 		if (conn->invalidated)
 			owsync_close(conn);
 	}

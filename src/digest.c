@@ -41,29 +41,74 @@
 #define TAG_TEXT	3
 #define TAG_BLOB	4
 
-static void
-put_u64(XXH3_state_t *state, uint64 v)
+/*
+ * A row's hash: the bytes fed to it gather in a small buffer and are hashed
+ * in one call (XXH3's one-shot function is much faster than its streaming
+ * one on short input, and gives the same result); past the buffer, the
+ * streaming state takes over.
+ */
+typedef struct Hasher
 {
-	unsigned char b[8];
-	int			i;
+	size_t		len;
+	bool		streaming;
+	unsigned char buf[256];
+	XXH3_state_t state;
+} Hasher;
 
-	for (i = 0; i < 8; i++)
-		b[i] = (unsigned char) (v >> (8 * i));
-	XXH3_64bits_update(state, b, sizeof(b));
+static void
+hasher_put(Hasher *h, const void *p, size_t n)
+{
+	if (!h->streaming)
+	{
+		if (h->len + n <= sizeof(h->buf))
+		{
+			memcpy(h->buf + h->len, p, n);
+			h->len += n;
+			return;
+		}
+		XXH3_64bits_reset(&h->state);
+		XXH3_64bits_update(&h->state, h->buf, h->len);
+		h->streaming = true;
+	}
+	XXH3_64bits_update(&h->state, p, n);
 }
 
-/* Feed one value (its storage class and exact bytes) to a hash state. */
-static void
-hash_value(XXH3_state_t *state, sqlite3_value *v)
+static uint64
+hasher_digest(Hasher *h)
 {
-	unsigned char tag;
+	return h->streaming ? XXH3_64bits_digest(&h->state) : XXH3_64bits(h->buf, h->len);
+}
 
+/* a storage class tag, then an optional 8-byte little-endian number */
+static void
+hash_tag(Hasher *h, unsigned char tag, bool with_number, uint64 v)
+{
+	unsigned char b[9];
+	int			i;
+
+	b[0] = tag;
+	for (i = 0; i < 8; i++)
+		b[1 + i] = (unsigned char) (v >> (8 * i));
+	hasher_put(h, b, with_number ? 9 : 1);
+}
+
+/* text or blob: tag, length, bytes */
+static void
+hash_bytes(Hasher *h, unsigned char tag, const void *p, int n)
+{
+	hash_tag(h, tag, true, (uint64) n);
+	if (n > 0)
+		hasher_put(h, p, n);
+}
+
+/* Feed one value (its storage class and exact bytes) to a hash. */
+static void
+hash_value(Hasher *h, sqlite3_value *v)
+{
 	switch (sqlite3_value_type(v))
 	{
 		case SQLITE_INTEGER:
-			tag = TAG_INTEGER;
-			XXH3_64bits_update(state, &tag, 1);
-			put_u64(state, (uint64) sqlite3_value_int64(v));
+			hash_tag(h, TAG_INTEGER, true, (uint64) sqlite3_value_int64(v));
 			break;
 		case SQLITE_FLOAT:
 			{
@@ -71,38 +116,26 @@ hash_value(XXH3_state_t *state, sqlite3_value *v)
 				uint64		bits;
 
 				memcpy(&bits, &d, sizeof(bits));
-				tag = TAG_REAL;
-				XXH3_64bits_update(state, &tag, 1);
-				put_u64(state, bits);
+				hash_tag(h, TAG_REAL, true, bits);
 				break;
 			}
 		case SQLITE_TEXT:
 			{
 				/* text first, then its length: no conversion happens */
 				const unsigned char *p = sqlite3_value_text(v);
-				int			n = sqlite3_value_bytes(v);
 
-				tag = TAG_TEXT;
-				XXH3_64bits_update(state, &tag, 1);
-				put_u64(state, (uint64) n);
-				XXH3_64bits_update(state, p, n);
+				hash_bytes(h, TAG_TEXT, p, sqlite3_value_bytes(v));
 				break;
 			}
 		case SQLITE_BLOB:
 			{
 				const void *p = sqlite3_value_blob(v);
-				int			n = sqlite3_value_bytes(v);
 
-				tag = TAG_BLOB;
-				XXH3_64bits_update(state, &tag, 1);
-				put_u64(state, (uint64) n);
-				if (n > 0)
-					XXH3_64bits_update(state, p, n);
+				hash_bytes(h, TAG_BLOB, p, sqlite3_value_bytes(v));
 				break;
 			}
 		default:
-			tag = TAG_NULL;
-			XXH3_64bits_update(state, &tag, 1);
+			hash_tag(h, TAG_NULL, false, 0);
 			break;
 	}
 }
@@ -110,13 +143,14 @@ hash_value(XXH3_state_t *state, sqlite3_value *v)
 static uint64
 hash_row(int argc, sqlite3_value **argv)
 {
-	XXH3_state_t state;
+	Hasher		h;
 	int			i;
 
-	XXH3_64bits_reset(&state);
+	h.len = 0;
+	h.streaming = false;
 	for (i = 0; i < argc; i++)
-		hash_value(&state, argv[i]);
-	return XXH3_64bits_digest(&state);
+		hash_value(&h, argv[i]);
+	return hasher_digest(&h);
 }
 
 static void
@@ -126,25 +160,28 @@ owsync_digest_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 }
 
 /*
- * Key sets.  The hash of a row's key values (hash_row over the key columns)
- * places the key in one of 2^nbits buckets by its top nbits bits.  The sum
- * of the hashes of a bucket's keys (wrapping, so order-independent) stands
- * for the bucket's key set: equal sums mean equal sets but for a 2^-64
- * chance.  The sync stores a table's bucket sums at each sync; when keys
- * were inserted or deleted since, only the buckets whose sum moved need
- * their keys compared, not the whole table.
+ * Key sets.  The hash of a row's key values (hash_row over the key columns,
+ * computed by SQLite as owsync_digest(k1, k2, ...)) places the key in one of
+ * 2^nbits buckets by its top nbits bits.  The sum of the hashes of a
+ * bucket's keys (wrapping, so order-independent) stands for the bucket's key
+ * set: equal sums mean equal sets but for a 2^-64 chance.  The sync stores a
+ * table's bucket sums at each sync; when keys were inserted or deleted since,
+ * only the buckets whose sum moved need their keys compared, not the whole
+ * table.
  *
- * In SQLite, owsync_keybuckets(nbits, k1, k2, ...) is the aggregate of the
- * sums, returned as a blob of 2^nbits little-endian 64-bit integers (NULL
- * for no rows).
+ * A scan of a table's key hashes is kept with the connection until its
+ * snapshot ends (up to MAX_KEPT_KEYS of them), so that the keys of the moved
+ * buckets are found without a second scan.
  */
 #define MAX_KEY_BITS 16
+#define MAX_KEPT_KEYS (4 * 1024 * 1024)	/* 32 MB */
 
-typedef struct KeyBuckets
+typedef struct OwsyncKeyScan
 {
-	int			nbits;
-	uint64		sum[FLEXIBLE_ARRAY_MEMBER];
-} KeyBuckets;
+	char	   *query;			/* the SQLite query that produced them */
+	int64		n;
+	uint64	   *hashes;
+} OwsyncKeyScan;
 
 static inline uint32
 key_bucket(uint64 h, int nbits)
@@ -152,57 +189,13 @@ key_bucket(uint64 h, int nbits)
 	return nbits == 0 ? 0 : (uint32) (h >> (64 - nbits));
 }
 
-static void
-owsync_keybuckets_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-	int			nbits = sqlite3_value_int(argv[0]);
-	KeyBuckets *kb;
-	uint64		h;
-
-	if (nbits < 0 || nbits > MAX_KEY_BITS)
-	{
-		sqlite3_result_error(ctx, "owsync_keybuckets: bucket bits out of range", -1);
-		return;
-	}
-	kb = sqlite3_aggregate_context(ctx, offsetof(KeyBuckets, sum) + (sizeof(uint64) << nbits));
-	if (kb == NULL)
-	{
-		sqlite3_result_error_nomem(ctx);
-		return;
-	}
-	kb->nbits = nbits;
-	h = hash_row(argc - 1, argv + 1);
-	kb->sum[key_bucket(h, nbits)] += h;
-}
-
-static void
-owsync_keybuckets_final(sqlite3_context *ctx)
-{
-	KeyBuckets *kb = sqlite3_aggregate_context(ctx, 0);
-
-	if (kb == NULL)
-	{
-		sqlite3_result_null(ctx);
-		return;
-	}
-	sqlite3_result_blob(ctx, kb->sum, (int) (sizeof(uint64) << kb->nbits), SQLITE_TRANSIENT);
-}
-
-/* Register owsync_digest() and owsync_keybuckets(); returns a SQLite result code. */
+/* Register owsync_digest(); returns a SQLite result code. */
 int
 owsync_register_digest(sqlite3 *db)
 {
-	int			rc;
-
-	rc = sqlite3_create_function_v2(db, "owsync_digest", -1,
-									SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
-									NULL, owsync_digest_fn, NULL, NULL, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_create_function_v2(db, "owsync_keybuckets", -1,
-										SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
-										NULL, NULL, owsync_keybuckets_step, owsync_keybuckets_final,
-										NULL);
-	return rc;
+	return sqlite3_create_function_v2(db, "owsync_digest", -1,
+									  SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
+									  NULL, owsync_digest_fn, NULL, NULL, NULL);
 }
 
 static int
@@ -216,12 +209,9 @@ check_key_bits(int32 nbits)
 	return nbits;
 }
 
-/*
- * "SELECT <call>(<args>k1, k2, ...) FROM <table>" for the key column names of
- * a text[] argument.
- */
+/* "SELECT owsync_digest(k1, k2, ...) FROM <table>" for the key columns of a text[] */
 static char *
-key_query(const char *call, const char *args, const char *table, ArrayType *keys)
+key_query(const char *table, ArrayType *keys)
 {
 	Datum	   *elems;
 	bool	   *nulls;
@@ -235,7 +225,7 @@ key_query(const char *call, const char *args, const char *table, ArrayType *keys
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a key set needs at least one key column")));
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT %s(%s", call, args);
+	appendStringInfoString(&sql, "SELECT owsync_digest(");
 	for (i = 0; i < nkeys; i++)
 	{
 		if (nulls[i])
@@ -252,11 +242,71 @@ key_query(const char *call, const char *args, const char *table, ArrayType *keys
 }
 
 /*
- * owsync.key_buckets(server, table, key_columns, nbits): the bucket sums of
- * a SQLite table's keys, read in the transaction's snapshot (SQLite reads
- * them from the key's index), as a bigint[] indexed from 0: element 0 is the
- * sum of all buckets (the hash of the whole key set), element 1 + b the sum
- * of bucket b.  Needs USAGE on the server.
+ * The hash of every key of a table, read in the transaction's snapshot (SQLite
+ * reads them from the key's index): from the connection when the last scan
+ * was of the same keys, else from SQLite, and then kept with the connection.
+ */
+static OwsyncKeyScan *
+scan_keys(OwsyncConn *conn, const char *query)
+{
+	OwsyncKeyScan *ks = conn->keyscan;
+	MemoryContext cxt = owsync_snapshot_context(conn);
+	sqlite3_stmt *stmt;
+	int64		cap = 65536;
+
+	if (ks && strcmp(ks->query, query) == 0)
+		return ks;
+	if (ks)
+	{
+		pfree(ks->hashes);
+		pfree(ks->query);
+		pfree(ks);
+		conn->keyscan = NULL;
+	}
+	ks = MemoryContextAllocZero(cxt, sizeof(OwsyncKeyScan));
+	ks->query = MemoryContextStrdup(cxt, query);
+	ks->hashes = MemoryContextAlloc(cxt, sizeof(uint64) * cap);
+	stmt = owsync_prepare(conn, query);
+	PG_TRY();
+	{
+		while (owsync_step(conn, stmt, "hash a table's keys") == SQLITE_ROW)
+		{
+			if (ks->n == cap)
+			{
+				cap *= 2;
+				ks->hashes = repalloc_huge(ks->hashes, sizeof(uint64) * cap);
+			}
+			ks->hashes[ks->n++] = (uint64) sqlite3_column_int64(stmt, 0);
+		}
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(stmt);
+	}
+	PG_END_TRY();
+	return ks;
+}
+
+/* Keep a scan for the next call, or free it when it is too large to keep. */
+static void
+keep_keys(OwsyncConn *conn, OwsyncKeyScan *ks)
+{
+	if (ks->n <= MAX_KEPT_KEYS)
+		conn->keyscan = ks;
+	else
+	{
+		pfree(ks->hashes);
+		pfree(ks->query);
+		pfree(ks);
+		conn->keyscan = NULL;
+	}
+}
+
+/*
+ * owsync.key_buckets(server, table, key_columns, nbits): the bucket sums of a
+ * SQLite table's keys as a bigint[] indexed from 0: element 0 is the sum of
+ * all buckets (the hash of the whole key set), element 1 + b the sum of
+ * bucket b.  Needs USAGE on the server.
  */
 PG_FUNCTION_INFO_V1(owsync_key_buckets);
 
@@ -264,53 +314,81 @@ Datum
 owsync_key_buckets(PG_FUNCTION_ARGS)
 {
 	ForeignServer *server = owsync_usable_server(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	char	   *table = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *query = key_query(text_to_cstring(PG_GETARG_TEXT_PP(1)), PG_GETARG_ARRAYTYPE_P(2));
 	int			nbits = check_key_bits(PG_GETARG_INT32(3));
 	int			nbuckets = 1 << nbits;
-	char		args[16];
-	OwsyncConn *conn;
-	sqlite3_stmt *stmt;
-	Datum	   *elems = palloc0(sizeof(Datum) * (nbuckets + 1));
+	OwsyncConn *conn = owsync_get_connection(server);
+	OwsyncKeyScan *ks = scan_keys(conn, query);
+	uint64	   *sum = palloc0(sizeof(uint64) * (nbuckets + 1));
+	Datum	   *elems = palloc(sizeof(Datum) * (nbuckets + 1));
 	int			dims[1] = {nbuckets + 1};
 	int			lbs[1] = {0};
-	uint64		total = 0;
-	int			i;
+	int64		i;
 
-	snprintf(args, sizeof(args), "%d, ", nbits);
-	conn = owsync_get_connection(server);
-	stmt = owsync_prepare(conn, key_query("owsync_keybuckets", args, table,
-										  PG_GETARG_ARRAYTYPE_P(2)));
-	PG_TRY();
+	for (i = 0; i < ks->n; i++)
 	{
-		if (owsync_step(conn, stmt, "hash a table's keys") == SQLITE_ROW &&
-			sqlite3_column_type(stmt, 0) == SQLITE_BLOB)
-		{
-			const unsigned char *p = sqlite3_column_blob(stmt, 0);
-
-			if (sqlite3_column_bytes(stmt, 0) != (int) (sizeof(uint64) * nbuckets))
-				elog(ERROR, "owsync_keybuckets returned %d bytes for %d buckets",
-					 sqlite3_column_bytes(stmt, 0), nbuckets);
-			for (i = 0; i < nbuckets; i++)
-			{
-				uint64		v;
-
-				memcpy(&v, p + sizeof(uint64) * i, sizeof(v));
-				total += v;
-				elems[i + 1] = Int64GetDatum((int64) v);
-			}
-		}
-		else
-			for (i = 0; i < nbuckets; i++)
-				elems[i + 1] = Int64GetDatum(0);
+		sum[1 + key_bucket(ks->hashes[i], nbits)] += ks->hashes[i];
+		sum[0] += ks->hashes[i];
 	}
-	PG_FINALLY();
-	{
-		sqlite3_finalize(stmt);
-	}
-	PG_END_TRY();
-	elems[0] = Int64GetDatum((int64) total);
+	keep_keys(conn, ks);
+	for (i = 0; i <= nbuckets; i++)
+		elems[i] = Int64GetDatum((int64) sum[i]);
 	PG_RETURN_ARRAYTYPE_P(construct_md_array(elems, NULL, 1, dims, lbs, INT8OID, 8,
 											 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * owsync.moved_buckets(buckets, stored, added): the buckets (numbered from 0)
+ * whose sum in buckets (key_buckets() now) is not the one in stored
+ * (key_buckets() at the last sync) plus the hashes of the keys in added (the
+ * keys known to be new).  NULL when stored is NULL or has another size.
+ */
+PG_FUNCTION_INFO_V1(owsync_moved_buckets);
+
+Datum
+owsync_moved_buckets(PG_FUNCTION_ARGS)
+{
+	ArrayType  *now_a;
+	Datum	   *now,
+			   *stored,
+			   *added = NULL;
+	int			n,
+				nstored,
+				nadded = 0,
+				nbits = 0,
+				i;
+	uint64	   *expect;
+	Datum	   *moved;
+	int			nmoved = 0;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	now_a = PG_GETARG_ARRAYTYPE_P(0);
+	deconstruct_array(now_a, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &now, NULL, &n);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &stored, NULL, &nstored);
+	if (!PG_ARGISNULL(2))
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &added, NULL, &nadded);
+	if (n != nstored || n < 2 || ((n - 1) & (n - 2)) != 0)
+		PG_RETURN_NULL();		/* not the same buckets, or not buckets */
+	while ((1 << nbits) < n - 1)
+		nbits++;
+
+	expect = palloc(sizeof(uint64) * (n - 1));
+	for (i = 0; i < n - 1; i++)
+		expect[i] = (uint64) DatumGetInt64(stored[i + 1]);
+	for (i = 0; i < nadded; i++)
+	{
+		uint64		h = (uint64) DatumGetInt64(added[i]);
+
+		expect[key_bucket(h, nbits)] += h;
+	}
+	moved = palloc(sizeof(Datum) * (n - 1));
+	for (i = 0; i < n - 1; i++)
+		if ((uint64) DatumGetInt64(now[i + 1]) != expect[i])
+			moved[nmoved++] = Int32GetDatum(i);
+	PG_RETURN_ARRAYTYPE_P(construct_array(moved, nmoved, INT4OID, 4, true, TYPALIGN_INT));
 }
 
 /*
@@ -325,19 +403,18 @@ Datum
 owsync_key_hashes(PG_FUNCTION_ARGS)
 {
 	ForeignServer *server = owsync_usable_server(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	char	   *table = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *query = key_query(text_to_cstring(PG_GETARG_TEXT_PP(1)), PG_GETARG_ARRAYTYPE_P(2));
 	int			nbits = check_key_bits(PG_GETARG_INT32(3));
-	ArrayType  *buckets = PG_GETARG_ARRAYTYPE_P(4);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Bitmapset  *wanted = NULL;
 	Datum	   *elems;
 	bool	   *nulls;
-	int			n,
-				i;
+	int			n;
+	int64		i;
 	OwsyncConn *conn;
-	sqlite3_stmt *stmt;
+	OwsyncKeyScan *ks;
 
-	deconstruct_array(buckets, INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &n);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &n);
 	for (i = 0; i < n; i++)
 	{
 		int32		b = DatumGetInt32(elems[i]);
@@ -353,57 +430,44 @@ owsync_key_hashes(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 
 	conn = owsync_get_connection(server);
-	stmt = owsync_prepare(conn, key_query("owsync_digest", "", table, PG_GETARG_ARRAYTYPE_P(2)));
-	PG_TRY();
-	{
-		while (owsync_step(conn, stmt, "hash a table's keys") == SQLITE_ROW)
+	ks = scan_keys(conn, query);
+	for (i = 0; i < ks->n; i++)
+		if (bms_is_member(key_bucket(ks->hashes[i], nbits), wanted))
 		{
-			uint64		h = (uint64) sqlite3_column_int64(stmt, 0);
+			Datum		value = Int64GetDatum((int64) ks->hashes[i]);
+			bool		isnull = false;
 
-			if (bms_is_member(key_bucket(h, nbits), wanted))
-			{
-				Datum		value = Int64GetDatum((int64) h);
-				bool		isnull = false;
-
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
-			}
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 		}
-	}
-	PG_FINALLY();
-	{
-		sqlite3_finalize(stmt);
-	}
-	PG_END_TRY();
+	keep_keys(conn, ks);
 	return (Datum) 0;
 }
 
 /*
- * owsync.key_hash(k1 [, k2 ...]): in PostgreSQL, the hash SQLite's
- * owsync_keybuckets() adds up for a row with these key values (text as TEXT in
- * UTF-8, integers as INTEGER).  The sync adds the hashes of the new keys the
- * fast path fetched to the key-set hash of the last sync: when that makes
- * the source's key-set hash, nothing else was inserted or deleted, and the
- * full key diff is not needed.  NULL for key types it cannot mirror (the
- * diff then runs).
+ * owsync.key_hash(k1 [, k2 ...]): in PostgreSQL, the hash SQLite computes
+ * for a key with these values (owsync_digest() of the key columns: text as
+ * TEXT in UTF-8, integers as INTEGER).  The digest tables keep it for each
+ * key, and the sync adds up the hashes of the new keys the fast path fetched
+ * to tell whether they alone account for a key set that moved.  NULL for key
+ * types it cannot mirror (the sync then compares the keys themselves).
  */
 PG_FUNCTION_INFO_V1(owsync_key_hash);
 
 Datum
 owsync_key_hash(PG_FUNCTION_ARGS)
 {
-	XXH3_state_t state;
+	Hasher		h;
 	int			i;
 
-	XXH3_64bits_reset(&state);
+	h.len = 0;
+	h.streaming = false;
 	for (i = 0; i < PG_NARGS(); i++)
 	{
 		Oid			type = get_fn_expr_argtype(fcinfo->flinfo, i);
-		unsigned char tag;
 
 		if (PG_ARGISNULL(i))
 		{
-			tag = TAG_NULL;
-			XXH3_64bits_update(&state, &tag, 1);
+			hash_tag(&h, TAG_NULL, false, 0);
 			continue;
 		}
 		switch (type)
@@ -415,9 +479,7 @@ owsync_key_hash(PG_FUNCTION_ARGS)
 					int64		v = type == INT8OID ? PG_GETARG_INT64(i) :
 					type == INT4OID ? PG_GETARG_INT32(i) : PG_GETARG_INT16(i);
 
-					tag = TAG_INTEGER;
-					XXH3_64bits_update(&state, &tag, 1);
-					put_u64(&state, (uint64) v);
+					hash_tag(&h, TAG_INTEGER, true, (uint64) v);
 					break;
 				}
 			case TEXTOID:
@@ -429,15 +491,12 @@ owsync_key_hash(PG_FUNCTION_ARGS)
 
 					if (utf8 != VARDATA_ANY(t))
 						len = strlen(utf8);
-					tag = TAG_TEXT;
-					XXH3_64bits_update(&state, &tag, 1);
-					put_u64(&state, (uint64) len);
-					XXH3_64bits_update(&state, utf8, len);
+					hash_bytes(&h, TAG_TEXT, utf8, len);
 					break;
 				}
 			default:
 				PG_RETURN_NULL();
 		}
 	}
-	PG_RETURN_INT64((int64) XXH3_64bits_digest(&state));
+	PG_RETURN_INT64((int64) hasher_digest(&h));
 }

@@ -294,10 +294,7 @@ table_info(OwsyncConn *conn, const char *table, bool need_rows)
 		if (strcmp(((TableInfo *) lfirst(lc))->table, table) == 0)
 			ti = lfirst(lc);
 
-	if (conn->cachecxt == NULL)
-		conn->cachecxt = AllocSetContextCreate(TopMemoryContext, "owsync_fdw table info",
-											   ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(conn->cachecxt);
+	old = MemoryContextSwitchTo(owsync_snapshot_context(conn));
 	if (ti == NULL)
 	{
 		sqlite3_stmt *stmt;

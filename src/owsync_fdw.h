@@ -73,14 +73,17 @@ typedef struct OwsyncConn
 	int64		busy_started_us;	/* busy handler bookkeeping */
 	char	   *marker;			/* the file's change marker, read just before
 								 * the current snapshot was taken */
-	MemoryContext cachecxt;		/* planning facts about tables (owsync_fdw.c), */
-	List	   *tableinfo;		/* kept until the transaction ends */
+	MemoryContext cachecxt;		/* facts read in the current snapshot, freed
+								 * when it ends: */
+	List	   *tableinfo;		/* planning facts about tables (owsync_fdw.c) */
+	struct OwsyncKeyScan *keyscan;	/* the last scan of a table's keys (digest.c) */
 } OwsyncConn;
 
 extern OwsyncConn *owsync_get_connection(ForeignServer *server);
 extern sqlite3_stmt *owsync_prepare(OwsyncConn *conn, const char *sql);
 extern int	owsync_step(OwsyncConn *conn, sqlite3_stmt *stmt, const char *what);
 extern void owsync_finalize(sqlite3_stmt *stmt);
+extern MemoryContext owsync_snapshot_context(OwsyncConn *conn);
 extern int	owsync_sqlstate(int rc, const char *message);
 extern void owsync_check_unchanged(OwsyncConn *conn);
 extern ForeignServer *owsync_usable_server(const char *name);

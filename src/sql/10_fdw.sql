@@ -49,6 +49,13 @@ BEGIN ATOMIC
     SELECT (owsync.key_buckets(server, "table", key_columns, 0))[0];
 END;
 
+-- The buckets (numbered from 0) whose sum in key_buckets() now is not the sum
+-- stored at the last sync plus the hashes of the keys known to be new.
+CREATE FUNCTION owsync.moved_buckets(buckets bigint[], stored bigint[], added bigint[])
+RETURNS integer[]
+AS 'MODULE_PATHNAME', 'owsync_moved_buckets'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
 -- The hash of every key of a SQLite table that falls in one of the buckets.
 CREATE FUNCTION owsync.key_hashes(server text, "table" text, key_columns text[], nbits integer,
                                   buckets integer[])

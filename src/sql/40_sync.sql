@@ -386,14 +386,9 @@ BEGIN
     -- neither the mirror nor the fast path has (a row inserted with an old
     -- updated_at) needs the whole diff below.  (Keys are told apart by their
     -- 64-bit hash here; a reconcile compares them in full.)
-    IF diff_needed AND NOT use_digests AND bits > 0 AND t.key_buckets IS NOT NULL
-       AND cardinality(t.key_buckets) = cardinality(kb) THEN
-        SELECT array_agg((u.i - 2)::integer) INTO moved
-          FROM unnest(kb, t.key_buckets) WITH ORDINALITY u(a, b, i)
-          LEFT JOIN (SELECT ((h >> (64 - bits)) & ((1::bigint << bits) - 1))::integer AS bucket, sum(h) AS h
-                       FROM unnest(added) h GROUP BY 1) x ON x.bucket = u.i - 2
-         WHERE u.i > 1 AND u.a <> CASE WHEN x.h IS NULL THEN u.b ELSE owsync._wrap64(u.b + x.h) END;
-        IF cardinality(moved) <= (1 << bits) / 8 THEN
+    IF diff_needed AND NOT use_digests AND bits > 0 THEN
+        moved := owsync.moved_buckets(kb, t.key_buckets, added);
+        IF cardinality(moved) BETWEEN 1 AND (1 << bits) / 8 THEN
             src_h := ARRAY(SELECT owsync.key_hashes(n.server, t.table_name, t.key_columns, bits, moved));
             EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM unnest($1) h
                                                 WHERE h <> ALL ($2)
