@@ -82,6 +82,44 @@ BEGIN
 END
 $$;
 
+-- Reload a digest table from the source in bulk: emptied, its primary key and
+-- index dropped, loaded, and both built again at once (about twice as fast as
+-- maintaining them row by row).  The table is owsync's own: the lock TRUNCATE
+-- takes until the run commits keeps out only another reader of the digests.
+-- Returns the rows loaded.
+CREATE FUNCTION owsync._reload_digests(dig text, src text, keylist text) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    idx record;
+    rebuild text[] := '{}';
+    nrows bigint;
+    stmt text;
+BEGIN
+    EXECUTE format('TRUNCATE %s', dig);
+    FOR idx IN SELECT i.indexrelid::regclass AS name, c.conname, pg_get_constraintdef(c.oid) AS condef,
+                      pg_get_indexdef(i.indexrelid) AS indexdef
+                 FROM pg_index i
+                 LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+                WHERE i.indrelid = dig::regclass LOOP
+        IF idx.conname IS NOT NULL THEN
+            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', dig, idx.conname);
+            rebuild := rebuild || format('ALTER TABLE %s ADD CONSTRAINT %I %s', dig, idx.conname, idx.condef);
+        ELSE
+            EXECUTE format('DROP INDEX %s', idx.name);
+            rebuild := rebuild || idx.indexdef;
+        END IF;
+    END LOOP;
+    EXECUTE format('INSERT INTO %s (%s, owsync_digest) SELECT %s, owsync_digest FROM %s', dig, keylist, keylist, src);
+    GET DIAGNOSTICS nrows = ROW_COUNT;
+    FOREACH stmt IN ARRAY rebuild LOOP
+        EXECUTE stmt;
+    END LOOP;
+    RETURN nrows;
+END
+$$;
+
 -- Raise an error again with its SQLSTATE and the table it concerns, leaving
 -- out the parts it does not have.
 CREATE FUNCTION owsync._reraise(st text, msg text, det text, hnt text, tbl text) RETURNS void
@@ -263,10 +301,7 @@ BEGIN
         GET DIAGNOSTICS inserted = ROW_COUNT;
         rows_read := inserted;
         IF cardinality(t.key_columns) > 0 THEN
-            EXECUTE format('DELETE FROM %s', dig);
-            EXECUTE format('INSERT INTO %s (%s, owsync_digest) SELECT %s, owsync_digest FROM %s',
-                           dig, keylist, keylist, src);
-            bits := owsync._key_bits(dig, inserted);
+            bits := owsync._key_bits(dig, owsync._reload_digests(dig, src, keylist));
             UPDATE owsync.client_table c
                SET key_bits = bits, key_buckets = owsync.key_buckets(n.server, t.table_name, t.key_columns, bits)
              WHERE c.client = t.client AND c.table_name = t.table_name;
