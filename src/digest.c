@@ -241,6 +241,14 @@ key_query(const char *table, ArrayType *keys)
 	return sql.data;
 }
 
+static void
+free_key_scan(OwsyncKeyScan *ks)
+{
+	pfree(ks->hashes);
+	pfree(ks->query);
+	pfree(ks);
+}
+
 /*
  * The hash of every key of a table, read in the transaction's snapshot (SQLite
  * reads them from the key's index): from the connection when the last scan
@@ -258,9 +266,7 @@ scan_keys(OwsyncConn *conn, const char *query)
 		return ks;
 	if (ks)
 	{
-		pfree(ks->hashes);
-		pfree(ks->query);
-		pfree(ks);
+		free_key_scan(ks);
 		conn->keyscan = NULL;
 	}
 	ks = MemoryContextAllocZero(cxt, sizeof(OwsyncKeyScan));
@@ -295,9 +301,7 @@ keep_keys(OwsyncConn *conn, OwsyncKeyScan *ks)
 		conn->keyscan = ks;
 	else
 	{
-		pfree(ks->hashes);
-		pfree(ks->query);
-		pfree(ks);
+		free_key_scan(ks);
 		conn->keyscan = NULL;
 	}
 }
