@@ -14,7 +14,7 @@ SET client_min_messages = warning;
 \i :abs_srcdir/test/fixtures/compare.sql
 
 -- registration: a mirror schema, keys, watermarks with their unit, first full sync
-SELECT * FROM owsync.register_client('acme_quantabase_io', '/tmp/owsync_regress/sync/legacy.db', 'hourly');
+SELECT * FROM owsync.register_client('acme_quantabase_io', '/tmp/owsync_regress/sync/legacy.db');
 SELECT * FROM owsync.register_client('fresh_example_com', '/tmp/owsync_regress/sync/fresh.db');
 SELECT table_name, key_columns, watermark FROM owsync.register_client('nopk_example_com', '/tmp/owsync_regress/sync/legacy--no-pk.db')
  WHERE table_name IN ('chat', 'user', 'folder', 'tag');

@@ -59,6 +59,7 @@ typedef enum PathError
 } PathError;
 
 char	   *owsync_allowed_directories = NULL;
+static int	owsync_history_retention = 30 * 24 * 60;	/* minutes; read by the sync (SQL) */
 
 PG_FUNCTION_INFO_V1(owsync_fdw_validator);
 
@@ -425,6 +426,18 @@ owsync_define_gucs(void)
 							   check_allowed_directories,
 							   NULL,
 							   NULL);
+	DefineCustomIntVariable("owsync.history_retention",
+							"How long owsync keeps the history of sync runs.",
+							"Each sync deletes its client's runs older than this, and the pg_cron run details of the client's job; 0 keeps them all.",
+							&owsync_history_retention,
+							30 * 24 * 60,
+							0,
+							INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_MIN,
+							NULL,
+							NULL,
+							NULL);
 	MarkGUCPrefixReserved("owsync");
 }
 

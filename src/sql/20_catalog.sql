@@ -17,6 +17,9 @@ CREATE TABLE owsync.client (
     registered_at     timestamptz NOT NULL DEFAULT now(),
     last_reconcile_at timestamptz,
     change_marker     text,			-- the source's change marker at the last run
+    consecutive_failures integer NOT NULL DEFAULT 0,	-- failed runs since the last success
+    next_attempt_at   timestamptz,		-- after a failure: scheduled runs before it are skipped
+    alerting          boolean NOT NULL DEFAULT false,	-- a 'failing' alert was sent, no 'recovered' yet
     CONSTRAINT client_name CHECK (client ~ '^[a-z_][a-z0-9_]*$' AND length(client) <= 48)
 );
 
@@ -62,6 +65,7 @@ CREATE TABLE owsync.run (
     journal_mode text,
     source_schema_id bigint REFERENCES owsync.source_schema,
     source_unchanged boolean NOT NULL DEFAULT false,	-- nothing committed since the last run: no table read
+    scheduled   boolean NOT NULL DEFAULT false,	-- started by pg_cron
     warnings    text[]				-- schema drift and other things worth a look
 );
 CREATE INDEX run_client_started ON owsync.run (client, started_at DESC);
@@ -102,3 +106,16 @@ CREATE TABLE owsync.quarantine (
     last_seen  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (client, table_name, key)
 );
+
+-- Alerts: a client failing alert_after_failures runs in a row (options,
+-- default 3), and its recovery.  Each is also sent as NOTIFY owsync_alert
+-- with the payload as JSON text.
+CREATE TABLE owsync.alert (
+    alert_id  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    client    text NOT NULL,
+    raised_at timestamptz NOT NULL DEFAULT now(),
+    event     text NOT NULL CHECK (event IN ('failing', 'recovered')),
+    run_id    bigint NOT NULL,
+    payload   jsonb NOT NULL
+);
+CREATE INDEX alert_client ON owsync.alert (client, alert_id DESC);

@@ -186,6 +186,10 @@ BEGIN
             DETAIL = format('A client uses the schemas %I, %I and %I.', n.mirror_schema, n.src_schema,
                             n.digest_schema);
     END IF;
+    -- a schedule other than manual needs pg_cron: known before any work
+    IF owsync._cron_expr(client, schedule) IS NOT NULL THEN
+        PERFORM owsync._require_cron(client);
+    END IF;
     IF coalesce(options ->> 'json_type', 'json') NOT IN ('json', 'jsonb') THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = format('invalid json_type %L in the options of client %L', options ->> 'json_type', client),
@@ -193,7 +197,7 @@ BEGIN
     END IF;
 
     INSERT INTO owsync.client AS c (client, database, schedule, options)
-    VALUES (register_client.client, register_client.database, register_client.schedule,
+    VALUES (register_client.client, register_client.database, lower(btrim(register_client.schedule)),
             coalesce(register_client.options, '{}'));
     -- the path rules apply here: who may read which file (option.c)
     EXECUTE format('CREATE SERVER %I FOREIGN DATA WRAPPER owsync_fdw OPTIONS (database %L)',
@@ -214,6 +218,7 @@ BEGIN
 
     -- the first sync, in this transaction: registration is all or nothing
     rid := owsync._run(client, 'full');
+    PERFORM owsync._sync_job(client);
     RETURN QUERY
         SELECT ct.table_name, ct.key_columns, ct.watermark_column || ' (' || ct.watermark_unit || ')',
                rt.inserted
@@ -233,6 +238,8 @@ DECLARE
     n record;
 BEGIN
     n := owsync._registered(client);
+    UPDATE owsync.client c SET enabled = false WHERE c.client = unregister_client.client;
+    PERFORM owsync._sync_job(client);		-- its pg_cron job goes
     EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', n.src_schema);
     EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', n.digest_schema);
     EXECUTE format('DROP SERVER IF EXISTS %I CASCADE', n.server);

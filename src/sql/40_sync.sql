@@ -779,6 +779,71 @@ BEGIN
 END
 $$;
 
+-- After a run: count consecutive failures and back off, alert after
+-- options->>'alert_after_failures' (default 3) failures in a row and on the
+-- recovery that follows, and purge the client's history older than
+-- owsync.history_retention (runs, and the pg_cron run details of its job).
+--
+-- Backoff: after k failures in a row, a scheduled run starting before
+-- min(backoff_max, backoff_base * 2^(k-1)) has passed since the failed run
+-- started (options, default 1 minute and 1 hour; 5 seconds early counts as on
+-- time, for pg_cron's minute ticks) is skipped.  A run called by hand is
+-- never skipped; a success resets the count.
+CREATE FUNCTION owsync._account_run(p_client text, p_run bigint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c owsync.client;
+    r owsync.run;
+    n integer;
+    event text;
+    payload jsonb;
+    keep interval := coalesce(nullif(current_setting('owsync.history_retention', true), ''), '30d')::interval;
+BEGIN
+    SELECT * INTO c FROM owsync.client WHERE client = p_client;
+    SELECT * INTO r FROM owsync.run WHERE run_id = p_run;
+    IF r.status = 'succeeded' THEN
+        event := CASE WHEN c.alerting THEN 'recovered' END;
+        UPDATE owsync.client SET consecutive_failures = 0, next_attempt_at = NULL, alerting = false
+         WHERE client = p_client AND (consecutive_failures <> 0 OR alerting);
+    ELSIF r.status = 'failed' THEN
+        n := c.consecutive_failures + 1;
+        event := CASE WHEN NOT c.alerting AND n >= coalesce((c.options ->> 'alert_after_failures')::integer, 3)
+                      THEN 'failing' END;
+        UPDATE owsync.client
+           SET consecutive_failures = n,
+               next_attempt_at = r.started_at
+                   + least(coalesce(c.options ->> 'backoff_max', '1 hour')::interval,
+                           coalesce(c.options ->> 'backoff_base', '1 minute')::interval * power(2, least(n - 1, 20))),
+               alerting = alerting OR event IS NOT NULL
+         WHERE client = p_client;
+    END IF;
+    IF event IS NOT NULL THEN
+        payload := jsonb_build_object('client', p_client, 'event', event, 'run_id', p_run,
+                                      'consecutive_failures', coalesce(n, c.consecutive_failures),
+                                      'sqlstate', r.sqlstate, 'error', left(r.error, 1000),
+                                      'error_table', r.error_table, 'at', r.finished_at);
+        INSERT INTO owsync.alert (client, event, run_id, payload) VALUES (p_client, event, p_run, payload);
+        PERFORM pg_notify('owsync_alert', payload::text);
+    END IF;
+
+    IF keep > interval '0' THEN
+        DELETE FROM owsync.run WHERE client = p_client AND started_at < now() - keep AND run_id <> p_run;
+        IF to_regclass('cron.job_run_details') IS NOT NULL THEN
+            BEGIN
+                EXECUTE 'DELETE FROM cron.job_run_details d USING cron.job j
+                          WHERE d.jobid = j.jobid AND j.jobname = $1 AND d.end_time < now() - $2'
+                  USING 'owsync:' || p_client, keep;
+            EXCEPTION WHEN insufficient_privilege THEN
+                RAISE WARNING 'owsync %: cannot purge the pg_cron run details of job owsync:%: %',
+                    p_client, p_client, SQLERRM;
+            END;
+        END IF;
+    END IF;
+END
+$$;
+
 -- CALL owsync.sync(client, mode): the run row is committed before and after
 -- the work, which runs in a subtransaction, so a failed run leaves the mirror
 -- as it was and still leaves its history row.  A second concurrent run of
@@ -792,6 +857,7 @@ DECLARE
     rid bigint;
     locked boolean := false;
     skipped boolean := false;
+    scheduled boolean;
     st text; msg text; det text; hnt text; tbl text;
 BEGIN
     SELECT * INTO c FROM owsync.client AS x WHERE x.client = sync.client;
@@ -815,11 +881,26 @@ BEGIN
         PERFORM pg_catalog.pg_advisory_unlock(1869838195, c.client_id);
     END LOOP;
 
-    INSERT INTO owsync.run (client, mode, status) VALUES (c.client, mode, 'running')
+    -- started by pg_cron: its background workers, or its connections (named pg_cron)
+    SELECT a.backend_type = 'pg_cron' OR a.application_name = 'pg_cron' INTO scheduled
+      FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a;
+    INSERT INTO owsync.run (client, mode, status, scheduled)
+    VALUES (c.client, mode, 'running', coalesce(scheduled, false))
     RETURNING run_id INTO rid;
     COMMIT;
     BEGIN
-        IF NOT pg_catalog.pg_try_advisory_lock(1869838195, c.client_id) THEN
+        IF scheduled AND NOT c.enabled THEN
+            UPDATE owsync.run SET status = 'skipped', finished_at = pg_catalog.clock_timestamp(),
+                   error = 'the client''s sync is disabled'
+             WHERE run_id = rid;
+            skipped := true;
+        ELSIF scheduled AND c.next_attempt_at > pg_catalog.now() + interval '5 seconds' THEN
+            UPDATE owsync.run SET status = 'skipped', finished_at = pg_catalog.clock_timestamp(),
+                   error = pg_catalog.format('backing off after %s failed run(s) in a row (see owsync.status)',
+                                             c.consecutive_failures)
+             WHERE run_id = rid;
+            skipped := true;
+        ELSIF NOT pg_catalog.pg_try_advisory_lock(1869838195, c.client_id) THEN
             UPDATE owsync.run SET status = 'skipped', finished_at = pg_catalog.clock_timestamp(),
                    error = 'another sync of this client was running'
              WHERE run_id = rid;
@@ -844,12 +925,21 @@ BEGIN
                sqlstate = st, error = msg, error_detail = NULLIF(det, ''), error_table = NULLIF(tbl, '')
          WHERE run_id = rid;
     END;
+    IF NOT skipped THEN
+        -- the run's outcome is recorded whatever happens here
+        BEGIN
+            PERFORM owsync._account_run(c.client, rid);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'owsync %: could not account for run %: %', c.client, rid, SQLERRM;
+        END;
+    END IF;
     COMMIT;
     IF locked THEN
         PERFORM pg_catalog.pg_advisory_unlock(1869838195, c.client_id);
     END IF;
     IF skipped THEN
-        RAISE NOTICE 'owsync: client % is being synced by another session; this run is skipped', c.client;
+        RAISE NOTICE 'owsync: this run of client % is skipped: %', c.client,
+            (SELECT r.error FROM owsync.run r WHERE r.run_id = rid);
         RETURN;
     END IF;
     IF st IS NOT NULL THEN

@@ -14,8 +14,9 @@ SELECT r.run_id, r.client, r.mode, r.status, r.started_at, r.source_unchanged,
 COMMENT ON VIEW owsync.history IS 'one row per sync run, newest last: status, per-run row counts, the error of a failed run';
 
 CREATE VIEW owsync.status AS
-SELECT c.client, c.enabled, c.schedule,
+SELECT c.client, c.enabled, c.schedule, owsync._cron_schedule(c.client) AS cron_job,
        last.started_at AS last_run_at, last.status AS last_status, last.error AS last_error,
+       c.consecutive_failures AS failures, c.next_attempt_at,
        ok.finished_at AS last_success_at,
        now() - ok.finished_at AS lag,
        (SELECT sum(s.n_live_tup)::bigint FROM pg_catalog.pg_stat_user_tables s
@@ -29,4 +30,4 @@ SELECT c.client, c.enabled, c.schedule,
                       WHERE r.client = c.client AND r.status = 'succeeded'
                       ORDER BY r.run_id DESC LIMIT 1) ok ON true;
 
-COMMENT ON VIEW owsync.status IS 'one row per client: schedule, last run and its outcome, last success, lag, rows in the mirror (statistics)';
+COMMENT ON VIEW owsync.status IS 'one row per client: schedule and its pg_cron job, last run and its outcome, failures in a row and the backoff, last success, lag, rows in the mirror (statistics)';

@@ -1,0 +1,125 @@
+--
+-- Scheduling on pg_cron: one job owsync:<client> per scheduled client, the
+-- named tiers spread over the hour by the client's name, cron expressions,
+-- seconds refused by pg_cron 1.4, enable/disable/unregister; failures in a
+-- row, backoff of scheduled runs, alerts and recovery; history retention;
+-- and pg_cron itself firing a sync.
+--
+\set SHOW_CONTEXT never
+CREATE EXTENSION owsync_fdw;
+\! rm -rf /tmp/owsync_regress/schedule && mkdir -p /tmp/owsync_regress/schedule && cd /tmp/owsync_regress/schedule && python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour fresh --size tiny --seed 41 --journal wal --out a.db >/dev/null && cp a.db b.db && chmod -R a+rwX .
+SET owsync.allowed_directories = '/tmp/owsync_regress/schedule';
+ALTER DATABASE contrib_regression SET owsync.allowed_directories = '/tmp/owsync_regress/schedule';
+SET client_min_messages = warning;
+
+-- without pg_cron's extension: manual works, scheduling says how to get it
+SELECT count(*) AS tables FROM owsync.register_client('sched_a', '/tmp/owsync_regress/schedule/a.db');
+SELECT owsync.set_schedule('sched_a', 'hourly');
+SELECT owsync.register_client('sched_b', '/tmp/owsync_regress/schedule/b.db', 'realtime');
+SELECT count(*) AS registered FROM owsync.client;
+
+CREATE EXTENSION pg_cron;
+-- each tier's cron expression; the minute (and the hour of daily) come from
+-- the client's name
+SELECT s AS schedule, owsync.set_schedule('sched_a', s) AS cron
+  FROM unnest(ARRAY['realtime', '5min', 'hourly', 'daily', '*/2 * * * *', ' Manual ']) s;
+SELECT owsync._cron_expr('sched_a', 'hourly') = owsync._cron_expr('sched_a', 'hourly') AS stable,
+       owsync._cron_expr('sched_a', 'hourly') <> owsync._cron_expr('sched_b', 'hourly') AS differs;
+-- a fleet of 50 is spread: many distinct minutes, daily runs between 01:00 and 04:59
+SELECT count(DISTINCT split_part(owsync._cron_expr(n, 'hourly'), ' ', 1)) > 30 AS hourly_spread,
+       bool_and(split_part(owsync._cron_expr(n, 'daily'), ' ', 2)::int BETWEEN 1 AND 4) AS daily_at_night,
+       count(DISTINCT split_part(owsync._cron_expr(n, 'daily'), ' ', 2)) AS daily_hours,
+       count(DISTINCT owsync._cron_expr(n, '5min')) AS five_minute_offsets
+  FROM (SELECT 'client_' || i AS n FROM generate_series(1, 50) i) f;
+-- refused: seconds on pg_cron 1.4, bad expressions; pg_cron checks values
+SELECT owsync.set_schedule('sched_a', '30 seconds');
+SELECT owsync.set_schedule('sched_a', '0 seconds');
+SELECT owsync.set_schedule('sched_a', 'every day');
+SELECT owsync.set_schedule('sched_a', '* * * *');
+SELECT owsync.set_schedule('sched_a', '61 * * * *');
+SELECT owsync.set_schedule('nobody', 'hourly');
+
+-- the jobs: one per enabled, scheduled client (schedules that do not fire
+-- while the test runs: New Year's midnight, and sched_a's night time)
+SELECT count(*) FROM owsync.register_client('sched_b', '/tmp/owsync_regress/schedule/b.db', '0 0 1 1 *');
+SELECT owsync.set_schedule('sched_a', 'daily');
+SELECT jobname, j.schedule, j.schedule = owsync._cron_expr(c.client, c.schedule) AS as_set,
+       command, j.database, active
+  FROM cron.job j JOIN owsync.client c ON j.jobname = 'owsync:' || c.client ORDER BY jobname;
+SELECT owsync.disable_sync('sched_b');
+SELECT jobname FROM cron.job ORDER BY 1;
+SELECT client, enabled, schedule, cron_job IS NOT NULL AS has_job FROM owsync.status ORDER BY 1;
+SELECT owsync.enable_sync('sched_b');
+SELECT owsync.set_schedule('sched_b', 'manual');
+SELECT jobname FROM cron.job ORDER BY 1;
+SELECT owsync.unregister_client('sched_a', drop_data => true);
+SELECT count(*) AS jobs FROM cron.job;
+
+-- failures: a scheduled run (pg_cron's connections are named pg_cron) of a
+-- client whose file is broken fails; the next one backs off; a run by hand
+-- does not; the third failure in a row raises one alert, the success after
+-- it another
+\! cp /tmp/owsync_regress/schedule/b.db /tmp/owsync_regress/schedule/b.good && printf 'this is not a database, it is a file of text that is long enough' > /tmp/owsync_regress/schedule/b.new && chmod 666 /tmp/owsync_regress/schedule/b.new && mv /tmp/owsync_regress/schedule/b.new /tmp/owsync_regress/schedule/b.db && rm -f /tmp/owsync_regress/schedule/b.db-wal /tmp/owsync_regress/schedule/b.db-shm
+SET application_name = 'pg_cron';
+CALL owsync.sync('sched_b');
+SELECT client, failures, next_attempt_at - last_run_at AS backoff, last_status FROM owsync.status;
+CALL owsync.sync('sched_b');
+SELECT mode, status, scheduled, error FROM owsync.run ORDER BY run_id DESC LIMIT 1;
+RESET application_name;
+CALL owsync.sync('sched_b');
+SELECT client, failures, next_attempt_at - last_run_at AS backoff, last_status FROM owsync.status;
+SELECT count(*) AS alerts FROM owsync.alert;
+CALL owsync.sync('sched_b');
+CALL owsync.sync('sched_b');
+SELECT client, failures, next_attempt_at - last_run_at AS backoff, last_status FROM owsync.status;
+SELECT client, event, payload ->> 'consecutive_failures' AS failures, payload ->> 'sqlstate' AS sqlstate,
+       payload ->> 'error' AS error, payload ? 'at' AS dated FROM owsync.alert ORDER BY alert_id;
+\! mv /tmp/owsync_regress/schedule/b.good /tmp/owsync_regress/schedule/b.db
+CALL owsync.sync('sched_b');
+SELECT client, failures, next_attempt_at, last_status FROM owsync.status;
+SELECT event, payload ->> 'consecutive_failures' AS failures FROM owsync.alert ORDER BY alert_id;
+SELECT status, scheduled, count(*) FROM owsync.run WHERE client = 'sched_b' GROUP BY 1, 2 ORDER BY 1, 2;
+
+-- retention: runs older than owsync.history_retention go at the next run, and
+-- so do the pg_cron run details of the client's job
+SELECT owsync.set_schedule('sched_b', '0 0 1 1 *') IS NOT NULL AS scheduled;
+INSERT INTO cron.job_run_details (jobid, runid, job_pid, database, username, command, status, return_message, start_time, end_time)
+SELECT jobid, 1000 + g, 1, 'contrib_regression', 'x', 'old', 'succeeded', 'CALL', now() - '3 days'::interval, now() - '3 days'::interval
+  FROM cron.job, generate_series(1, 3) g WHERE jobname = 'owsync:sched_b';
+UPDATE owsync.run SET started_at = now() - '3 days'::interval WHERE client = 'sched_b' AND status = 'failed';
+SET owsync.history_retention = '2d';
+SHOW owsync.history_retention;
+CALL owsync.sync('sched_b');
+SELECT status, count(*) FROM owsync.run WHERE client = 'sched_b' GROUP BY 1 ORDER BY 1;
+SELECT count(*) AS old_cron_details FROM cron.job_run_details WHERE runid > 1000;
+RESET owsync.history_retention;
+SET owsync.history_retention = '-1';
+SET owsync.history_retention = 0;
+SHOW owsync.history_retention;
+RESET owsync.history_retention;
+
+-- pg_cron fires: a realtime client's change arrives within a minute
+\! sqlite3 /tmp/owsync_regress/schedule/b.db "UPDATE chat SET title = 'set by Open WebUI', updated_at = (SELECT max(updated_at) FROM chat) + 5 WHERE rowid = (SELECT min(rowid) FROM chat);"
+SELECT owsync.set_schedule('sched_b', 'realtime');
+DO $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + interval '75 seconds';
+BEGIN
+    WHILE clock_timestamp() < deadline
+          AND NOT EXISTS (SELECT 1 FROM cron.job_run_details d JOIN cron.job j USING (jobid)
+                           WHERE j.jobname = 'owsync:sched_b' AND d.status = 'succeeded') LOOP
+        PERFORM pg_sleep(0.5);
+    END LOOP;
+END
+$$;
+SELECT mode, status, scheduled FROM owsync.run WHERE client = 'sched_b' AND scheduled AND status = 'succeeded' LIMIT 1;
+SELECT title FROM sched_b.chat WHERE title = 'set by Open WebUI';
+SELECT status, return_message FROM cron.job_run_details d JOIN cron.job j USING (jobid)
+ WHERE j.jobname = 'owsync:sched_b' AND d.runid < 1000 LIMIT 1;
+
+SELECT owsync.unregister_client('sched_b', drop_data => true);
+SELECT count(*) AS jobs FROM cron.job;
+DROP EXTENSION pg_cron;
+DROP EXTENSION owsync_fdw;
+ALTER DATABASE contrib_regression RESET owsync.allowed_directories;
+\! rm -rf /tmp/owsync_regress/schedule

@@ -1,0 +1,196 @@
+-- Scheduling on pg_cron: one job per scheduled client, named owsync:<client>,
+-- running CALL owsync.sync('<client>').  A client's schedule is one of
+--
+--   manual     no job: syncs run when called
+--   realtime   every minute
+--   5min       every 5 minutes, at a minute offset derived from the name
+--   hourly     every hour, at a minute derived from the name
+--   daily      every day between 01:00 and 04:59, at a time derived from
+--              the name, so that a fleet is spread out rather than all at :00
+--   a 5-field cron expression ('*/2 * * * *')
+--   'N seconds' (1-59), where pg_cron supports it (1.5 and later)
+--
+-- Without pg_cron everything else works; setting a schedule other than
+-- manual fails and says how to get pg_cron.
+
+-- pg_cron as seen from this database: its version when its extension is
+-- here, and the database its launcher serves.
+CREATE FUNCTION owsync._cron(OUT version text, OUT database text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'),
+           current_setting('cron.database_name', true)
+$$;
+
+-- A number from 0 to n - 1 derived from the client's name (and a salt), the
+-- same on every server: md5 of the name, not hashtext.
+CREATE FUNCTION owsync._spread(client text, salt text, n integer) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (('x' || substr(md5(salt || ':' || client), 1, 8))::bit(32)::bigint % n)::integer
+$$;
+
+-- The cron expression of a schedule (NULL for manual), or an error saying
+-- what a schedule may be.
+CREATE FUNCTION owsync._cron_expr(client text, schedule text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s text := lower(btrim(schedule));
+    secs integer;
+BEGIN
+    CASE s
+        WHEN 'manual' THEN RETURN NULL;
+        WHEN 'realtime' THEN RETURN '* * * * *';
+        WHEN '5min' THEN RETURN format('%s-59/5 * * * *', owsync._spread(client, 'minute', 5));
+        WHEN 'hourly' THEN RETURN format('%s * * * *', owsync._spread(client, 'minute', 60));
+        WHEN 'daily' THEN RETURN format('%s %s * * *', owsync._spread(client, 'minute', 60),
+                                        1 + owsync._spread(client, 'hour', 4));
+        ELSE NULL;
+    END CASE;
+    IF s ~ '^[0-9]+ ?(s|sec|secs|second|seconds)$' THEN
+        secs := substring(s FROM '^[0-9]+')::integer;
+        IF secs < 1 OR secs > 59 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = format('invalid schedule %L for client %L', schedule, client),
+                DETAIL = 'A schedule in seconds runs every 1 to 59 seconds.',
+                HINT = 'For a minute or more, use realtime, 5min, hourly, daily or a cron expression.';
+        END IF;
+        IF coalesce((regexp_match((owsync._cron()).version, '^(\d+)\.(\d+)'))::integer[] < '{1,5}', true) THEN
+            RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+                MESSAGE = format('schedule %L needs pg_cron 1.5 or later', schedule),
+                DETAIL = format('The pg_cron here is %s; it schedules by the minute only.',
+                                coalesce((owsync._cron()).version, 'not installed')),
+                HINT = 'Use realtime (every minute), or upgrade pg_cron.';
+        END IF;
+        RETURN format('%s seconds', secs);
+    END IF;
+    -- five fields of digits, *, ranges, lists and steps (pg_cron checks the
+    -- values themselves when the job is created)
+    IF s ~ '^[0-9*,/-]+( +[0-9*,/-]+){4}$' THEN
+        RETURN regexp_replace(s, ' +', ' ', 'g');
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+        MESSAGE = format('invalid schedule %L for client %L', schedule, client),
+        HINT = 'Use manual, realtime, 5min, hourly, daily, a 5-field cron expression such as ''*/2 * * * *'', or ''N seconds''.';
+END
+$$;
+
+-- The pg_cron job of a client, made to match its row: there when the client
+-- is enabled and scheduled, and then with its schedule; gone otherwise.
+-- Returns the job's id (NULL without a job).
+CREATE FUNCTION owsync._sync_job(p_client text) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c owsync.client;
+    expr text;
+    pgcron record := owsync._cron();
+    job text := 'owsync:' || p_client;
+    id bigint;
+BEGIN
+    SELECT * INTO c FROM owsync.client WHERE client = p_client;
+    expr := CASE WHEN c.enabled THEN owsync._cron_expr(p_client, c.schedule) END;
+    IF pgcron.version IS NULL THEN
+        IF expr IS NOT NULL THEN
+            PERFORM owsync._require_cron(p_client);
+        END IF;
+        RETURN NULL;		-- nothing to schedule, nothing scheduled
+    END IF;
+    IF expr IS NULL THEN
+        FOR id IN SELECT j.jobid FROM cron.job j WHERE j.jobname = job LOOP
+            PERFORM cron.unschedule(id);
+        END LOOP;
+        RETURN NULL;
+    END IF;
+    -- cron.schedule() with a name creates the job or changes the one of that name
+    RETURN cron.schedule(job, expr, format('CALL owsync.sync(%L)', p_client));
+END
+$$;
+
+-- An error saying how to get pg_cron, unless its extension is in this database.
+CREATE FUNCTION owsync._require_cron(p_client text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pgcron record := owsync._cron();
+BEGIN
+    IF pgcron.version IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('cannot schedule client %L: pg_cron is not installed in database %s',
+                             p_client, current_database()),
+            DETAIL = CASE WHEN pgcron.database IS NULL
+                          THEN 'pg_cron is not loaded by this server.'
+                          ELSE format('pg_cron''s launcher serves database %s.', pgcron.database) END,
+            HINT = CASE WHEN pgcron.database IS NULL
+                        THEN 'Add pg_cron to shared_preload_libraries, restart, and CREATE EXTENSION pg_cron; or use the manual schedule and call owsync.sync() yourself.'
+                        WHEN pgcron.database <> current_database()
+                        THEN format('Install owsync_fdw in database %s, where pg_cron runs, or set cron.database_name to %s.',
+                                    pgcron.database, current_database())
+                        ELSE 'CREATE EXTENSION pg_cron;' END;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION owsync.set_schedule(client text, schedule text) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    expr text;
+BEGIN
+    PERFORM owsync._registered(client);
+    expr := owsync._cron_expr(client, schedule);
+    UPDATE owsync.client c SET schedule = lower(btrim(set_schedule.schedule))
+     WHERE c.client = set_schedule.client;
+    PERFORM owsync._sync_job(client);
+    RETURN coalesce(expr, 'manual');
+END
+$$;
+COMMENT ON FUNCTION owsync.set_schedule(text, text) IS
+    'schedule a client''s syncs on pg_cron: manual, realtime, 5min, hourly, daily, a cron expression or ''N seconds''; returns the cron expression';
+
+CREATE FUNCTION owsync.enable_sync(client text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM owsync._registered(client);
+    UPDATE owsync.client c SET enabled = true WHERE c.client = enable_sync.client;
+    PERFORM owsync._sync_job(client);
+END
+$$;
+
+CREATE FUNCTION owsync.disable_sync(client text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM owsync._registered(client);
+    UPDATE owsync.client c SET enabled = false WHERE c.client = disable_sync.client;
+    PERFORM owsync._sync_job(client);
+END
+$$;
+COMMENT ON FUNCTION owsync.disable_sync(text) IS
+    'remove a client''s pg_cron job (its schedule is kept for enable_sync); CALL owsync.sync() still works by hand';
+
+-- The schedule of a client's pg_cron job as pg_cron has it (NULL: no job).
+CREATE FUNCTION owsync._cron_schedule(p_client text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    expr text;
+BEGIN
+    IF to_regclass('cron.job') IS NOT NULL THEN
+        EXECUTE 'SELECT schedule FROM cron.job WHERE jobname = $1 ORDER BY jobid LIMIT 1'
+          INTO expr USING 'owsync:' || p_client;
+    END IF;
+    RETURN expr;
+END
+$$;
