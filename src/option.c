@@ -13,6 +13,7 @@
  */
 #include "postgres.h"
 
+#include <glob.h>
 #include <limits.h>
 #include <sys/stat.h>
 
@@ -23,9 +24,11 @@
 #include "catalog/pg_foreign_table.h"
 #include "commands/defrem.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "owsync_fdw.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/varlena.h"
@@ -160,6 +163,46 @@ resolve_real_path(const char *path, const char *servername)
 }
 
 /*
+ * Is real (a real path) inside a directory of owsync.allowed_directories?
+ * listed says whether the list has any entry.
+ *
+ * Without a list, only a superuser may set a path.  At connection time the
+ * current user is whoever queries a foreign table, so the rule cannot depend
+ * on them: the path was vetted when it was set, and the other checks are
+ * repeated on its current real path.  A list binds everyone, superusers
+ * included, and at every open: a symbolic link swapped since, or a directory
+ * taken off the list, stops the file from being opened.  Entries that do not
+ * exist are skipped.
+ */
+static bool
+in_allowed_directories(const char *real, bool *listed)
+{
+	/* The check hook accepted the value, so the list syntax is valid. */
+	char	   *rawdirs = pstrdup(owsync_allowed_directories ? owsync_allowed_directories : "");
+	List	   *dirs;
+	ListCell   *lc;
+	bool		inside = false;
+
+	if (!SplitDirectoriesString(rawdirs, ',', &dirs))
+		elog(ERROR, "invalid list syntax in owsync.allowed_directories");
+	*listed = dirs != NIL;
+	foreach(lc, dirs)
+	{
+		char	   *dir = realpath((char *) lfirst(lc), NULL);
+
+		if (dir == NULL)
+			continue;
+		inside = path_is_under(real, dir);
+		free(dir);
+		if (inside)
+			break;
+	}
+	list_free_deep(dirs);
+	pfree(rawdirs);
+	return inside;
+}
+
+/*
  * Apply the path rules to path and return its real path (palloc'd).
  *
  * servername is NULL when the option is being set (validator), and names the
@@ -170,10 +213,8 @@ owsync_resolve_path(const char *path, const char *servername)
 {
 	char	   *real;
 	char	   *datadir;
-	char	   *rawdirs;
-	List	   *dirs;
-	ListCell   *lc;
 	bool		inside;
+	bool		listed;
 
 	if (pg_strncasecmp(path, "file:", 5) == 0 || strpbrk(path, "?#") != NULL)
 		ereport(ERROR,
@@ -204,58 +245,95 @@ owsync_resolve_path(const char *path, const char *servername)
 				 errmsg_path(PATH_DENIED, path, servername),
 				 errdetail("The file lies inside the PostgreSQL data directory.")));
 
-	/* The check hook accepted the value, so the list syntax is valid. */
-	rawdirs = pstrdup(owsync_allowed_directories ? owsync_allowed_directories : "");
-	if (!SplitDirectoriesString(rawdirs, ',', &dirs))
-		elog(ERROR, "invalid list syntax in owsync.allowed_directories");
-
-	if (dirs == NIL)
-	{
-		/*
-		 * Without a list, only a superuser may set a path.  At connection
-		 * time the current user is whoever queries a foreign table, so the
-		 * rule cannot depend on them: the path was vetted when it was set,
-		 * and the checks above were repeated on its current real path.
-		 */
-		if (servername == NULL && !superuser())
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg_path(PATH_DENIED, path, servername),
-					 errdetail("owsync.allowed_directories is empty, so only superusers may open SQLite files."),
-					 errhint("Ask a superuser to list the file's directory in owsync.allowed_directories.")));
-	}
-	else
-	{
-		/*
-		 * A list binds everyone, superusers included, and at every open: a
-		 * symbolic link swapped since, or a directory taken off the list,
-		 * stops the file from being opened.  Entries that do not exist are
-		 * skipped.
-		 */
-		inside = false;
-		foreach(lc, dirs)
-		{
-			char	   *dir = realpath((char *) lfirst(lc), NULL);
-
-			if (dir == NULL)
-				continue;
-			inside = path_is_under(real, dir);
-			free(dir);
-			if (inside)
-				break;
-		}
-		if (!inside)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg_path(PATH_DENIED, path, servername),
-					 errdetail("The real path \"%s\" is not inside any directory listed in owsync.allowed_directories.",
-							   real),
-					 errhint("Ask a superuser to add the file's directory to owsync.allowed_directories.")));
-	}
-	list_free_deep(dirs);
-	pfree(rawdirs);
-
+	inside = in_allowed_directories(real, &listed);
+	if (!listed && servername == NULL && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg_path(PATH_DENIED, path, servername),
+				 errdetail("owsync.allowed_directories is empty, so only superusers may open SQLite files."),
+				 errhint("Ask a superuser to list the file's directory in owsync.allowed_directories.")));
+	if (listed && !inside)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg_path(PATH_DENIED, path, servername),
+				 errdetail("The real path \"%s\" is not inside any directory listed in owsync.allowed_directories.",
+						   real),
+				 errhint("Ask a superuser to add the file's directory to owsync.allowed_directories.")));
 	return real;
+}
+
+/*
+ * owsync.find_files(pattern): the regular files matching a glob pattern
+ * (glob(3): *, ? and [...] within one path component), sorted, that the path
+ * rules would let a server open: outside the data directory, and inside
+ * owsync.allowed_directories (with no list, for superusers only).  For the
+ * roles that may set a server's path: superusers and members of
+ * pg_read_server_files.
+ */
+PG_FUNCTION_INFO_V1(owsync_find_files);
+
+Datum
+owsync_find_files(PG_FUNCTION_ARGS)
+{
+	char	   *pattern = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *datadir;
+	glob_t		g;
+	int			rc;
+
+	if (!superuser() && !has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to list SQLite files"),
+				 errdetail("Only superusers and roles with privileges of the pg_read_server_files role may look for files on the server.")));
+	if (!is_absolute_path(pattern) || strlen(pattern) >= MAXPGPATH)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid file pattern \"%s\"", pattern),
+				 errdetail("A pattern is an absolute path of at most %d bytes, with * ? [...] in its components.",
+						   MAXPGPATH - 1)));
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	rc = glob(pattern, 0, NULL, &g);
+	if (rc == GLOB_NOMATCH)
+		return (Datum) 0;
+	if (rc != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not expand file pattern \"%s\"", pattern)));
+	datadir = realpath(DataDir, NULL);
+	PG_TRY();
+	{
+		for (size_t i = 0; i < g.gl_pathc; i++)
+		{
+			char	   *real = realpath(g.gl_pathv[i], NULL);
+			struct stat st;
+			bool		listed;
+			bool		usable;
+
+			if (real == NULL)
+				continue;
+			usable = stat(real, &st) == 0 && S_ISREG(st.st_mode) &&
+				strlen(real) < MAXPGPATH &&
+				!path_is_under(real, datadir ? datadir : DataDir) &&
+				(in_allowed_directories(real, &listed) || (!listed && superuser()));
+			free(real);
+			if (usable)
+			{
+				Datum		value = CStringGetTextDatum(g.gl_pathv[i]);
+				bool		isnull = false;
+
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		globfree(&g);
+		free(datadir);
+	}
+	PG_END_TRY();
+	return (Datum) 0;
 }
 
 /* Parse busy_timeout strictly: digits only, 0 .. INT_MAX milliseconds. */

@@ -68,3 +68,10 @@ CREATE FUNCTION owsync.key_hash(VARIADIC "any")
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'owsync_key_hash'
 LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+-- The regular files matching a glob pattern that the path rules let a server
+-- open (for superusers and members of pg_read_server_files).
+CREATE FUNCTION owsync.find_files(pattern text)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'owsync_find_files'
+LANGUAGE C STRICT VOLATILE;

@@ -250,3 +250,77 @@ BEGIN
     DELETE FROM owsync.client c WHERE c.client = unregister_client.client;
 END
 $$;
+
+-- The client name discover() gives a file found by a pattern: the path's
+-- components that the pattern's wildcard components matched, joined by "_"
+-- (a file name without its extension, when the file name is the wildcard);
+-- lower-cased; every run of characters other than a-z and 0-9 becomes "_";
+-- "c_" in front of a name that would start with a digit or be empty; a name
+-- longer than 48 characters is cut to 39 and given "_" and 8 hex digits of
+-- the path's md5.  /srv/openwebui/imc.quantabase.io/data/webui.db found by
+-- /srv/openwebui/*/data/webui.db is imc_quantabase_io.  A pattern without
+-- wildcards names the file by its directory.
+CREATE FUNCTION owsync.client_name_for_path(pattern text, path text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pat text[] := string_to_array(pattern, '/');
+    parts text[] := string_to_array(path, '/');
+    picked text[] := '{}';
+    name text;
+BEGIN
+    IF cardinality(pat) = cardinality(parts) THEN
+        FOR i IN 1 .. cardinality(pat) LOOP
+            IF pat[i] ~ '[*?[]' THEN
+                picked := picked || CASE WHEN i = cardinality(pat) THEN regexp_replace(parts[i], '\.[^.]*$', '')
+                                         ELSE parts[i] END;
+            END IF;
+        END LOOP;
+    END IF;
+    IF cardinality(picked) = 0 THEN
+        picked := ARRAY[parts[greatest(cardinality(parts) - 1, 1)]];
+    END IF;
+    name := btrim(regexp_replace(lower(array_to_string(picked, '_')), '[^a-z0-9]+', '_', 'g'), '_');
+    IF name = '' OR name ~ '^[0-9]' THEN
+        name := 'c_' || name;
+    END IF;
+    IF length(name) > 48 THEN
+        name := rtrim(left(name, 39), '_') || '_' || left(md5(path), 8);
+    END IF;
+    RETURN name;
+END
+$$;
+
+-- Register every SQLite file matching a glob pattern (see owsync.find_files)
+-- that is not registered yet, named by owsync.client_name_for_path(), each in
+-- a subtransaction of its own: one file that cannot be registered (not a
+-- database, a reserved or taken name) is reported and the others go on.
+CREATE FUNCTION owsync.discover(pattern text, schedule text DEFAULT 'hourly')
+RETURNS TABLE (path text, client text, action text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    other text;
+BEGIN
+    FOR path IN SELECT f FROM owsync.find_files(pattern) f LOOP
+        client := owsync.client_name_for_path(pattern, path);
+        SELECT c.client INTO other FROM owsync.client c WHERE c.database = discover.path;
+        IF other IS NOT NULL THEN
+            client := other;
+            action := 'already registered';
+        ELSIF EXISTS (SELECT 1 FROM owsync.client c WHERE c.client = discover.client) THEN
+            action := 'skipped: the name is registered for another file';
+        ELSE
+            BEGIN
+                PERFORM owsync.register_client(client, path, schedule);
+                action := 'registered';
+            EXCEPTION WHEN OTHERS THEN
+                action := 'failed: ' || SQLERRM;
+            END;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
