@@ -31,6 +31,13 @@ SELECT count(DISTINCT split_part(owsync._cron_expr(n, 'hourly'), ' ', 1)) > 30 A
        count(DISTINCT split_part(owsync._cron_expr(n, 'daily'), ' ', 2)) AS daily_hours,
        count(DISTINCT owsync._cron_expr(n, '5min')) AS five_minute_offsets
   FROM (SELECT 'client_' || i AS n FROM generate_series(1, 50) i) f;
+-- the next start of a job (pg_cron 1.4 reads expressions in UTC), for what
+-- owsync.status shows; NULL for expressions it does not follow
+SELECT e, owsync._next_run(e, t) AT TIME ZONE 'UTC' AS next_utc
+  FROM (VALUES ('* * * * *'), ('3-59/5 * * * *'), ('*/2 * * * *'), ('28 * * * *'), ('28 2 * * *'),
+               ('0 0 1 1 *')) v(e),
+       (VALUES ('2026-11-22 19:58:30+00'::timestamptz), ('2026-11-22 02:28:00+00')) w(t)
+ ORDER BY e, t;
 -- refused: seconds on pg_cron 1.4, bad expressions; pg_cron checks values
 SELECT owsync.set_schedule('sched_a', '30 seconds');
 SELECT owsync.set_schedule('sched_a', '0 seconds');
@@ -48,7 +55,9 @@ SELECT jobname, j.schedule, j.schedule = owsync._cron_expr(c.client, c.schedule)
   FROM cron.job j JOIN owsync.client c ON j.jobname = 'owsync:' || c.client ORDER BY jobname;
 SELECT owsync.disable_sync('sched_b');
 SELECT jobname FROM cron.job ORDER BY 1;
-SELECT client, enabled, schedule, cron_job IS NOT NULL AS has_job FROM owsync.status ORDER BY 1;
+SELECT client, enabled, schedule, cron_job IS NOT NULL AS has_job,
+       next_run_at > now() AND next_run_at <= now() + interval '1 day' AS next_run_within_a_day
+  FROM owsync.status ORDER BY 1;
 SELECT owsync.enable_sync('sched_b');
 SELECT owsync.set_schedule('sched_b', 'manual');
 SELECT jobname FROM cron.job ORDER BY 1;

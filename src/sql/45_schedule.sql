@@ -194,3 +194,43 @@ BEGIN
     RETURN expr;
 END
 $$;
+
+-- When a job with this cron expression next starts after a time, for the
+-- expressions the tiers give and '*/N * * * *' (NULL for other expressions).
+-- pg_cron 1.4 reads cron expressions in UTC.
+CREATE FUNCTION owsync._next_run(expr text, after timestamptz) RETURNS timestamptz
+LANGUAGE plpgsql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m text[] := regexp_match(expr, '^(\*|\d+|\d+-59/\d+|\*/\d+) (\*|\d+) \* \* \*$');
+    t timestamp := date_trunc('minute', after AT TIME ZONE 'UTC') + interval '1 minute';
+    step integer;
+    first integer;
+BEGIN
+    IF m IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF m[2] <> '*' THEN			-- daily at h:m
+        t := date_trunc('day', t) + make_interval(hours => m[2]::integer, mins => m[1]::integer);
+        IF t <= after AT TIME ZONE 'UTC' THEN
+            t := t + interval '1 day';
+        END IF;
+        RETURN t AT TIME ZONE 'UTC';
+    END IF;
+    IF m[1] ~ '^\d+$' THEN			-- hourly at :m
+        t := date_trunc('hour', t) + make_interval(mins => m[1]::integer);
+        IF t <= after AT TIME ZONE 'UTC' THEN
+            t := t + interval '1 hour';
+        END IF;
+        RETURN t AT TIME ZONE 'UTC';
+    END IF;
+    -- every step minutes from minute first of each hour (* is a step of 1)
+    step := coalesce(substring(m[1] FROM '/(\d+)$')::integer, 1);
+    first := coalesce(substring(m[1] FROM '^(\d+)-')::integer, 0);
+    WHILE extract(minute FROM t)::integer < first OR (extract(minute FROM t)::integer - first) % step <> 0 LOOP
+        t := t + interval '1 minute';
+    END LOOP;
+    RETURN t AT TIME ZONE 'UTC';
+END
+$$;

@@ -17,6 +17,8 @@ CREATE VIEW owsync.status AS
 SELECT c.client, c.enabled, c.schedule, owsync._cron_schedule(c.client) AS cron_job,
        last.started_at AS last_run_at, last.status AS last_status, last.error AS last_error,
        c.consecutive_failures AS failures, c.next_attempt_at,
+       owsync._next_run(owsync._cron_schedule(c.client),
+                        greatest(now(), c.next_attempt_at - interval '5 seconds')) AS next_run_at,
        ok.finished_at AS last_success_at,
        now() - ok.finished_at AS lag,
        (SELECT sum(s.n_live_tup)::bigint FROM pg_catalog.pg_stat_user_tables s
