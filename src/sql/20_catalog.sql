@@ -20,6 +20,7 @@ CREATE TABLE owsync.client (
     consecutive_failures integer NOT NULL DEFAULT 0,	-- failed runs since the last success
     next_attempt_at   timestamptz,		-- after a failure: scheduled runs before it are skipped
     alerting          boolean NOT NULL DEFAULT false,	-- a 'failing' alert was sent, no 'recovered' yet
+    reader_role       name,			-- reads the mirror (options->'reader_role'), see 70_security.sql
     CONSTRAINT client_name CHECK (client ~ '^[a-z_][a-z0-9_]*$' AND length(client) <= 48)
 );
 
@@ -61,6 +62,7 @@ CREATE TABLE owsync.run (
     error       text,
     error_table text,
     error_detail text,
+    error_hint  text,
     alembic_revision text,
     journal_mode text,
     source_schema_id bigint REFERENCES owsync.source_schema,

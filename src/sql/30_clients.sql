@@ -108,6 +108,7 @@ BEGIN
                         THEN format(', PRIMARY KEY (%s)',
                                     (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k))
                         ELSE '' END);
+    PERFORM owsync._grant_reader(p_client, p_table);
     IF owsync._has_lz4() THEN
         FOR col IN SELECT a.attname FROM pg_attribute a
                     WHERE a.attrelid = format('%I.%I', n.mirror_schema, p_table)::regclass
@@ -171,7 +172,10 @@ DECLARE
     n record;
     t record;
     rid bigint;
+    reader name;
 BEGIN
+    PERFORM owsync._require_admin();
+    PERFORM owsync._require_file_rules();
     PERFORM owsync._check_client_name(client);
     n := owsync.client_names(client);
     IF EXISTS (SELECT 1 FROM owsync.client c WHERE c.client = register_client.client) THEN
@@ -199,12 +203,17 @@ BEGIN
     INSERT INTO owsync.client AS c (client, database, schedule, options)
     VALUES (register_client.client, register_client.database, lower(btrim(register_client.schedule)),
             coalesce(register_client.options, '{}'));
+    reader := owsync._setup_reader(client, options -> 'reader_role');
+    UPDATE owsync.client c SET reader_role = reader WHERE c.client = register_client.client;
     -- the path rules apply here: who may read which file (option.c)
     EXECUTE format('CREATE SERVER %I FOREIGN DATA WRAPPER owsync_fdw OPTIONS (database %L)',
                    n.server, database);
     EXECUTE format('CREATE SCHEMA %I', n.src_schema);
     EXECUTE format('CREATE SCHEMA %I', n.digest_schema);
     EXECUTE format('CREATE SCHEMA %I', n.mirror_schema);
+    IF reader IS NOT NULL THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', n.mirror_schema, reader);
+    END IF;
     EXECUTE format('IMPORT FOREIGN SCHEMA main FROM SERVER %I INTO %I OPTIONS (json_type %L)',
                    n.server, n.src_schema, coalesce(options ->> 'json_type', 'json'));
     FOR t IN SELECT c.relname FROM pg_class c
@@ -237,6 +246,7 @@ AS $$
 DECLARE
     n record;
 BEGIN
+    PERFORM owsync._require_admin();
     n := owsync._registered(client);
     UPDATE owsync.client c SET enabled = false WHERE c.client = unregister_client.client;
     PERFORM owsync._sync_job(client);		-- its pg_cron job goes
@@ -304,6 +314,8 @@ AS $$
 DECLARE
     other text;
 BEGIN
+    PERFORM owsync._require_admin();
+    PERFORM owsync._require_file_rules();
     FOR path IN SELECT f FROM owsync.find_files(pattern) f LOOP
         client := owsync.client_name_for_path(pattern, path);
         SELECT c.client INTO other FROM owsync.client c WHERE c.database = discover.path;

@@ -847,110 +847,162 @@ $$;
 -- CALL owsync.sync(client, mode): the run row is committed before and after
 -- the work, which runs in a subtransaction, so a failed run leaves the mirror
 -- as it was and still leaves its history row.  A second concurrent run of
--- the same client returns at once as 'skipped'.  (No SET clause: a procedure
--- with one cannot commit; every name here is schema-qualified.)
-CREATE PROCEDURE owsync.sync(client text, mode text DEFAULT 'incremental')
-LANGUAGE plpgsql
+-- the same client returns at once as 'skipped'.
+--
+-- A procedure that commits can have neither SET search_path nor SECURITY
+-- DEFINER, so sync() is a shell that only calls three functions that have
+-- both (for owsync_admin, see 70_security.sql), between its commits; it uses
+-- no operator, so nothing on the caller's search_path can stand in.
+--
+--   _start_run   checks the call, records the run, or records it skipped
+--                (a scheduled run of a disabled or backing-off client)
+--   _work_run    takes the client's lock (or records the run skipped), does
+--                the work in a subtransaction, records the outcome, counts
+--                failures and alerts (_account_run)
+--   _finish_run  lets the lock go; reports a skipped or failed run
+CREATE FUNCTION owsync._start_run(p_client text, p_mode text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c owsync.client;
     rid bigint;
-    locked boolean := false;
-    skipped boolean := false;
     scheduled boolean;
-    st text; msg text; det text; hnt text; tbl text;
 BEGIN
-    SELECT * INTO c FROM owsync.client AS x WHERE x.client = sync.client;
+    PERFORM owsync._require_admin();
+    SELECT * INTO c FROM owsync.client x WHERE x.client = p_client;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-            MESSAGE = pg_catalog.format('client %L is not registered', client),
+            MESSAGE = format('client %L is not registered', p_client),
             HINT = 'Register it with owsync.register_client().';
     END IF;
-    IF mode IS NULL OR mode NOT IN ('incremental', 'full', 'reconcile') THEN
+    IF p_mode IS NULL OR p_mode NOT IN ('incremental', 'full', 'reconcile') THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = pg_catalog.format('invalid sync mode %L', mode),
+            MESSAGE = format('invalid sync mode %L', p_mode),
             HINT = 'Use incremental, full or reconcile.';
     END IF;
-
     -- A lock this session still holds comes from a run of its own that was
     -- interrupted between its commit and its unlock (it cannot be running
     -- now): let it go.  Lock key: (owsync's class id, the client's id).
-    WHILE EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
-                   WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid()
+    WHILE EXISTS (SELECT 1 FROM pg_locks l
+                   WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()
                      AND l.classid = 1869838195 AND l.objid = c.client_id AND l.objsubid = 2) LOOP
-        PERFORM pg_catalog.pg_advisory_unlock(1869838195, c.client_id);
+        PERFORM pg_advisory_unlock(1869838195, c.client_id);
     END LOOP;
-
     -- started by pg_cron: its background workers, or its connections (named pg_cron)
     SELECT a.backend_type = 'pg_cron' OR a.application_name = 'pg_cron' INTO scheduled
-      FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a;
+      FROM pg_stat_get_activity(pg_backend_pid()) a;
     INSERT INTO owsync.run (client, mode, status, scheduled)
-    VALUES (c.client, mode, 'running', coalesce(scheduled, false))
+    VALUES (c.client, p_mode, 'running', coalesce(scheduled, false))
     RETURNING run_id INTO rid;
-    COMMIT;
-    BEGIN
-        IF scheduled AND NOT c.enabled THEN
-            UPDATE owsync.run SET status = 'skipped', finished_at = pg_catalog.clock_timestamp(),
-                   error = 'the client''s sync is disabled'
-             WHERE run_id = rid;
-            skipped := true;
-        ELSIF scheduled AND c.next_attempt_at > pg_catalog.now() + interval '5 seconds' THEN
-            UPDATE owsync.run SET status = 'skipped', finished_at = pg_catalog.clock_timestamp(),
-                   error = pg_catalog.format('backing off after %s failed run(s) in a row (see owsync.status)',
-                                             c.consecutive_failures)
-             WHERE run_id = rid;
-            skipped := true;
-        ELSIF NOT pg_catalog.pg_try_advisory_lock(1869838195, c.client_id) THEN
-            UPDATE owsync.run SET status = 'skipped', finished_at = pg_catalog.clock_timestamp(),
-                   error = 'another sync of this client was running'
-             WHERE run_id = rid;
-            skipped := true;
-        ELSE
-            locked := true;
-            -- holding the lock, any other run of this client still marked
-            -- running was abandoned (its session ended before it finished)
-            UPDATE owsync.run AS r SET status = 'failed', finished_at = pg_catalog.clock_timestamp(),
-                   error = 'abandoned: the session running it ended before it finished'
-             WHERE r.client = c.client AND r.status = 'running' AND r.run_id <> rid;
-            PERFORM owsync._run(c.client, mode, rid);
-            UPDATE owsync.run SET status = 'succeeded', finished_at = pg_catalog.clock_timestamp()
-             WHERE run_id = rid;
-        END IF;
-    EXCEPTION WHEN OTHERS OR query_canceled THEN
-        -- a cancel (statement_timeout, pg_cancel_backend) is recorded like any
-        -- failure, and raised again below once the lock is released
-        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
-                                hnt = PG_EXCEPTION_HINT, tbl = TABLE_NAME;
-        UPDATE owsync.run SET status = 'failed', finished_at = pg_catalog.clock_timestamp(),
-               sqlstate = st, error = msg, error_detail = NULLIF(det, ''), error_table = NULLIF(tbl, '')
+    IF scheduled AND NOT c.enabled THEN
+        UPDATE owsync.run SET status = 'skipped', finished_at = clock_timestamp(),
+               error = 'the client''s sync is disabled'
          WHERE run_id = rid;
-    END;
-    IF NOT skipped THEN
-        -- the run's outcome is recorded whatever happens here
-        BEGIN
-            PERFORM owsync._account_run(c.client, rid);
-        EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING 'owsync %: could not account for run %: %', c.client, rid, SQLERRM;
-        END;
+    ELSIF scheduled AND c.next_attempt_at > now() + interval '5 seconds' THEN
+        UPDATE owsync.run SET status = 'skipped', finished_at = clock_timestamp(),
+               error = format('backing off after %s failed run(s) in a row (see owsync.status)',
+                              c.consecutive_failures)
+         WHERE run_id = rid;
     END IF;
-    COMMIT;
-    IF locked THEN
-        PERFORM pg_catalog.pg_advisory_unlock(1869838195, c.client_id);
+    RETURN rid;
+END
+$$;
+
+CREATE FUNCTION owsync._work_run(p_run bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r owsync.run;
+    c owsync.client;
+    st text; msg text; det text; hnt text; tbl text;
+BEGIN
+    PERFORM owsync._require_admin();
+    SELECT * INTO r FROM owsync.run WHERE run_id = p_run;
+    IF r.status <> 'running' THEN
+        RETURN;					-- skipped by _start_run
     END IF;
-    IF skipped THEN
-        RAISE NOTICE 'owsync: this run of client % is skipped: %', c.client,
-            (SELECT r.error FROM owsync.run r WHERE r.run_id = rid);
+    SELECT * INTO c FROM owsync.client WHERE client = r.client;
+    IF NOT pg_try_advisory_lock(1869838195, c.client_id) THEN
+        UPDATE owsync.run SET status = 'skipped', finished_at = clock_timestamp(),
+               error = 'another sync of this client was running'
+         WHERE run_id = p_run;
         RETURN;
     END IF;
-    IF st IS NOT NULL THEN
-        msg := pg_catalog.format('sync of client %s failed%s: %s', c.client,
-                                 CASE WHEN tbl <> '' THEN pg_catalog.format(' in table %s', tbl) ELSE '' END, msg);
-        det := pg_catalog.concat_ws(E'\n', NULLIF(det, ''),
-                                    pg_catalog.format('Run %s is recorded as failed; the mirror is unchanged.', rid));
-        IF COALESCE(hnt, '') = '' THEN
-            RAISE EXCEPTION USING ERRCODE = st, MESSAGE = msg, DETAIL = det, TABLE = COALESCE(tbl, '');
-        END IF;
-        RAISE EXCEPTION USING ERRCODE = st, MESSAGE = msg, DETAIL = det, HINT = hnt, TABLE = COALESCE(tbl, '');
+    BEGIN
+        -- holding the lock, any other run of this client still marked
+        -- running was abandoned (its session ended before it finished)
+        UPDATE owsync.run x SET status = 'failed', finished_at = clock_timestamp(),
+               error = 'abandoned: the session running it ended before it finished'
+         WHERE x.client = c.client AND x.status = 'running' AND x.run_id <> p_run;
+        PERFORM owsync._run(c.client, r.mode, p_run);
+        UPDATE owsync.run SET status = 'succeeded', finished_at = clock_timestamp() WHERE run_id = p_run;
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        -- a cancel (statement_timeout, pg_cancel_backend) is recorded like any
+        -- failure, and raised again by _finish_run once the lock is released
+        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
+                                hnt = PG_EXCEPTION_HINT, tbl = TABLE_NAME;
+        UPDATE owsync.run SET status = 'failed', finished_at = clock_timestamp(),
+               sqlstate = st, error = msg, error_detail = nullif(det, ''), error_hint = nullif(hnt, ''),
+               error_table = nullif(tbl, '')
+         WHERE run_id = p_run;
+    END;
+    -- the run's outcome is recorded whatever happens here
+    BEGIN
+        PERFORM owsync._account_run(c.client, p_run);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'owsync %: could not account for run %: %', c.client, p_run, SQLERRM;
+    END;
+END
+$$;
+
+CREATE FUNCTION owsync._finish_run(p_run bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r owsync.run;
+    c owsync.client;
+    msg text;
+    det text;
+BEGIN
+    PERFORM owsync._require_admin();
+    SELECT * INTO r FROM owsync.run WHERE run_id = p_run;
+    SELECT * INTO c FROM owsync.client WHERE client = r.client;
+    IF EXISTS (SELECT 1 FROM pg_locks l
+                WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()
+                  AND l.classid = 1869838195 AND l.objid = c.client_id AND l.objsubid = 2) THEN
+        PERFORM pg_advisory_unlock(1869838195, c.client_id);
     END IF;
+    IF r.status = 'skipped' THEN
+        RAISE NOTICE 'owsync: this run of client % is skipped: %', r.client, r.error;
+    ELSIF r.status = 'failed' THEN
+        msg := format('sync of client %s failed%s: %s', r.client,
+                      CASE WHEN r.error_table IS NOT NULL THEN format(' in table %s', r.error_table) ELSE '' END,
+                      r.error);
+        det := concat_ws(E'\n', r.error_detail,
+                         format('Run %s is recorded as failed; the mirror is unchanged.', p_run));
+        IF r.error_hint IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = r.sqlstate, MESSAGE = msg, DETAIL = det,
+                TABLE = coalesce(r.error_table, '');
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = r.sqlstate, MESSAGE = msg, DETAIL = det, HINT = r.error_hint,
+            TABLE = coalesce(r.error_table, '');
+    END IF;
+END
+$$;
+
+CREATE PROCEDURE owsync.sync(client text, mode text DEFAULT 'incremental')
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    rid bigint;
+BEGIN
+    rid := owsync._start_run(client, mode);
+    COMMIT;
+    PERFORM owsync._work_run(rid);
+    COMMIT;
+    PERFORM owsync._finish_run(rid);
 END
 $$;

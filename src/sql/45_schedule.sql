@@ -144,6 +144,7 @@ AS $$
 DECLARE
     expr text;
 BEGIN
+    PERFORM owsync._require_admin();
     PERFORM owsync._registered(client);
     expr := owsync._cron_expr(client, schedule);
     UPDATE owsync.client c SET schedule = lower(btrim(set_schedule.schedule))
@@ -160,6 +161,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM owsync._require_admin();
     PERFORM owsync._registered(client);
     UPDATE owsync.client c SET enabled = true WHERE c.client = enable_sync.client;
     PERFORM owsync._sync_job(client);
@@ -171,6 +173,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM owsync._require_admin();
     PERFORM owsync._registered(client);
     UPDATE owsync.client c SET enabled = false WHERE c.client = disable_sync.client;
     PERFORM owsync._sync_job(client);

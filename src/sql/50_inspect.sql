@@ -15,6 +15,7 @@ DECLARE
     n record;
     on_key text;
 BEGIN
+    PERFORM owsync._require_admin();
     n := owsync._registered(client);
     FOR t IN SELECT * FROM owsync.client_table ct
               WHERE ct.client = pending.client AND ct.removed_at IS NULL ORDER BY ct.table_name LOOP
@@ -61,6 +62,7 @@ DECLARE
     mir_row text;
     on_key text;
 BEGIN
+    PERFORM owsync._require_admin();
     n := owsync._registered(client);
     FOR t IN SELECT * FROM owsync.client_table ct
               WHERE ct.client = verify.client AND ct.removed_at IS NULL ORDER BY ct.table_name LOOP
