@@ -121,3 +121,18 @@ CREATE TABLE owsync.alert (
     payload   jsonb NOT NULL
 );
 CREATE INDEX alert_client ON owsync.alert (client, alert_id DESC);
+
+-- pg_dump keeps owsync's catalog with the data it describes (tables created
+-- by an extension are otherwise left out of a dump).
+-- (one call per statement: each updates the extension's catalog row)
+SELECT pg_catalog.pg_extension_config_dump('owsync.client', '');
+SELECT pg_catalog.pg_extension_config_dump('owsync.client_table', '');
+SELECT pg_catalog.pg_extension_config_dump('owsync.source_schema', '');
+SELECT pg_catalog.pg_extension_config_dump('owsync.run', '');
+SELECT pg_catalog.pg_extension_config_dump('owsync.run_table', '');
+SELECT pg_catalog.pg_extension_config_dump('owsync.quarantine', '');
+SELECT pg_catalog.pg_extension_config_dump('owsync.alert', '');
+SELECT pg_catalog.pg_extension_config_dump('owsync.client_client_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('owsync.source_schema_schema_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('owsync.run_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('owsync.alert_alert_id_seq', '');
