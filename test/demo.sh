@@ -5,10 +5,12 @@
 # (test/gen_openwebui.py) and runs the main job on it: the foreign data wrapper reading it
 # (IMPORT FOREIGN SCHEMA, queries on chats and their JSON, EXPLAIN showing the query sent to
 # SQLite), then the sync: register the client (first full sync), change the SQLite file as Open
-# WebUI does (a new chat, a silent title edit, a deleted chat), sync, status and history.
-# Everything it started or created is stopped and removed at exit.
+# WebUI does (a new chat, a silent title edit, a deleted chat), sync, status and history; then
+# pg_cron: the client on the realtime tier, a change in the file, pg_cron's sync bringing it
+# within a minute, status and history.  Everything it started or created is stopped and removed
+# at exit.
 #
-# Later issues extend it: pg_cron schedules, and restore to a new SQLite file.
+# A later issue extends it: restore to a new SQLite file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . test/lib.sh
@@ -17,7 +19,7 @@ deps=1
 case ${1:-} in
   "") ;;
   --no-deps) deps=0 ;;
-  -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
   *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
 esac
 
@@ -118,6 +120,43 @@ SELECT client, schedule, last_status, last_error, lag < interval '1 minute' AS f
 SELECT run_id, mode, status, source_unchanged, tables, inserted, updated, deleted FROM owsync.history ORDER BY run_id;
 SELECT count(*) AS tables, sum(missing + extra + coalesce(differing, 0)) AS differences
   FROM owsync.verify('imc_quantabase_io');
+SQL
+
+owsync_step "the schedule: pg_cron syncs the client every minute"
+psql -X -v ON_ERROR_STOP=1 -P pager=off -d postgres -v dir="$DEMO_DIR" <<'SQL'
+\set db :dir '/webui.db'
+SET client_min_messages = warning;
+\echo
+\echo '== 12. pg_cron: put the client on the realtime tier (one job, owsync:<client>, every minute)'
+LOAD 'owsync_fdw';		-- defines owsync.* settings in this new session
+ALTER SYSTEM SET owsync.allowed_directories = :'dir';	-- for every session, pg_cron's too
+SELECT pg_reload_conf();
+CREATE EXTENSION pg_cron;
+SELECT owsync.set_schedule('imc_quantabase_io', 'realtime') AS cron_expression;
+SELECT jobname, schedule, command FROM cron.job;
+
+\echo
+\echo '== 13. Open WebUI renames a chat; pg_cron runs the next sync within a minute (waiting...)'
+\setenv DEMO_DB :db
+\! sqlite3 "$DEMO_DB" "UPDATE chat SET title = 'renamed while pg_cron watches', updated_at = strftime('%s','now') WHERE id = 'demo-new-chat';"
+SELECT now() AS changed_at \gset
+DO $$
+BEGIN
+    FOR i IN 1 .. 150 LOOP
+        EXIT WHEN EXISTS (SELECT 1 FROM imc_quantabase_io.chat WHERE title = 'renamed while pg_cron watches');
+        PERFORM pg_sleep(0.5);
+    END LOOP;
+END
+$$;
+SELECT title, (SELECT round(extract(epoch FROM max(finished_at) - :'changed_at'::timestamptz)) FROM owsync.run
+                WHERE scheduled AND status = 'succeeded') AS seconds_after_the_change
+  FROM imc_quantabase_io.chat WHERE id = 'demo-new-chat';
+
+\echo
+\echo '== 14. status and history: the scheduled run, the next one'
+SELECT client, schedule, cron_job, last_status, failures, next_run_at > now() AS next_run_ahead FROM owsync.status;
+SELECT run_id, mode, status, scheduled, tables, inserted, updated, deleted FROM owsync.history ORDER BY run_id;
+SELECT owsync.set_schedule('imc_quantabase_io', 'manual') AS schedule;
 SQL
 
 owsync_step "demo finished: the cluster and $OWSYNC_WORK are removed now"

@@ -696,6 +696,7 @@ DECLARE
     r record;
     rid bigint := p_run;
     reconcile boolean;
+    interactive boolean;		-- progress NOTICEs: not for pg_cron's runs (its log)
     started timestamptz;
     secs numeric;
     drift record;
@@ -708,6 +709,7 @@ BEGIN
         INSERT INTO owsync.run (client, mode, status) VALUES (p_client, p_mode, 'running')
         RETURNING run_id INTO rid;
     END IF;
+    interactive := NOT (SELECT x.scheduled FROM owsync.run x WHERE x.run_id = rid);
     -- for the run's own statements: hash joins in memory, no JIT (plans
     -- are small and run once), staged values compressed like the mirror's
     PERFORM set_config('work_mem', '32MB', true);
@@ -732,7 +734,9 @@ BEGIN
     -- due): the mirror is current, no table needs reading
     IF p_mode = 'incremental' AND NOT reconcile AND cap.change_marker = c.change_marker THEN
         UPDATE owsync.run SET source_unchanged = true WHERE run_id = rid;
-        RAISE NOTICE 'owsync %: nothing committed to the source since the last run', p_client;
+        IF interactive THEN
+            RAISE NOTICE 'owsync %: nothing committed to the source since the last run', p_client;
+        END IF;
     ELSE
 
     FOR t IN SELECT * FROM owsync.client_table WHERE client = p_client AND removed_at IS NULL
@@ -753,6 +757,7 @@ BEGIN
         VALUES (rid, t.table_name, r.path, r.rows_read, r.inserted, r.updated, r.deleted, r.quarantined,
                 r.key_diff, round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
         secs := extract(epoch FROM clock_timestamp() - started)::numeric;
+        CONTINUE WHEN NOT interactive;
         RAISE NOTICE 'owsync %.%: % read, % inserted, % updated, % deleted% (%, % s, % rows/s)',
             p_client, t.table_name, r.rows_read, r.inserted, r.updated, r.deleted,
             CASE WHEN r.quarantined > 0 THEN format(', %s quarantined', r.quarantined) ELSE '' END,

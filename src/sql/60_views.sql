@@ -1,7 +1,7 @@
 -- What an operator reads in psql: one row per run, one row per client.
 
 CREATE VIEW owsync.history AS
-SELECT r.run_id, r.client, r.mode, r.status, r.started_at, r.source_unchanged,
+SELECT r.run_id, r.client, r.mode, r.status, r.scheduled, r.started_at, r.source_unchanged,
        r.finished_at - r.started_at AS duration,
        t.tables, t.rows_read, t.inserted, t.updated, t.deleted, t.quarantined,
        r.sqlstate, r.error_table, r.error
