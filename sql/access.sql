@@ -33,6 +33,7 @@ SELECT * FROM owsync_acc_a_digest.chat;
 SELECT * FROM owsync.client_table;
 SELECT client, last_status FROM owsync.status;
 SELECT DISTINCT client FROM owsync.history;
+SELECT client, runs_succeeded > 0 AS synced FROM owsync.metrics;
 SELECT DISTINCT client FROM owsync.run;
 SELECT count(*) > 0 AS own_run_tables FROM owsync.run_table;
 CALL owsync.sync('acc_a');

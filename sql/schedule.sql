@@ -83,6 +83,10 @@ CALL owsync.sync('sched_b');
 SELECT client, failures, next_attempt_at - last_run_at AS backoff, last_status FROM owsync.status;
 SELECT client, event, payload ->> 'consecutive_failures' AS failures, payload ->> 'sqlstate' AS sqlstate,
        payload ->> 'error' AS error, payload ? 'at' AS dated FROM owsync.alert ORDER BY alert_id;
+-- the same in the metrics view (numbers for postgres_exporter)
+SELECT client, enabled, scheduled, consecutive_failures, backing_off, runs_failed, runs_skipped,
+       lag_seconds > 0 AS lagging
+  FROM owsync.metrics;
 \! mv /tmp/owsync_regress/schedule/b.good /tmp/owsync_regress/schedule/b.db
 CALL owsync.sync('sched_b');
 SELECT client, failures, next_attempt_at, last_status FROM owsync.status;

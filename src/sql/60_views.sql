@@ -33,3 +33,34 @@ SELECT c.client, c.enabled, c.schedule, owsync._cron_schedule(c.client) AS cron_
                       ORDER BY r.run_id DESC LIMIT 1) ok ON true;
 
 COMMENT ON VIEW owsync.status IS 'one row per client: schedule and its pg_cron job, last run and its outcome, failures in a row and the backoff, last success, lag, rows in the mirror (statistics)';
+
+-- One row per client, every column a number: the shape postgres_exporter's
+-- custom queries turn into Prometheus metrics (docs/postgres_exporter.yaml).
+CREATE VIEW owsync.metrics AS
+SELECT c.client,
+       c.enabled::integer AS enabled,
+       (c.schedule <> 'manual')::integer AS scheduled,
+       c.consecutive_failures,
+       (c.next_attempt_at IS NOT NULL AND c.next_attempt_at > now())::integer AS backing_off,
+       extract(epoch FROM now() - ok.finished_at) AS lag_seconds,
+       extract(epoch FROM ok.finished_at) AS last_success_timestamp_seconds,
+       extract(epoch FROM ok.finished_at - ok.started_at) AS last_success_duration_seconds,
+       coalesce(t.inserted, 0) AS last_success_inserted_rows,
+       coalesce(t.updated, 0) AS last_success_updated_rows,
+       coalesce(t.deleted, 0) AS last_success_deleted_rows,
+       (SELECT coalesce(sum(s.n_live_tup), 0)::bigint FROM pg_catalog.pg_stat_user_tables s
+         WHERE s.schemaname = c.client) AS mirror_rows,
+       (SELECT count(*) FROM owsync.quarantine q WHERE q.client = c.client) AS quarantined_rows,
+       n.succeeded AS runs_succeeded, n.failed AS runs_failed, n.skipped AS runs_skipped
+  FROM owsync.client c
+  LEFT JOIN LATERAL (SELECT r.* FROM owsync.run r
+                      WHERE r.client = c.client AND r.status = 'succeeded'
+                      ORDER BY r.run_id DESC LIMIT 1) ok ON true
+  LEFT JOIN LATERAL (SELECT sum(rt.inserted) AS inserted, sum(rt.updated) AS updated, sum(rt.deleted) AS deleted
+                       FROM owsync.run_table rt WHERE rt.run_id = ok.run_id) t ON true
+  LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE r.status = 'succeeded') AS succeeded,
+                            count(*) FILTER (WHERE r.status = 'failed') AS failed,
+                            count(*) FILTER (WHERE r.status = 'skipped') AS skipped
+                       FROM owsync.run r WHERE r.client = c.client) n ON true;
+
+COMMENT ON VIEW owsync.metrics IS 'one row per client, numbers only (runs counted over the kept history): for postgres_exporter, see docs/postgres_exporter.yaml';

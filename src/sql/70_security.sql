@@ -117,7 +117,8 @@ CREATE POLICY visible_client ON owsync.alert FOR SELECT
     USING (client IN (SELECT c.client FROM owsync.client c));
 ALTER VIEW owsync.status SET (security_invoker = true);
 ALTER VIEW owsync.history SET (security_invoker = true);
-GRANT SELECT ON owsync.status, owsync.history TO PUBLIC;
+ALTER VIEW owsync.metrics SET (security_invoker = true);
+GRANT SELECT ON owsync.status, owsync.history, owsync.metrics TO PUBLIC;
 
 -- Give a client's reader role SELECT on a mirror table, unless it is withheld.
 CREATE FUNCTION owsync._grant_reader(p_client text, p_table text) RETURNS void
