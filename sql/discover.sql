@@ -1,8 +1,9 @@
 --
--- Fleet registration: owsync.discover(pattern, schedule) registers every
--- SQLite file matching a glob under the allowed directories, names each
--- client from its path, skips the registered ones, and reports the ones it
--- cannot register without stopping.
+-- Fleet registration: CALL owsync.discover(pattern, schedule) registers
+-- every SQLite file matching a glob under the allowed directories, each in
+-- a transaction of its own, names each client from its path, skips the
+-- registered ones, and reports the ones it cannot register without stopping.
+-- (The report is read from the procedure's OUT row with \gset.)
 --
 \set SHOW_CONTEXT never
 CREATE EXTENSION owsync_fdw;
@@ -23,22 +24,34 @@ SELECT p, owsync.client_name_for_path(pat, p) AS client
 -- files found: regular files only, inside the allowed directories only (the
 -- symbolic link leading outside is not followed out), sorted
 SELECT f FROM owsync.find_files('/tmp/owsync_regress/discover/srv/*/data/webui.db') f;
-SELECT * FROM owsync.discover('/tmp/owsync_regress/discover/srv/*/data/webui.db', 'manual');
+CALL owsync.discover('/tmp/owsync_regress/discover/srv/*/data/webui.db', 'manual') \gset
+SELECT :registered AS registered, :already_registered AS already_registered, :not_registered AS not_registered;
+SELECT e ->> 'path' AS path, e ->> 'client' AS client, e ->> 'action' AS action
+  FROM jsonb_array_elements(:'report') e;
 SELECT client, database, schedule FROM owsync.client ORDER BY 1;
 SELECT count(*) AS chats FROM imc_quantabase_io.chat;
 -- again: nothing new; a new deployment appears and is registered
 \! D=/tmp/owsync_regress/discover && mkdir -p $D/srv/new.example.org/data && cp $D/srv/9lives/data/webui.db $D/srv/new.example.org/data/webui.db && chmod -R a+rwX $D/srv/new.example.org
-SELECT * FROM owsync.discover('/tmp/owsync_regress/discover/srv/*/data/webui.db', 'manual') WHERE action <> 'already registered';
+CALL owsync.discover('/tmp/owsync_regress/discover/srv/*/data/webui.db', 'manual') \gset
+SELECT :registered AS registered, :already_registered AS already_registered, :not_registered AS not_registered;
+SELECT e ->> 'path' AS path, e ->> 'client' AS client, e ->> 'action' AS action
+  FROM jsonb_array_elements(:'report') e WHERE e ->> 'action' <> 'already registered';
 -- a pattern without wildcards names the client by the file's directory
-SELECT * FROM owsync.discover('/tmp/owsync_regress/discover/srv/elsewhere/webui.db', 'manual');
+CALL owsync.discover('/tmp/owsync_regress/discover/srv/elsewhere/webui.db', 'manual') \gset
+SELECT :registered AS registered, :already_registered AS already_registered, :not_registered AS not_registered;
+SELECT e ->> 'path' AS path, e ->> 'client' AS client, e ->> 'action' AS action
+  FROM jsonb_array_elements(:'report') e;
 -- a name taken by another file is reported, not overwritten; a schedule
 -- other than manual needs pg_cron (not installed here), and the file says so
 \! D=/tmp/owsync_regress/discover && mkdir -p $D/other/9lives/data $D/other/needs.cron/data && cp $D/srv/9lives/data/webui.db $D/other/9lives/data/webui.db && cp $D/srv/9lives/data/webui.db $D/other/needs.cron/data/webui.db && chmod -R a+rwX $D/other
-SELECT * FROM owsync.discover('/tmp/owsync_regress/discover/other/*/data/webui.db', 'hourly');
+CALL owsync.discover('/tmp/owsync_regress/discover/other/*/data/webui.db', 'hourly') \gset
+SELECT :registered AS registered, :already_registered AS already_registered, :not_registered AS not_registered;
+SELECT e ->> 'path' AS path, e ->> 'client' AS client, e ->> 'action' AS action
+  FROM jsonb_array_elements(:'report') e;
 SELECT count(*) AS clients FROM owsync.client;
 
 -- patterns and privileges
-SELECT * FROM owsync.discover('relative/*/webui.db');
+CALL owsync.discover('relative/*/webui.db');
 SELECT count(*) FROM owsync.find_files('/tmp/owsync_regress/nothing_here/*/webui.db');
 CREATE ROLE regress_discover_user;
 GRANT USAGE ON SCHEMA owsync TO regress_discover_user;

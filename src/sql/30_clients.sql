@@ -302,13 +302,20 @@ BEGIN
 END
 $$;
 
--- Register every SQLite file matching a glob pattern (see owsync.find_files)
--- that is not registered yet, named by owsync.client_name_for_path(), each in
--- a subtransaction of its own: one file that cannot be registered (not a
--- database, a reserved or taken name) is reported and the others go on.
-CREATE FUNCTION owsync.discover(pattern text, schedule text DEFAULT 'hourly')
+-- CALL owsync.discover(pattern, schedule): register every SQLite file
+-- matching a glob pattern (see owsync.find_files) that is not registered
+-- yet, named by owsync.client_name_for_path(), each in a transaction of its
+-- own: one file that cannot be registered (not a database, a reserved or
+-- taken name) is reported and the others go on, and a fleet of any size
+-- registers without holding every new table's lock at once.  Prints a
+-- NOTICE per file it acted on; returns the counts and a report, one object
+-- {path, client, action} per file found.
+--
+-- Like sync(), a procedure that commits: a shell over SECURITY DEFINER
+-- functions, using no operator.
+CREATE FUNCTION owsync._discover_plan(pattern text)
 RETURNS TABLE (path text, client text, action text)
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -318,21 +325,73 @@ BEGIN
     PERFORM owsync._require_file_rules();
     FOR path IN SELECT f FROM owsync.find_files(pattern) f LOOP
         client := owsync.client_name_for_path(pattern, path);
-        SELECT c.client INTO other FROM owsync.client c WHERE c.database = discover.path;
-        IF other IS NOT NULL THEN
-            client := other;
-            action := 'already registered';
-        ELSIF EXISTS (SELECT 1 FROM owsync.client c WHERE c.client = discover.client) THEN
-            action := 'skipped: the name is registered for another file';
-        ELSE
-            BEGIN
-                PERFORM owsync.register_client(client, path, schedule);
-                action := 'registered';
-            EXCEPTION WHEN OTHERS THEN
-                action := 'failed: ' || SQLERRM;
-            END;
-        END IF;
+        other := (SELECT c.client FROM owsync.client c WHERE c.database = _discover_plan.path);
+        action := CASE WHEN other IS NOT NULL THEN 'already registered'
+                       WHEN EXISTS (SELECT 1 FROM owsync.client c WHERE c.client = _discover_plan.client)
+                       THEN 'skipped: the name is registered for another file' END;
+        client := coalesce(other, client);
         RETURN NEXT;
     END LOOP;
+END
+$$;
+
+-- One file of a discovery: registered (when its plan has no action yet) in
+-- a subtransaction; returns {path, client, action}.
+CREATE FUNCTION owsync._discover_one(p_path text, p_client text, p_action text, p_schedule text)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    action text := p_action;
+BEGIN
+    PERFORM owsync._require_admin();
+    IF action IS NULL THEN
+        BEGIN
+            PERFORM owsync.register_client(p_client, p_path, p_schedule);
+            action := 'registered';
+        EXCEPTION WHEN OTHERS THEN
+            action := 'failed: ' || SQLERRM;
+        END;
+    END IF;
+    IF action <> 'already registered' THEN
+        RAISE NOTICE 'owsync discover: % -> %: %', p_path, p_client, action;
+    END IF;
+    RETURN jsonb_build_object('path', p_path, 'client', p_client, 'action', action);
+END
+$$;
+
+CREATE FUNCTION owsync._discover_counts(report jsonb,
+    OUT registered integer, OUT already_registered integer, OUT not_registered integer)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*) FILTER (WHERE e ->> 'action' = 'registered')::integer,
+           count(*) FILTER (WHERE e ->> 'action' = 'already registered')::integer,
+           count(*) FILTER (WHERE e ->> 'action' NOT IN ('registered', 'already registered'))::integer
+      FROM jsonb_array_elements(coalesce(report, '[]')) e
+$$;
+
+-- (The results are INOUT with defaults: OUT parameters cannot follow
+-- schedule's default; whatever is passed for them is ignored.)
+CREATE PROCEDURE owsync.discover(pattern text, schedule text DEFAULT 'hourly',
+    INOUT registered integer DEFAULT NULL, INOUT already_registered integer DEFAULT NULL,
+    INOUT not_registered integer DEFAULT NULL, INOUT report jsonb DEFAULT NULL)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    f record;
+    counts record;
+BEGIN
+    report := pg_catalog.jsonb_build_array();
+    FOR f IN SELECT * FROM owsync._discover_plan(pattern) LOOP
+        report := pg_catalog.jsonb_insert(report, '{-1}',
+                                          owsync._discover_one(f.path, f.client, f.action, schedule), true);
+        COMMIT;
+    END LOOP;
+    counts := owsync._discover_counts(report);
+    registered := counts.registered;
+    already_registered := counts.already_registered;
+    not_registered := counts.not_registered;
 END
 $$;

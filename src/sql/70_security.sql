@@ -66,7 +66,6 @@ $$;
 -- The management functions run as the extension's owner.
 ALTER FUNCTION owsync.register_client(text, text, text, jsonb) SECURITY DEFINER;
 ALTER FUNCTION owsync.unregister_client(text, boolean) SECURITY DEFINER;
-ALTER FUNCTION owsync.discover(text, text) SECURITY DEFINER;
 ALTER FUNCTION owsync.set_schedule(text, text) SECURITY DEFINER;
 ALTER FUNCTION owsync.enable_sync(text) SECURITY DEFINER;
 ALTER FUNCTION owsync.disable_sync(text) SECURITY DEFINER;
@@ -86,11 +85,12 @@ GRANT EXECUTE ON FUNCTION
   TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
     owsync.register_client(text, text, text, jsonb), owsync.unregister_client(text, boolean),
-    owsync.discover(text, text), owsync.set_schedule(text, text), owsync.enable_sync(text),
+    owsync._discover_plan(text), owsync._discover_one(text, text, text, text),
+    owsync._discover_counts(jsonb), owsync.set_schedule(text, text), owsync.enable_sync(text),
     owsync.disable_sync(text), owsync.pending(text), owsync.verify(text),
     owsync._start_run(text, text), owsync._work_run(bigint), owsync._finish_run(bigint)
   TO owsync_admin;
-GRANT EXECUTE ON PROCEDURE owsync.sync(text, text) TO owsync_admin;
+GRANT EXECUTE ON PROCEDURE owsync.sync(text, text), owsync.discover(text, text, integer, integer, integer, jsonb) TO owsync_admin;
 
 -- owsync's tables: each role sees the rows of the clients it administers or
 -- reads, no more.  (The extension's owner, who runs the management
