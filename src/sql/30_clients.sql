@@ -389,6 +389,7 @@ BEGIN
                                           owsync._discover_one(f.path, f.client, f.action, schedule), true);
         COMMIT;
     END LOOP;
+    PERFORM owsync._poke_cron();
     counts := owsync._discover_counts(report);
     registered := counts.registered;
     already_registered := counts.already_registered;

@@ -237,3 +237,30 @@ BEGIN
     RETURN t AT TIME ZONE 'UTC';
 END
 $$;
+
+-- Make pg_cron's scheduler read its job list again: a change of one
+-- owsync job, in a transaction of its own.  pg_cron 1.4's scheduler learns
+-- of job changes through a relation cache invalidation, and misses it when a
+-- transaction with thousands of catalog changes (registering clients) made
+-- it reset its caches: the jobs created then would not run until the next
+-- job change.  discover() calls this after registering its files.  A reset
+-- skips the messages already queued, so the change waits 1 second first: the
+-- scheduler reads its queue at least that often.
+CREATE FUNCTION owsync._poke_cron() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    PERFORM owsync._require_admin();
+    IF to_regclass('cron.job') IS NOT NULL THEN
+        EXECUTE 'SELECT min(jobid) FROM cron.job WHERE jobname LIKE $1' INTO id USING 'owsync:%';
+        IF id IS NOT NULL THEN
+            PERFORM pg_sleep(1);
+            EXECUTE 'SELECT cron.alter_job($1, active => (SELECT active FROM cron.job WHERE jobid = $1))'
+              USING id;
+        END IF;
+    END IF;
+END
+$$;

@@ -48,8 +48,9 @@ ALTER SYSTEM SET owsync.allowed_directories = :'dir';
 SELECT pg_reload_conf();
 SQL
 t0=$(date +%s)
-q -c "SET owsync.allowed_directories = '$FLEET'" -c "SET client_min_messages = warning" \
-  -c "SELECT action, count(*) FROM owsync.discover('$FLEET/*/data/webui.db', 'realtime') GROUP BY 1"
+q -F ' ' -c "SET client_min_messages = warning" \
+  -c "CALL owsync.discover('$FLEET/*/data/webui.db', 'realtime', NULL, NULL, NULL, '[]')" |
+  awk '{print "registered " $1 ", already registered " $2 ", not registered " $3}'
 echo "discover: $(( $(date +%s) - t0 )) s; jobs: $(q -c "SELECT count(*) FROM cron.job")"
 
 # Change every file just after a minute boundary has passed (the worst case: a change just
@@ -68,6 +69,7 @@ CREATE TEMP TABLE arrived (client text PRIMARY KEY, at timestamptz);
 DO $$
 DECLARE
     c record;
+    n bigint;
     deadline timestamptz := clock_timestamp() + interval '4 minutes';
 BEGIN
     WHILE clock_timestamp() < deadline
@@ -75,8 +77,8 @@ BEGIN
         FOR c IN SELECT client FROM owsync.client WHERE client NOT IN (SELECT client FROM arrived) LOOP
             IF EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relname = 'chat'
                           AND relnamespace = c.client::regnamespace) THEN
-                EXECUTE format('SELECT 1 FROM %I.chat WHERE title = %L', c.client, 'fleet change');
-                IF FOUND THEN
+                EXECUTE format('SELECT count(*) FROM %I.chat WHERE title = %L', c.client, 'fleet change') INTO n;
+                IF n > 0 THEN
                     INSERT INTO arrived VALUES (c.client, clock_timestamp());
                 END IF;
             END IF;
