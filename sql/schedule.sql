@@ -68,6 +68,10 @@ SELECT count(*) AS jobs FROM cron.job;
 -- client whose file is broken fails; the next one backs off; a run by hand
 -- does not; the third failure in a row raises one alert, the success after
 -- it another
+-- (another session listens to owsync_alert meanwhile, and writes down what it hears)
+\setenv PGHOST :HOST
+\setenv PGPORT :PORT
+\! (psql -X -d contrib_regression -c 'LISTEN owsync_alert' -c 'SELECT pg_sleep(8)' > /tmp/owsync_regress/schedule/listen.out 2>&1 &); sleep 1
 \! cp /tmp/owsync_regress/schedule/b.db /tmp/owsync_regress/schedule/b.good && printf 'this is not a database, it is a file of text that is long enough' > /tmp/owsync_regress/schedule/b.new && chmod 666 /tmp/owsync_regress/schedule/b.new && mv /tmp/owsync_regress/schedule/b.new /tmp/owsync_regress/schedule/b.db && rm -f /tmp/owsync_regress/schedule/b.db-wal /tmp/owsync_regress/schedule/b.db-shm
 SET application_name = 'pg_cron';
 CALL owsync.sync('sched_b');
@@ -91,6 +95,8 @@ SELECT client, enabled, scheduled, consecutive_failures, backing_off, runs_faile
 CALL owsync.sync('sched_b');
 SELECT client, failures, next_attempt_at, last_status FROM owsync.status;
 SELECT event, payload ->> 'consecutive_failures' AS failures FROM owsync.alert ORDER BY alert_id;
+-- the same two alerts as notifications, in order
+\! sleep 8; python3 -c "import json, re, sys; [print('NOTIFY owsync_alert:', a['client'], a['event'], a['consecutive_failures'], a['sqlstate']) for a in (json.loads(p) for p in re.findall(r'with payload \"(.*)\" received from server process', open(sys.argv[1]).read()))]" /tmp/owsync_regress/schedule/listen.out
 SELECT status, scheduled, count(*) FROM owsync.run WHERE client = 'sched_b' GROUP BY 1, 2 ORDER BY 1, 2;
 
 -- retention: runs older than owsync.history_retention go at the next run, and
