@@ -156,29 +156,32 @@ $$;
 COMMENT ON FUNCTION owsync.set_schedule(text, text) IS
     'schedule a client''s syncs on pg_cron: manual, realtime, 5min, hourly, daily, a cron expression or ''N seconds''; returns the cron expression';
 
-CREATE FUNCTION owsync.enable_sync(client text) RETURNS void
+-- enable_sync / disable_sync: the client's pg_cron job follows its enabled flag.
+CREATE FUNCTION owsync._set_enabled(p_client text, p_enabled boolean) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM owsync._require_admin();
-    PERFORM owsync._registered(client);
-    UPDATE owsync.client c SET enabled = true WHERE c.client = enable_sync.client;
-    PERFORM owsync._sync_job(client);
+    PERFORM owsync._registered(p_client);
+    UPDATE owsync.client c SET enabled = p_enabled WHERE c.client = p_client;
+    PERFORM owsync._sync_job(p_client);
 END
 $$;
 
-CREATE FUNCTION owsync.disable_sync(client text) RETURNS void
-LANGUAGE plpgsql
+CREATE FUNCTION owsync.enable_sync(client text) RETURNS void
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM owsync._require_admin();
-    PERFORM owsync._registered(client);
-    UPDATE owsync.client c SET enabled = false WHERE c.client = disable_sync.client;
-    PERFORM owsync._sync_job(client);
-END
-$$;
+BEGIN ATOMIC
+    SELECT owsync._set_enabled(client, true);
+END;
+
+CREATE FUNCTION owsync.disable_sync(client text) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT owsync._set_enabled(client, false);
+END;
 COMMENT ON FUNCTION owsync.disable_sync(text) IS
     'remove a client''s pg_cron job (its schedule is kept for enable_sync); CALL owsync.sync() still works by hand';
 
