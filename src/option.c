@@ -63,6 +63,7 @@ typedef enum PathError
 
 char	   *owsync_allowed_directories = NULL;
 static int	owsync_history_retention = 30 * 24 * 60;	/* minutes; read by the sync (SQL) */
+static char *owsync_cron_connection = NULL; /* read by the scheduling (SQL) */
 
 PG_FUNCTION_INFO_V1(owsync_fdw_validator);
 
@@ -516,6 +517,16 @@ owsync_define_gucs(void)
 							NULL,
 							NULL,
 							NULL);
+	DefineCustomStringVariable("owsync.cron_connection",
+							   "How owsync reaches pg_cron when it runs in another database (through dblink).",
+							   "A libpq connection string; when empty, the server's own socket and port, pg_cron's database (cron.database_name) and the extension's owner.",
+							   &owsync_cron_connection,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL,
+							   NULL,
+							   NULL);
 	MarkGUCPrefixReserved("owsync");
 }
 

@@ -21,6 +21,7 @@ CREATE TABLE owsync.client (
     next_attempt_at   timestamptz,		-- after a failure: scheduled runs before it are skipped
     alerting          boolean NOT NULL DEFAULT false,	-- a 'failing' alert was sent, no 'recovered' yet
     reader_role       name,			-- reads the mirror (options->'reader_role'), see 70_security.sql
+    cron_schedule     text,			-- the schedule of its pg_cron job (NULL: none), see 45_schedule.sql
     CONSTRAINT client_name CHECK (client ~ '^[a-z_][a-z0-9_]*$' AND length(client) <= 48)
 );
 

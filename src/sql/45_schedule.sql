@@ -10,17 +10,85 @@
 --   a 5-field cron expression ('*/2 * * * *')
 --   'N seconds' (1-59), where pg_cron supports it (1.5 and later)
 --
+-- pg_cron runs in one database (cron.database_name).  When that is this
+-- database, owsync calls it directly; when it is another one, owsync reaches
+-- it through dblink (CREATE EXTENSION dblink here) and creates its jobs with
+-- cron.schedule_in_database, named owsync:<client>@<this database> so that
+-- two databases' clients of the same name do not share a job.  The
+-- connection is owsync.cron_connection, by default the server's own socket,
+-- port and the cron database, as the extension's owner.
+--
 -- Without pg_cron everything else works; setting a schedule other than
 -- manual fails and says how to get pg_cron.
 
--- pg_cron as seen from this database: its version when its extension is
--- here, and the database its launcher serves.
-CREATE FUNCTION owsync._cron(OUT version text, OUT database text)
+-- A value for a libpq connection string, quoted.
+CREATE FUNCTION owsync._conninfo_quote(v text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '''' || replace(replace(v, '\', '\\'), '''', '\''') || ''''
+$$;
+
+-- pg_cron as seen from this database.  mode: 'local' (its extension is
+-- here), 'remote' (it runs in another database, and dblink is here), or
+-- NULL; version (for remote, read through dblink); database: the one its
+-- launcher serves; conn and dblink: how to reach it when remote.
+CREATE FUNCTION owsync._cron(OUT mode text, OUT version text, OUT database text, OUT conn text,
+                             OUT dblink text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    socket text := btrim(split_part(current_setting('unix_socket_directories'), ',', 1));
+BEGIN
+    version := (SELECT extversion FROM pg_extension WHERE extname = 'pg_cron');
+    database := current_setting('cron.database_name', true);
+    IF version IS NOT NULL THEN
+        mode := 'local';
+        RETURN;
+    END IF;
+    dblink := (SELECT quote_ident(n.nspname) || '.dblink' FROM pg_extension e
+                 JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'dblink');
+    IF database IS NULL OR database = current_database() OR dblink IS NULL THEN
+        RETURN;
+    END IF;
+    mode := 'remote';
+    conn := coalesce(nullif(current_setting('owsync.cron_connection', true), ''),
+                     format('dbname=%s host=%s port=%s user=%s', owsync._conninfo_quote(database),
+                            owsync._conninfo_quote(coalesce(nullif(socket, ''), 'localhost')),
+                            current_setting('port'), owsync._conninfo_quote(current_user)));
+    EXECUTE format('SELECT v FROM %s($1, $2) AS t(v text)', dblink)
+      INTO version USING conn, 'SELECT extversion FROM pg_extension WHERE extname = ''pg_cron''';
+    IF version IS NULL THEN
+        mode := NULL;		-- no pg_cron extension over there either
+    END IF;
+END
+$$;
+
+-- Run a query that returns one text value in pg_cron's database.
+-- (mode, conn, dblink: from owsync._cron())
+CREATE FUNCTION owsync._cron_query(mode text, conn text, dblink text, sql text) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v text;
+BEGIN
+    IF mode = 'local' THEN
+        EXECUTE sql INTO v;
+    ELSE
+        EXECUTE format('SELECT v FROM %s($1, $2) AS t(v text)', dblink) INTO v USING conn, sql;
+    END IF;
+    RETURN v;
+END
+$$;
+
+-- The name of a client's pg_cron job.
+CREATE FUNCTION owsync._job_name(mode text, p_client text) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT (SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'),
-           current_setting('cron.database_name', true)
+    SELECT 'owsync:' || p_client || CASE WHEN mode = 'remote' THEN '@' || current_database() ELSE '' END
 $$;
 
 -- A number from 0 to n - 1 derived from the client's name (and a salt), the
@@ -90,25 +158,31 @@ DECLARE
     c owsync.client;
     expr text;
     pgcron record := owsync._cron();
-    job text := 'owsync:' || p_client;
+    job text;
     id bigint;
 BEGIN
     SELECT * INTO c FROM owsync.client WHERE client = p_client;
     expr := CASE WHEN c.enabled THEN owsync._cron_expr(p_client, c.schedule) END;
-    IF pgcron.version IS NULL THEN
+    IF pgcron.mode IS NULL THEN
         IF expr IS NOT NULL THEN
             PERFORM owsync._require_cron(p_client);
         END IF;
+        UPDATE owsync.client SET cron_schedule = NULL WHERE client = p_client;
         RETURN NULL;		-- nothing to schedule, nothing scheduled
     END IF;
+    job := owsync._job_name(pgcron.mode, p_client);
     IF expr IS NULL THEN
-        FOR id IN SELECT j.jobid FROM cron.job j WHERE j.jobname = job LOOP
-            PERFORM cron.unschedule(id);
-        END LOOP;
-        RETURN NULL;
+        PERFORM owsync._cron_query(pgcron.mode, pgcron.conn, pgcron.dblink, format(
+            'SELECT count(cron.unschedule(jobid))::text FROM cron.job WHERE jobname = %L', job));
+    ELSE
+        -- with a name, cron.schedule*() creates the job or changes the one of that name
+        id := owsync._cron_query(pgcron.mode, pgcron.conn, pgcron.dblink, CASE WHEN pgcron.mode = 'local'
+            THEN format('SELECT cron.schedule(%L, %L, %L)::text', job, expr, format('CALL owsync.sync(%L)', p_client))
+            ELSE format('SELECT cron.schedule_in_database(%L, %L, %L, %L, %L, true)::text', job, expr,
+                        format('CALL owsync.sync(%L)', p_client), current_database(), current_user) END)::bigint;
     END IF;
-    -- cron.schedule() with a name creates the job or changes the one of that name
-    RETURN cron.schedule(job, expr, format('CALL owsync.sync(%L)', p_client));
+    UPDATE owsync.client SET cron_schedule = expr WHERE client = p_client;
+    RETURN id;
 END
 $$;
 
@@ -120,7 +194,7 @@ AS $$
 DECLARE
     pgcron record := owsync._cron();
 BEGIN
-    IF pgcron.version IS NULL THEN
+    IF pgcron.mode IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('cannot schedule client %L: pg_cron is not installed in database %s',
                              p_client, current_database()),
@@ -129,9 +203,11 @@ BEGIN
                           ELSE format('pg_cron''s launcher serves database %s.', pgcron.database) END,
             HINT = CASE WHEN pgcron.database IS NULL
                         THEN 'Add pg_cron to shared_preload_libraries, restart, and CREATE EXTENSION pg_cron; or use the manual schedule and call owsync.sync() yourself.'
+                        WHEN pgcron.database <> current_database() AND pgcron.dblink IS NULL
+                        THEN format('CREATE EXTENSION dblink here, and owsync schedules its jobs in database %s; or install owsync_fdw there.',
+                                    pgcron.database)
                         WHEN pgcron.database <> current_database()
-                        THEN format('Install owsync_fdw in database %s, where pg_cron runs, or set cron.database_name to %s.',
-                                    pgcron.database, current_database())
+                        THEN format('CREATE EXTENSION pg_cron in database %s.', pgcron.database)
                         ELSE 'CREATE EXTENSION pg_cron;' END;
     END IF;
 END
@@ -184,22 +260,6 @@ BEGIN ATOMIC
 END;
 COMMENT ON FUNCTION owsync.disable_sync(text) IS
     'remove a client''s pg_cron job (its schedule is kept for enable_sync); CALL owsync.sync() still works by hand';
-
--- The schedule of a client's pg_cron job as pg_cron has it (NULL: no job).
-CREATE FUNCTION owsync._cron_schedule(p_client text) RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    expr text;
-BEGIN
-    IF to_regclass('cron.job') IS NOT NULL THEN
-        EXECUTE 'SELECT schedule FROM cron.job WHERE jobname = $1 ORDER BY jobid LIMIT 1'
-          INTO expr USING 'owsync:' || p_client;
-    END IF;
-    RETURN expr;
-END
-$$;
 
 -- When a job with this cron expression next starts after a time, for the
 -- expressions the tiers give and '*/N * * * *' (NULL for other expressions).
@@ -254,16 +314,19 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    id bigint;
+    pgcron record;
 BEGIN
     PERFORM owsync._require_admin();
-    IF to_regclass('cron.job') IS NOT NULL THEN
-        EXECUTE 'SELECT min(jobid) FROM cron.job WHERE jobname LIKE $1' INTO id USING 'owsync:%';
-        IF id IS NOT NULL THEN
-            PERFORM pg_sleep(1);
-            EXECUTE 'SELECT cron.alter_job($1, active => (SELECT active FROM cron.job WHERE jobid = $1))'
-              USING id;
-        END IF;
+    IF NOT EXISTS (SELECT 1 FROM owsync.client WHERE cron_schedule IS NOT NULL) THEN
+        RETURN;
+    END IF;
+    pgcron := owsync._cron();
+    IF pgcron.mode IS NOT NULL THEN
+        PERFORM pg_sleep(1);
+        PERFORM owsync._cron_query(pgcron.mode, pgcron.conn, pgcron.dblink, format(
+            'SELECT count(cron.alter_job(jobid, active => active))::text FROM cron.job
+              WHERE jobid = (SELECT min(jobid) FROM cron.job WHERE jobname = %L)',
+            owsync._job_name(pgcron.mode, (SELECT min(client) FROM owsync.client WHERE cron_schedule IS NOT NULL))));
     END IF;
 END
 $$;

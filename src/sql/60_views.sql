@@ -14,10 +14,10 @@ SELECT r.run_id, r.client, r.mode, r.status, r.scheduled, r.started_at, r.source
 COMMENT ON VIEW owsync.history IS 'one row per sync run, newest last: status, per-run row counts, the error of a failed run';
 
 CREATE VIEW owsync.status AS
-SELECT c.client, c.enabled, c.schedule, owsync._cron_schedule(c.client) AS cron_job,
+SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
        last.started_at AS last_run_at, last.status AS last_status, last.error AS last_error,
        c.consecutive_failures AS failures, c.next_attempt_at,
-       owsync._next_run(owsync._cron_schedule(c.client),
+       owsync._next_run(c.cron_schedule,
                         greatest(now(), c.next_attempt_at - interval '5 seconds')) AS next_run_at,
        ok.finished_at AS last_success_at,
        now() - ok.finished_at AS lag,

@@ -81,7 +81,7 @@ GRANT EXECUTE ON FUNCTION
     owsync.key_set_hash(text, text, text[]), owsync.moved_buckets(bigint[], bigint[], bigint[]),
     owsync.key_hashes(text, text, text[], integer, integer[]), owsync.key_hash("any"),
     owsync.find_files(text), owsync.client_names(text), owsync.client_name_for_path(text, text),
-    owsync._cron_schedule(text), owsync._next_run(text, timestamptz)
+    owsync._next_run(text, timestamptz)
   TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
     owsync.register_client(text, text, text, jsonb), owsync.unregister_client(text, boolean),

@@ -1,0 +1,65 @@
+--
+-- pg_cron in another database: pg_cron runs in contrib_regression
+-- (cron.database_name), owsync in regress_owsync_remote, which reaches it
+-- through dblink and creates its jobs there with cron.schedule_in_database,
+-- named owsync:<client>@<database>; pg_cron runs them in owsync's database.
+--
+\set SHOW_CONTEXT never
+CREATE EXTENSION pg_cron;
+CREATE DATABASE regress_owsync_remote;
+ALTER DATABASE regress_owsync_remote SET owsync.allowed_directories = '/tmp/owsync_regress/schedule_remote';
+\! rm -rf /tmp/owsync_regress/schedule_remote && mkdir -p /tmp/owsync_regress/schedule_remote && python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour fresh --size tiny --seed 71 --journal wal --out /tmp/owsync_regress/schedule_remote/far.db >/dev/null && chmod -R a+rwX /tmp/owsync_regress/schedule_remote
+\c regress_owsync_remote
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+CREATE EXTENSION owsync_fdw;
+-- without dblink, the hint says what to do
+SELECT owsync.register_client('far_a', '/tmp/owsync_regress/schedule_remote/far.db', 'realtime');
+CREATE EXTENSION dblink;
+SELECT count(*) AS tables FROM owsync.register_client('far_a', '/tmp/owsync_regress/schedule_remote/far.db', '0 0 1 1 *');
+SELECT owsync.set_schedule('far_a', 'hourly') = owsync._cron_expr('far_a', 'hourly') AS hourly;
+SELECT client, schedule, cron_job = owsync._cron_expr('far_a', 'hourly') AS job_as_set FROM owsync.status;
+\c contrib_regression
+SELECT jobname, command, database, username = current_user AS as_owner, active FROM cron.job;
+\c regress_owsync_remote
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+SELECT owsync.disable_sync('far_a');
+SELECT cron_job FROM owsync.status;
+\c contrib_regression
+SELECT count(*) AS jobs FROM cron.job;
+\c regress_owsync_remote
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+SELECT owsync.enable_sync('far_a');
+
+-- pg_cron fires in its database and the sync runs in owsync's
+\! sqlite3 /tmp/owsync_regress/schedule_remote/far.db "UPDATE chat SET title = 'changed far away', updated_at = (SELECT max(updated_at) FROM chat) + 5 WHERE rowid = (SELECT min(rowid) FROM chat);"
+SELECT owsync.set_schedule('far_a', 'realtime');
+DO $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + interval '75 seconds';
+BEGIN
+    WHILE clock_timestamp() < deadline
+          AND NOT EXISTS (SELECT 1 FROM owsync.run WHERE scheduled AND status = 'succeeded') LOOP
+        PERFORM pg_sleep(0.5);
+    END LOOP;
+END
+$$;
+SELECT mode, status, scheduled FROM owsync.run WHERE scheduled AND status = 'succeeded' LIMIT 1;
+SELECT title FROM far_a.chat WHERE title = 'changed far away';
+SELECT owsync.unregister_client('far_a', drop_data => true);
+\c contrib_regression
+SELECT count(*) AS jobs FROM cron.job;
+-- (pg_cron's worker for the last run may still be leaving the database)
+DO $$
+BEGIN
+    FOR i IN 1 .. 40 LOOP
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = 'regress_owsync_remote');
+        PERFORM pg_sleep(0.25);
+    END LOOP;
+END
+$$;
+DROP DATABASE regress_owsync_remote;
+DROP EXTENSION pg_cron;
+\! rm -rf /tmp/owsync_regress/schedule_remote
