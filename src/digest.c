@@ -260,7 +260,7 @@ scan_keys(OwsyncConn *conn, const char *query)
 	OwsyncKeyScan *ks = conn->keyscan;
 	MemoryContext cxt = owsync_snapshot_context(conn);
 	sqlite3_stmt *stmt;
-	int64		cap = 65536;
+	int64		cap = 1024;		/* doubled as needed */
 
 	if (ks && strcmp(ks->query, query) == 0)
 		return ks;

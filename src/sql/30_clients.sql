@@ -389,8 +389,8 @@ BEGIN
                                           owsync._discover_one(f.path, f.client, f.action, schedule), true);
         COMMIT;
     END LOOP;
-    PERFORM owsync._poke_cron();
     counts := owsync._discover_counts(report);
+    PERFORM owsync._poke_cron(counts.registered);
     registered := counts.registered;
     already_registered := counts.already_registered;
     not_registered := counts.not_registered;

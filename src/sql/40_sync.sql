@@ -849,6 +849,26 @@ BEGIN
 END
 $$;
 
+-- Does this session hold the advisory lock of a client's runs?  Lock key:
+-- (owsync's class id, the client's id).
+CREATE FUNCTION owsync._holds_lock(p_client_id integer) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_locks l
+                    WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()
+                      AND l.classid = 1869838195 AND l.objid = p_client_id AND l.objsubid = 2)
+$$;
+
+-- Record a run as skipped, and why.
+CREATE FUNCTION owsync._skip_run(p_run bigint, p_why text) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE owsync.run SET status = 'skipped', finished_at = clock_timestamp(), error = p_why
+     WHERE run_id = p_run
+$$;
+
 -- CALL owsync.sync(client, mode): the run row is committed before and after
 -- the work, which runs in a subtransaction, so a failed run leaves the mirror
 -- as it was and still leaves its history row.  A second concurrent run of
@@ -888,10 +908,8 @@ BEGIN
     END IF;
     -- A lock this session still holds comes from a run of its own that was
     -- interrupted between its commit and its unlock (it cannot be running
-    -- now): let it go.  Lock key: (owsync's class id, the client's id).
-    WHILE EXISTS (SELECT 1 FROM pg_locks l
-                   WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()
-                     AND l.classid = 1869838195 AND l.objid = c.client_id AND l.objsubid = 2) LOOP
+    -- now): let it go.
+    WHILE owsync._holds_lock(c.client_id) LOOP
         PERFORM pg_advisory_unlock(1869838195, c.client_id);
     END LOOP;
     -- started by pg_cron: its background workers, or its connections (named pg_cron)
@@ -901,14 +919,10 @@ BEGIN
     VALUES (c.client, p_mode, 'running', coalesce(scheduled, false))
     RETURNING run_id INTO rid;
     IF scheduled AND NOT c.enabled THEN
-        UPDATE owsync.run SET status = 'skipped', finished_at = clock_timestamp(),
-               error = 'the client''s sync is disabled'
-         WHERE run_id = rid;
+        PERFORM owsync._skip_run(rid, 'the client''s sync is disabled');
     ELSIF scheduled AND c.next_attempt_at > now() + interval '5 seconds' THEN
-        UPDATE owsync.run SET status = 'skipped', finished_at = clock_timestamp(),
-               error = format('backing off after %s failed run(s) in a row (see owsync.status)',
-                              c.consecutive_failures)
-         WHERE run_id = rid;
+        PERFORM owsync._skip_run(rid, format('backing off after %s failed run(s) in a row (see owsync.status)',
+                                             c.consecutive_failures));
     END IF;
     RETURN rid;
 END
@@ -930,9 +944,7 @@ BEGIN
     END IF;
     SELECT * INTO c FROM owsync.client WHERE client = r.client;
     IF NOT pg_try_advisory_lock(1869838195, c.client_id) THEN
-        UPDATE owsync.run SET status = 'skipped', finished_at = clock_timestamp(),
-               error = 'another sync of this client was running'
-         WHERE run_id = p_run;
+        PERFORM owsync._skip_run(p_run, 'another sync of this client was running');
         RETURN;
     END IF;
     BEGIN
@@ -975,9 +987,7 @@ BEGIN
     PERFORM owsync._require_admin();
     SELECT * INTO r FROM owsync.run WHERE run_id = p_run;
     SELECT * INTO c FROM owsync.client WHERE client = r.client;
-    IF EXISTS (SELECT 1 FROM pg_locks l
-                WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()
-                  AND l.classid = 1869838195 AND l.objid = c.client_id AND l.objsubid = 2) THEN
+    IF owsync._holds_lock(c.client_id) THEN
         PERFORM pg_advisory_unlock(1869838195, c.client_id);
     END IF;
     IF r.status = 'skipped' THEN

@@ -109,6 +109,7 @@ AS $$
 DECLARE
     s text := lower(btrim(schedule));
     secs integer;
+    pgcron record;
 BEGIN
     CASE s
         WHEN 'manual' THEN RETURN NULL;
@@ -127,11 +128,12 @@ BEGIN
                 DETAIL = 'A schedule in seconds runs every 1 to 59 seconds.',
                 HINT = 'For a minute or more, use realtime, 5min, hourly, daily or a cron expression.';
         END IF;
-        IF coalesce((regexp_match((owsync._cron()).version, '^(\d+)\.(\d+)'))::integer[] < '{1,5}', true) THEN
+        pgcron := owsync._cron();		-- (once: reaching a remote pg_cron connects)
+        IF coalesce((regexp_match(pgcron.version, '^(\d+)\.(\d+)'))::integer[] < '{1,5}', true) THEN
             RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
                 MESSAGE = format('schedule %L needs pg_cron 1.5 or later', schedule),
                 DETAIL = format('The pg_cron here is %s; it schedules by the minute only.',
-                                coalesce((owsync._cron()).version, 'not installed')),
+                                coalesce(pgcron.version, 'not installed')),
                 HINT = 'Use realtime (every minute), or upgrade pg_cron.';
         END IF;
         RETURN format('%s seconds', secs);
@@ -306,10 +308,11 @@ $$;
 -- of job changes through a relation cache invalidation, and misses it when a
 -- transaction with thousands of catalog changes (registering clients) made
 -- it reset its caches: the jobs created then would not run until the next
--- job change.  discover() calls this after registering its files.  A reset
--- skips the messages already queued, so the change waits 1 second first: the
--- scheduler reads its queue at least that often.
-CREATE FUNCTION owsync._poke_cron() RETURNS void
+-- job change.  discover() calls this after registering its files (nothing
+-- to do when it registered none).  A reset skips the messages already
+-- queued, so the change waits 1 second first: the scheduler reads its queue
+-- at least that often.
+CREATE FUNCTION owsync._poke_cron(registered integer) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -317,7 +320,7 @@ DECLARE
     pgcron record;
 BEGIN
     PERFORM owsync._require_admin();
-    IF NOT EXISTS (SELECT 1 FROM owsync.client WHERE cron_schedule IS NOT NULL) THEN
+    IF registered = 0 OR NOT EXISTS (SELECT 1 FROM owsync.client WHERE cron_schedule IS NOT NULL) THEN
         RETURN;
     END IF;
     pgcron := owsync._cron();

@@ -28,6 +28,16 @@ BEGIN
 END
 $$;
 
+-- Is the session's user a superuser?  (Inside SECURITY DEFINER functions
+-- the current user is the extension's owner: the session's user is the
+-- caller.)
+CREATE FUNCTION owsync._session_is_superuser() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = session_user), false)
+$$;
+
 -- An error unless the session's user is a superuser or a member of
 -- owsync_admin.  (Inside the SECURITY DEFINER functions that call it, the
 -- current user is the extension's owner: the session's user is the caller.)
@@ -36,8 +46,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NOT coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = session_user), false)
-       AND NOT pg_has_role(session_user, 'owsync_admin', 'MEMBER') THEN
+    IF NOT owsync._session_is_superuser() AND NOT pg_has_role(session_user, 'owsync_admin', 'MEMBER') THEN
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
             MESSAGE = format('permission denied: role %s may not manage owsync clients', session_user),
             HINT = format('A superuser can GRANT owsync_admin TO %I.', session_user);
@@ -53,7 +62,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NOT coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = session_user), false)
+    IF NOT owsync._session_is_superuser()
        AND coalesce(current_setting('owsync.allowed_directories', true), '') = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
             MESSAGE = format('permission denied: role %s may not name SQLite files', session_user),
@@ -86,7 +95,7 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION
     owsync.register_client(text, text, text, jsonb), owsync.unregister_client(text, boolean),
     owsync._discover_plan(text), owsync._discover_one(text, text, text, text),
-    owsync._discover_counts(jsonb), owsync._poke_cron(), owsync.set_schedule(text, text), owsync.enable_sync(text),
+    owsync._discover_counts(jsonb), owsync._poke_cron(integer), owsync.set_schedule(text, text), owsync.enable_sync(text),
     owsync.disable_sync(text), owsync.pending(text), owsync.verify(text),
     owsync._start_run(text, text), owsync._work_run(bigint), owsync._finish_run(bigint)
   TO owsync_admin;
