@@ -22,7 +22,7 @@ SELECT table_name, path, inserted, quarantined FROM owsync.run_table WHERE quara
 -- every other chat arrived
 SELECT (SELECT count(*) FROM q_example_com.chat) AS mirrored,
        (SELECT count(*) FROM owsync_q_example_com_src.chat WHERE id <> (SELECT key ->> 'id' FROM owsync.quarantine)) AS readable;
-SELECT client, last_status, quarantined_rows FROM owsync.status;
+SELECT client, last_status, quarantined_rows FROM owsync.status_detail;
 
 -- a bad value arrives through the fast path (updated_at bumped): the mirror
 -- keeps that chat's previous version, the run applies the rest
@@ -44,7 +44,7 @@ CALL owsync.sync('q_example_com');
 SELECT count(*) AS still_quarantined FROM owsync.quarantine;
 SELECT count(*) AS tables, sum(missing + extra + coalesce(differing, 0)) AS differences
   FROM owsync.verify('q_example_com');
-SELECT run_id, mode, status, quarantined FROM owsync.history ORDER BY run_id;
+SELECT run_id, mode, status, quarantined FROM owsync.history_detail ORDER BY run_id;
 
 -- the default, abort, fails the run instead (and changes nothing)
 UPDATE owsync.client SET options = '{}' WHERE client = 'q_example_com';

@@ -57,7 +57,7 @@ SELECT owsync.disable_sync('sched_b');
 SELECT jobname FROM cron.job ORDER BY 1;
 SELECT client, enabled, schedule, cron_job IS NOT NULL AS has_job,
        next_run_at > now() AND next_run_at <= now() + interval '1 day' AS next_run_within_a_day
-  FROM owsync.status ORDER BY 1;
+  FROM owsync.status_detail ORDER BY 1;
 SELECT owsync.enable_sync('sched_b');
 SELECT owsync.set_schedule('sched_b', 'manual');
 SELECT jobname FROM cron.job ORDER BY 1;
@@ -75,16 +75,19 @@ SELECT count(*) AS jobs FROM cron.job;
 \! cp /tmp/owsync_regress/schedule/b.db /tmp/owsync_regress/schedule/b.good && printf 'this is not a database, it is a file of text that is long enough' > /tmp/owsync_regress/schedule/b.new && chmod 666 /tmp/owsync_regress/schedule/b.new && mv /tmp/owsync_regress/schedule/b.new /tmp/owsync_regress/schedule/b.db && rm -f /tmp/owsync_regress/schedule/b.db-wal /tmp/owsync_regress/schedule/b.db-shm
 SET application_name = 'pg_cron';
 CALL owsync.sync('sched_b');
-SELECT client, failures, next_attempt_at - last_run_at AS backoff, last_status FROM owsync.status;
+SELECT client, failures, next_attempt_at - last_run_at AS backoff, last_status FROM owsync.status_detail;
 CALL owsync.sync('sched_b');
 SELECT mode, status, scheduled, error FROM owsync.run ORDER BY run_id DESC LIMIT 1;
 RESET application_name;
 CALL owsync.sync('sched_b');
-SELECT client, failures, next_attempt_at - last_run_at AS backoff, last_status FROM owsync.status;
+SELECT client, failures, next_attempt_at - last_run_at AS backoff, last_status FROM owsync.status_detail;
 SELECT count(*) AS alerts FROM owsync.alert;
 CALL owsync.sync('sched_b');
 CALL owsync.sync('sched_b');
-SELECT client, failures, next_attempt_at - last_run_at AS backoff, last_status FROM owsync.status;
+SELECT client, failures, next_attempt_at - last_run_at AS backoff, last_status FROM owsync.status_detail;
+SELECT client, regexp_replace(last_run, '\d+s', 'Ns') AS last_run, problem FROM owsync.status;
+-- ages in owsync.status, from seconds to days
+SELECT i AS span, owsync._age(i) FROM unnest('{0, 59.4 s, 59.6 s, 61 s, 2 h 7 min 30 s, 3 days 4 hours 59 min}'::interval[]) i;
 SELECT client, event, payload ->> 'consecutive_failures' AS failures, payload ->> 'sqlstate' AS sqlstate,
        payload ->> 'error' AS error, payload ? 'at' AS dated FROM owsync.alert ORDER BY alert_id;
 -- the same in the metrics view (numbers for postgres_exporter)
@@ -93,7 +96,7 @@ SELECT client, enabled, scheduled, consecutive_failures, backing_off, runs_faile
   FROM owsync.metrics;
 \! mv /tmp/owsync_regress/schedule/b.good /tmp/owsync_regress/schedule/b.db
 CALL owsync.sync('sched_b');
-SELECT client, failures, next_attempt_at, last_status FROM owsync.status;
+SELECT client, failures, next_attempt_at, last_status FROM owsync.status_detail;
 SELECT event, payload ->> 'consecutive_failures' AS failures FROM owsync.alert ORDER BY alert_id;
 -- the same two alerts as notifications, in order
 \! sleep 8; python3 -c "import json, re, sys; [print('NOTIFY owsync_alert:', a['client'], a['event'], a['consecutive_failures'], a['sqlstate']) for a in (json.loads(p) for p in re.findall(r'with payload \"(.*)\" received from server process', open(sys.argv[1]).read()))]" /tmp/owsync_regress/schedule/listen.out

@@ -27,7 +27,7 @@ SELECT attname, format_type(atttypid, atttypmod), attnotnull, attcompression
   FROM pg_attribute WHERE attrelid = 'acme_quantabase_io.chat'::regclass AND attnum > 0
    AND attname IN ('id', 'title', 'archived', 'updated_at', 'chat', 'meta', 'pinned') ORDER BY attnum;
 SELECT indexdef FROM pg_indexes WHERE schemaname = 'acme_quantabase_io' AND tablename = 'chat' ORDER BY 1;
-SELECT client, enabled, schedule, last_status, last_error FROM owsync.status ORDER BY client;
+SELECT client, enabled, schedule, last_status, last_error FROM owsync.status_detail ORDER BY client;
 
 -- changes Open WebUI makes, then an incremental sync: everything arrives but
 -- a silent edit of a table with updated_at (found by the next reconcile)
@@ -48,13 +48,13 @@ CALL owsync.sync('nopk_example_com', 'reconcile');
 SELECT * FROM pg_temp.check('nopk_example_com');
 -- nothing committed to the file since: no table is even read
 CALL owsync.sync('acme_quantabase_io');
-SELECT status, source_unchanged, tables FROM owsync.history ORDER BY run_id DESC LIMIT 1;
+SELECT status, source_unchanged, tables FROM owsync.history_detail ORDER BY run_id DESC LIMIT 1;
 -- commits that leave what the mirror holds as it was (a title changed and
 -- changed back): tables read, nothing written
 \! sqlite3 /tmp/owsync_regress/sync/legacy.db "UPDATE chat SET title = title || 'x' WHERE rowid = (SELECT min(rowid) FROM chat); UPDATE chat SET title = substr(title, 1, length(title) - 1) WHERE rowid = (SELECT min(rowid) FROM chat);"
 CALL owsync.sync('acme_quantabase_io');
 SELECT status, source_unchanged, tables, inserted + updated + deleted AS rows_written
-  FROM owsync.history ORDER BY run_id DESC LIMIT 1;
+  FROM owsync.history_detail ORDER BY run_id DESC LIMIT 1;
 
 -- Open WebUI adding messages (with a fresh updated_at): the key set grew
 -- only by rows the fast path fetched, no key diff is needed; a deleted row
@@ -124,7 +124,16 @@ SELECT * FROM pg_temp.check('acme_quantabase_io');
 CALL owsync.sync('acme_quantabase_io', 'reconcile');
 SELECT status, sqlstate, error_table, error FROM owsync.run ORDER BY run_id DESC LIMIT 1;
 SELECT count(*) AS grant_new_in_mirror FROM acme_quantabase_io.access_grant WHERE id = 'grant-new';
-SELECT client, last_status, last_error IS NOT NULL AS has_error FROM owsync.status WHERE client = 'acme_quantabase_io';
+SELECT client, last_status, last_error IS NOT NULL AS has_error FROM owsync.status_detail WHERE client = 'acme_quantabase_io';
+-- owsync.status, for psql: the outcome and age of the last run, failures in a
+-- row, the error's first line cut short
+SELECT client, schedule, regexp_replace(last_run, '\d+s', 'Ns') AS last_run, next_run, problem
+  FROM owsync.status ORDER BY client;
+SET datestyle = iso;
+\o /tmp/owsync_regress/sync/status.txt
+SELECT * FROM owsync.status ORDER BY client;
+\o
+RESET datestyle;
 -- fixed at the source: the next run applies everything
 \! sqlite3 /tmp/owsync_regress/sync/legacy.db "UPDATE auth SET password = 'fixed' WHERE rowid = 1;"
 CALL owsync.sync('acme_quantabase_io', 'reconcile');
@@ -166,7 +175,16 @@ CALL owsync.sync('nobody');
 CALL owsync.sync('acme_quantabase_io', 'sometimes');
 
 SELECT run_id, client, mode, status, tables, inserted, updated, deleted, sqlstate, error_table
-  FROM owsync.history ORDER BY run_id;
+  FROM owsync.history_detail ORDER BY run_id;
+SELECT run_id, client, mode, status, result FROM owsync.history ORDER BY run_id;
+-- both views, every row of them, fit a terminal 120 columns wide (the status
+-- as it was with a failed client, above)
+SET datestyle = iso;
+\o /tmp/owsync_regress/sync/history.txt
+SELECT * FROM owsync.history ORDER BY run_id;
+\o
+\! cd /tmp/owsync_regress/sync && awk 'length > 120 { n++ } END { print NR " lines, " n + 0 " wider than 120 columns" }' status.txt history.txt
+RESET datestyle;
 
 -- unregister: the internals go, the mirror stays unless asked
 SELECT owsync.unregister_client('acme_quantabase_io');

@@ -116,8 +116,8 @@ SELECT count(*) AS deleted_chat_still_in_mirror FROM imc_quantabase_io.chat WHER
 
 \echo
 \echo '== 11. status and history (and verify: the mirror equals the file, every column compared)'
-SELECT client, schedule, last_status, last_error, lag < interval '1 minute' AS fresh FROM owsync.status;
-SELECT run_id, mode, status, source_unchanged, tables, inserted, updated, deleted FROM owsync.history ORDER BY run_id;
+SELECT * FROM owsync.status;
+SELECT * FROM owsync.history ORDER BY run_id;
 SELECT count(*) AS tables, sum(missing + extra + coalesce(differing, 0)) AS differences
   FROM owsync.verify('imc_quantabase_io');
 SQL
@@ -154,8 +154,8 @@ SELECT title, (SELECT round(extract(epoch FROM max(finished_at) - :'changed_at':
 
 \echo
 \echo '== 14. status and history: the scheduled run, the next one'
-SELECT client, schedule, cron_job, last_status, failures, next_run_at > now() AS next_run_ahead FROM owsync.status;
-SELECT run_id, mode, status, scheduled, tables, inserted, updated, deleted FROM owsync.history ORDER BY run_id;
+SELECT * FROM owsync.status;
+SELECT h.*, d.scheduled FROM owsync.history h JOIN owsync.history_detail d USING (run_id) ORDER BY run_id;
 SELECT owsync.set_schedule('imc_quantabase_io', 'manual') AS schedule;
 SQL
 

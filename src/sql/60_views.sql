@@ -1,6 +1,30 @@
--- What an operator reads in psql: one row per run, one row per client.
+-- What an operator reads in psql.  Two views for people, each one line per
+-- row within 120 columns (times as ages, errors cut to their first line), and
+-- the same facts with every column typed and in full in the _detail views,
+-- for queries, scripts and the full error text.
 
-CREATE VIEW owsync.history AS
+-- '12s', '3m05s', '2h07m', '4d03h': a duration the way an eye reads it.
+CREATE FUNCTION owsync._age(span interval) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN s < 60 THEN s || 's'
+            WHEN s < 3600 THEN s / 60 || 'm' || lpad((s % 60)::text, 2, '0') || 's'
+            WHEN s < 86400 THEN s / 3600 || 'h' || lpad((s % 3600 / 60)::text, 2, '0') || 'm'
+            ELSE s / 86400 || 'd' || lpad((s % 86400 / 3600)::text, 2, '0') || 'h' END
+  FROM (SELECT round(abs(extract(epoch FROM span)))::bigint) AS x(s)
+$$;
+
+-- The first line of a message, cut to width characters.
+CREATE FUNCTION owsync._brief(message text, width integer) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN length(l) > width THEN left(l, width - 3) || '...' ELSE l END
+  FROM (SELECT split_part(message, E'\n', 1)) AS x(l)
+$$;
+
+CREATE VIEW owsync.history_detail AS
 SELECT r.run_id, r.client, r.mode, r.status, r.scheduled, r.started_at, r.source_unchanged,
        r.finished_at - r.started_at AS duration,
        t.tables, t.rows_read, t.inserted, t.updated, t.deleted, t.quarantined,
@@ -11,9 +35,21 @@ SELECT r.run_id, r.client, r.mode, r.status, r.scheduled, r.started_at, r.source
                             sum(quarantined) AS quarantined
                        FROM owsync.run_table rt WHERE rt.run_id = r.run_id) t ON true;
 
-COMMENT ON VIEW owsync.history IS 'one row per sync run, newest last: status, per-run row counts, the error of a failed run';
+COMMENT ON VIEW owsync.history_detail IS 'one row per sync run: status, per-run row counts, the error of a failed run in full';
 
-CREATE VIEW owsync.status AS
+CREATE VIEW owsync.history AS
+SELECT h.run_id, h.client, h.started_at::timestamp(0) AS started, h.mode, h.status,
+       round(extract(epoch FROM h.duration), 3) AS seconds,
+       CASE WHEN h.error IS NOT NULL THEN owsync._brief(h.error, 30)
+            WHEN h.tables > 0 THEN
+                 '+' || h.inserted || ' ~' || h.updated || ' -' || h.deleted
+                 || CASE WHEN h.quarantined > 0 THEN ' !' || h.quarantined ELSE '' END
+       END AS result
+  FROM owsync.history_detail h;
+
+COMMENT ON VIEW owsync.history IS 'one line per sync run for psql: start (session time zone), seconds taken, and the rows changed as +inserted ~updated -deleted !quarantined or the error cut short (in full in owsync.history_detail)';
+
+CREATE VIEW owsync.status_detail AS
 SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
        last.started_at AS last_run_at, last.status AS last_status, last.error AS last_error,
        c.consecutive_failures AS failures, c.next_attempt_at,
@@ -32,7 +68,21 @@ SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
                       WHERE r.client = c.client AND r.status = 'succeeded'
                       ORDER BY r.run_id DESC LIMIT 1) ok ON true;
 
-COMMENT ON VIEW owsync.status IS 'one row per client: schedule and its pg_cron job, last run and its outcome, failures in a row and the backoff, last success, lag, rows in the mirror (statistics)';
+COMMENT ON VIEW owsync.status_detail IS 'one row per client: schedule and its pg_cron job, last run and its outcome, failures in a row and the backoff, next run, last success, lag, rows in the mirror (statistics), quarantined rows';
+
+CREATE VIEW owsync.status AS
+SELECT d.client, d.enabled, d.schedule, d.cron_job,
+       d.last_status || ' ' || owsync._age(now() - d.last_run_at) || ' ago' AS last_run,
+       CASE WHEN d.next_run_at <= now() THEN 'due'
+            ELSE 'in ' || owsync._age(d.next_run_at - now()) END AS next_run,
+       coalesce(owsync._age(d.lag), 'never') AS lag,
+       CASE WHEN d.last_status = 'failed' THEN
+                 owsync._brief(CASE WHEN d.failures > 1 THEN d.failures || 'x: ' ELSE '' END
+                               || d.last_error, 24)
+            WHEN d.quarantined_rows > 0 THEN d.quarantined_rows || ' quarantined' END AS problem
+  FROM owsync.status_detail d;
+
+COMMENT ON VIEW owsync.status IS 'one line per client for psql: schedule and pg_cron job, outcome and age of the last run, next run, lag since the last success, the problem if any: failures in a row and the error cut short, or rows quarantined (in full in owsync.status_detail)';
 
 -- One row per client, every column a number: the shape postgres_exporter's
 -- custom queries turn into Prometheus metrics (docs/postgres_exporter.yaml).

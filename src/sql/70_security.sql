@@ -13,8 +13,8 @@
 --                 reader_role): USAGE on the client's mirror schema and SELECT
 --                 on its tables but the withheld ones (option withheld_tables,
 --                 default auth, api_key, config, oauth_session,
---                 channel_webhook: they hold secrets).  Through owsync.status
---                 and owsync.history (views that run as the caller) and
+--                 channel_webhook: they hold secrets).  Through owsync's views
+--                 (status, history and their _detail; they run as the caller) and
 --                 owsync's tables, it sees its own client's rows only (row
 --                 level security).
 --   everyone      nothing of the sync layer; the wrapper's own functions
@@ -90,7 +90,7 @@ GRANT EXECUTE ON FUNCTION
     owsync.key_set_hash(text, text, text[]), owsync.moved_buckets(bigint[], bigint[], bigint[]),
     owsync.key_hashes(text, text, text[], integer, integer[]), owsync.key_hash("any"),
     owsync.find_files(text), owsync.client_names(text), owsync.client_name_for_path(text, text),
-    owsync._next_run(text, timestamptz)
+    owsync._next_run(text, timestamptz), owsync._age(interval), owsync._brief(text, integer)
   TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
     owsync.register_client(text, text, text, jsonb), owsync.unregister_client(text, boolean),
@@ -126,8 +126,11 @@ CREATE POLICY visible_client ON owsync.alert FOR SELECT
     USING (client IN (SELECT c.client FROM owsync.client c));
 ALTER VIEW owsync.status SET (security_invoker = true);
 ALTER VIEW owsync.history SET (security_invoker = true);
+ALTER VIEW owsync.status_detail SET (security_invoker = true);
+ALTER VIEW owsync.history_detail SET (security_invoker = true);
 ALTER VIEW owsync.metrics SET (security_invoker = true);
-GRANT SELECT ON owsync.status, owsync.history, owsync.metrics TO PUBLIC;
+GRANT SELECT ON owsync.status, owsync.status_detail, owsync.history, owsync.history_detail,
+                owsync.metrics TO PUBLIC;
 
 -- Give a client's reader role SELECT on a mirror table, unless it is withheld.
 CREATE FUNCTION owsync._grant_reader(p_client text, p_table text) RETURNS void
