@@ -565,9 +565,54 @@ owsync_convert_value(OwsyncColumn *col, sqlite3_stmt *stmt, int idx,
 	}
 }
 
+/* Text in the server encoding, bound as UTF-8. */
+static int
+bind_text(sqlite3_stmt *stmt, int idx, const char *s, int len)
+{
+	char	   *u = pg_server_to_any(s, len, PG_UTF8);
+
+	if (u != s)
+		len = strlen(u);
+	return sqlite3_bind_text(stmt, idx, u, len, SQLITE_TRANSIENT);
+}
+
+/* A timestamp as Python's str(datetime) writes it: microseconds only when not zero. */
+static char *
+timestamp_text(Timestamp ts, bool date_only)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (TIMESTAMP_NOT_FINITE(ts) || timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0 ||
+		tm.tm_year < 1 || tm.tm_year > 9999)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("%s value is out of range for SQLite", date_only ? "date" : "timestamp"),
+				 errdetail("SQLite holds dates as text YYYY-MM-DD, for years 1 to 9999.")));
+	if (date_only)
+		return psprintf("%04d-%02d-%02d", tm.tm_year, tm.tm_mon, tm.tm_mday);
+	if (fsec != 0)
+		return psprintf("%04d-%02d-%02d %02d:%02d:%02d.%06d", tm.tm_year, tm.tm_mon, tm.tm_mday,
+						tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+	return psprintf("%04d-%02d-%02d %02d:%02d:%02d", tm.tm_year, tm.tm_mon, tm.tm_mday,
+					tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
 /*
- * Bind a PostgreSQL value as a SQLite parameter (pushed-down comparisons).
- * Only the types deparse.c pushes arrive here.
+ * Bind a PostgreSQL value as a SQLite parameter, in the form the value had
+ * in SQLite: the inverse of owsync_convert_value for every type the wrapper
+ * maps, so that pushed-down comparisons, writes and restore agree.
+ *
+ *	integers, boolean		INTEGER (booleans 0 and 1)
+ *	float					REAL
+ *	text, json				TEXT, byte for byte (json keeps its exact text;
+ *							the JSON column's NUMERIC affinity turns '5'
+ *							back into the integer it was read from)
+ *	numeric					TEXT of the number (NUMERIC affinity again)
+ *	jsonb					TEXT as jsonb writes it (not the original bytes)
+ *	bytea					BLOB
+ *	date, timestamp			TEXT 'YYYY-MM-DD[ HH:MM:SS[.ffffff]]'
+ *	anything else			TEXT through the type's output function
  */
 void
 owsync_bind_datum(OwsyncConn *conn, sqlite3_stmt *stmt, int idx, Datum value,
@@ -579,38 +624,81 @@ owsync_bind_datum(OwsyncConn *conn, sqlite3_stmt *stmt, int idx, Datum value,
 		rc = sqlite3_bind_null(stmt, idx);
 	else
 	{
-		switch (typid)
+		switch (owsync_kind_for_type(typid))
 		{
-			case INT8OID:
+			case OWK_INT8:
 				rc = sqlite3_bind_int64(stmt, idx, DatumGetInt64(value));
 				break;
-			case INT4OID:
+			case OWK_INT4:
 				rc = sqlite3_bind_int64(stmt, idx, DatumGetInt32(value));
 				break;
-			case INT2OID:
+			case OWK_INT2:
 				rc = sqlite3_bind_int64(stmt, idx, DatumGetInt16(value));
 				break;
-			case BOOLOID:
+			case OWK_BOOL:
 				rc = sqlite3_bind_int64(stmt, idx, DatumGetBool(value) ? 1 : 0);
 				break;
-			case FLOAT8OID:
+			case OWK_FLOAT8:
 				rc = sqlite3_bind_double(stmt, idx, DatumGetFloat8(value));
 				break;
-			case FLOAT4OID:
+			case OWK_FLOAT4:
 				rc = sqlite3_bind_double(stmt, idx, DatumGetFloat4(value));
 				break;
-			case TEXTOID:
-			case VARCHAROID:
+			case OWK_TEXT:
+			case OWK_JSON:
 				{
 					text	   *t = DatumGetTextPP(value);
-					char	   *s = pg_server_to_any(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), PG_UTF8);
-					int			len = (s == VARDATA_ANY(t)) ? VARSIZE_ANY_EXHDR(t) : strlen(s);
 
-					rc = sqlite3_bind_text(stmt, idx, s, len, SQLITE_TRANSIENT);
+					rc = bind_text(stmt, idx, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 					break;
 				}
-			default:
-				elog(ERROR, "owsync_fdw cannot bind a parameter of type %u", typid);
+			case OWK_BYTEA:
+				{
+					bytea	   *b = DatumGetByteaPP(value);
+
+					rc = sqlite3_bind_blob(stmt, idx, VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b),
+										   SQLITE_TRANSIENT);
+					break;
+				}
+			case OWK_JSONB:
+				{
+					char	   *s = JsonbToCString(NULL, &DatumGetJsonbP(value)->root,
+												   VARSIZE(DatumGetJsonbP(value)));
+
+					rc = bind_text(stmt, idx, s, strlen(s));
+					break;
+				}
+			case OWK_DATE:
+				{
+					DateADT		d = DatumGetDateADT(value);
+					char	   *s;
+
+					/* a date's range is wider than a timestamp's: out of range for both */
+					if (DATE_NOT_FINITE(d) || d >= (TIMESTAMP_END_JULIAN - POSTGRES_EPOCH_JDATE))
+						s = timestamp_text(DT_NOBEGIN, true);	/* raises the error */
+					else
+						s = timestamp_text((Timestamp) d * USECS_PER_DAY, true);
+					rc = bind_text(stmt, idx, s, strlen(s));
+					break;
+				}
+			case OWK_TIMESTAMP:
+				{
+					char	   *s = timestamp_text(DatumGetTimestamp(value), false);
+
+					rc = bind_text(stmt, idx, s, strlen(s));
+					break;
+				}
+			default:			/* numeric and any other type: its text */
+				{
+					Oid			outfunc;
+					bool		varlena;
+					char	   *s;
+
+					getTypeOutputInfo(typid, &outfunc, &varlena);
+					s = OidOutputFunctionCall(outfunc, value);
+					rc = bind_text(stmt, idx, s, strlen(s));
+					break;
+				}
 		}
 	}
 	if (rc != SQLITE_OK)
