@@ -18,7 +18,7 @@ CREATE FOREIGN TABLE regress_values.bad (
 ) SERVER regress_values;
 
 -- declared types: BIGINT, BOOLEAN, JSON, TEXT, VARCHAR(5) (length never
--- enforced by SQLite: text), DATE, DATETIME holding date texts, REAL,
+-- enforced by SQLite: text), DATE, DATETIME holding date texts (text: their form varies, a timestamp would lose it), REAL,
 -- NUMERIC, BLOB
 SELECT attname, format_type(atttypid, atttypmod) AS type, attnotnull,
        array_to_string(attfdwoptions, ',') AS options

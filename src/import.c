@@ -13,9 +13,15 @@
  *	BLOB							bytea
  *	REAL, FLOA, DOUB				double precision
  *	NUMERIC, DECIMAL				numeric
- *	DATE, DATETIME, TIMESTAMP		date/timestamp when the stored values are
- *									text, bigint when they are integers (the
- *									legacy chat.created_at holds epoch seconds)
+ *	DATE							date when the stored values are text
+ *									('YYYY-MM-DD', which reads back the same)
+ *	DATETIME, TIMESTAMP				text when the stored values are text: their
+ *									form varies by writer ('... 06:27:32' from
+ *									CURRENT_TIMESTAMP, '... 06:27:32.000000'
+ *									from peewee) and a timestamp would lose it,
+ *									so a restore could not write it back
+ *	DATE, DATETIME, TIMESTAMP		bigint when they are integers (the legacy
+ *									chat.created_at holds epoch seconds)
  *	anything else, or no type		by the stored values (text when none)
  *
  * Key columns get OPTIONS (key 'true'): the declared primary key, or else
@@ -140,7 +146,7 @@ map_type(OwsyncConn *conn, const char *table, ImportColumn *col, bool jsonb)
 		if (seen == SEEN_INTEGER)
 			return "bigint";
 		if ((seen & ~SEEN_TEXT) == 0)
-			return is_date ? "date" : "timestamp";
+			return is_date ? "date" : "text";
 		ambiguous_column(table, col->name, col->decltype, seen);
 	}
 	switch (seen)

@@ -175,6 +175,8 @@ resolve_real_path(const char *path, const char *servername)
  * taken off the list, stops the file from being opened.  Entries that do not
  * exist are skipped.
  */
+static char *check_path(const char *path, const char *servername, bool unlisted_ok);
+
 static bool
 in_allowed_directories(const char *real, bool *listed)
 {
@@ -212,6 +214,28 @@ in_allowed_directories(const char *real, bool *listed)
 char *
 owsync_resolve_path(const char *path, const char *servername)
 {
+	return check_path(path, servername, servername != NULL || superuser());
+}
+
+/*
+ * The same rules for a file restore is about to create or replace: inside
+ * owsync.allowed_directories, or anywhere but the data directory for a
+ * superuser when the list is empty (the caller says whether the session's
+ * user is one).
+ */
+char *
+owsync_resolve_target_path(const char *path, bool superuser_asks)
+{
+	return check_path(path, NULL, superuser_asks);
+}
+
+/*
+ * The checks behind both: unlisted_ok says whether an empty
+ * owsync.allowed_directories lets the path through.
+ */
+static char *
+check_path(const char *path, const char *servername, bool unlisted_ok)
+{
 	char	   *real;
 	char	   *datadir;
 	bool		inside;
@@ -247,7 +271,7 @@ owsync_resolve_path(const char *path, const char *servername)
 				 errdetail("The file lies inside the PostgreSQL data directory.")));
 
 	inside = in_allowed_directories(real, &listed);
-	if (!listed && servername == NULL && !superuser())
+	if (!listed && !unlisted_ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg_path(PATH_DENIED, path, servername),

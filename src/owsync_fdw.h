@@ -49,6 +49,7 @@ extern bool owsync_get_column_is_key(Oid relid, AttrNumber attnum);
 extern bool owsync_get_column_is_digest(Oid relid, AttrNumber attnum);
 extern bool owsync_get_column_is_raw(Oid relid, AttrNumber attnum);
 extern char *owsync_resolve_path(const char *path, const char *servername);
+extern char *owsync_resolve_target_path(const char *path, bool superuser_asks);
 
 /* ------------------------------------------------------------------------
  * connection.c: connection cache, snapshots, SQLite errors

@@ -122,16 +122,17 @@ owsync_bench_db() {
   chmod 0777 "$BENCH_DIR"; chmod 0666 "$BENCH_DB"
 }
 
-# Shared directory for SQLite fixtures: removed (stale files of an earlier run) and created
-# anew, owned by the server's OS user and writable by everyone, so that files created by the
-# tests (as the calling user, root in CI) sit in a directory the server can also write
-# (SQLite creates -wal/-shm next to the database even for read-only connections).
+# Shared directory for SQLite fixtures, owned by the server's OS user and writable by
+# everyone, so that files created by the tests (as the calling user, root in CI) sit in a
+# directory the server can also write (SQLite creates -wal/-shm next to the database even for
+# read-only connections).  Each test removes and recreates its own subdirectory, so runs of
+# different tests side by side (two checkouts on one machine) do not pull the floor from
+# under each other: the directory itself is kept.
 owsync_test_dir() {
   export OWSYNC_TEST_DIR=${1:-/tmp/owsync_regress}
-  rm -rf "$OWSYNC_TEST_DIR"
-  mkdir -m 0777 "$OWSYNC_TEST_DIR"     # mode given to mkdir -m is not reduced by the umask
+  mkdir -p -m 0777 "$OWSYNC_TEST_DIR"  # mode given to mkdir -m is not reduced by the umask
+  chmod 0777 "$OWSYNC_TEST_DIR"
   owsync_give_to_pg "$OWSYNC_TEST_DIR"
-  OWSYNC_CLEANUP_DIRS+=("$OWSYNC_TEST_DIR")
 }
 
 # owsync_cluster_start CRON_DB: initdb + start a throwaway cluster in $OWSYNC_WORK/data with

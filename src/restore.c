@@ -1,0 +1,732 @@
+/*-------------------------------------------------------------------------
+ *
+ * restore.c
+ *		Write PostgreSQL relations out as a new SQLite file, verified.
+ *
+ * owsync._write_sqlite() is the one writer behind owsync.restore (a
+ * client's mirror, with the DDL captured from its source) and
+ * owsync.restore_from_schema (a schema Open WebUI created on PostgreSQL,
+ * with DDL generated for it).  It gets the statements to replay and, for
+ * each SQLite table, the relation holding its rows, and:
+ *
+ *	1. creates a file beside the target under a temporary name (O_EXCL),
+ *	2. replays the statements in their order, so that sqlite_master reads
+ *	   as the source's did,
+ *	3. copies every relation's rows in one SQLite transaction (journal off
+ *	   during the load: until the rename, the file is nobody's), each value
+ *	   bound in its SQLite form (owsync_bind_datum), columns matched by name,
+ *	4. checks the file: PRAGMA integrity_check, then every table read back
+ *	   through the wrapper's own read conversion (owsync_convert_value) must
+ *	   give the same number of rows and the same sum of row hashes as the
+ *	   rows written,
+ *	5. sets the journal mode (WAL for Open WebUI), fsyncs the file, renames
+ *	   it to the target (refusing to replace a file unless told) and fsyncs
+ *	   the directory.
+ *
+ * Any error removes the temporary file, so the target is either the
+ * complete, checked file or untouched.  A backend killed on the way leaves
+ * only the temporary file (named after the target and the backend's pid),
+ * never a file at the target.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "owsync_fdw.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "utils/datum.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+/* rows fetched from a relation at a time */
+#define RESTORE_BATCH 1000
+
+/* One SQLite table to fill and the relation its rows come from. */
+typedef struct RestoreTable
+{
+	char	   *name;			/* SQLite table */
+	Oid			relid;			/* PostgreSQL relation */
+	int			ncols;
+	char	  **colnames;		/* SQLite columns, in their order */
+	OwsyncColumn *cols;			/* the relation's column of the same name */
+	bool	   *byval;			/* the columns' types: by value? */
+	int16	   *typlen;			/* their lengths */
+	int64		rows;			/* rows written */
+	uint64		hash;			/* sum of the written rows' hashes */
+	uint64	   *colhash;		/* by column, the sum of its values' hashes */
+} RestoreTable;
+
+/*
+ * The hash of a row's values as PostgreSQL holds them: by-value types by
+ * their Datum, others by their bytes, NULL by a tag; each value's hash is
+ * also added to its column's sum, so that a difference can be named.  Both
+ * sides of the check (the relation's rows, the file's rows read back) are
+ * hashed here.
+ */
+static uint64
+row_hash(RestoreTable *t, Datum *values, bool *nulls, uint64 *colhash)
+{
+	uint64		h = 0;
+
+	for (int i = 0; i < t->ncols; i++)
+	{
+		uint64		vh;
+
+		if (nulls[i])
+			vh = 0x9e3779b97f4a7c15ULL;
+		else if (t->byval[i])
+			vh = XXH3_64bits(&values[i], sizeof(Datum));
+		else if (t->typlen[i] == -1)
+		{
+			struct varlena *v = PG_DETOAST_DATUM_PACKED(values[i]);
+
+			vh = XXH3_64bits(VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+		}
+		else
+			vh = XXH3_64bits(DatumGetPointer(values[i]),
+							 datumGetSize(values[i], false, t->typlen[i]));
+		colhash[i] += vh;
+		h = h * 0x100000001b3ULL + vh;
+	}
+	return h;
+}
+
+/* Run one statement that returns no row. */
+static void
+exec_sqlite(OwsyncConn *conn, const char *sql, const char *what)
+{
+	sqlite3_stmt *stmt = owsync_prepare(conn, sql);
+
+	PG_TRY();
+	{
+		owsync_step(conn, stmt, what);
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(stmt);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * The restore connection may build its own file, nothing else: no ATTACH,
+ * no loading of extensions (also disabled), no other file reached.
+ */
+static int
+restore_authorizer(void *arg, int action, const char *a1, const char *a2,
+				   const char *a3, const char *a4)
+{
+	if (action == SQLITE_ATTACH || action == SQLITE_DETACH)
+		return SQLITE_DENY;
+	return SQLITE_OK;
+}
+
+/*
+ * Replay one captured statement.  Its text comes from the tenant's file, so
+ * it must be exactly one CREATE statement of the kind sqlite_master says.
+ */
+static void
+replay_ddl(OwsyncConn *conn, const char *sql, const char *label)
+{
+	sqlite3_stmt *stmt = NULL;
+	const char *tail = NULL;
+	int			rc;
+
+	if (pg_strncasecmp(sql, "CREATE ", 7) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("schema entry %s is not a CREATE statement", label),
+				 errdetail("Statement: %.200s", sql)));
+	rc = sqlite3_prepare_v2(conn->db, sql, -1, &stmt, &tail);
+	if (rc == SQLITE_OK && tail && strspn(tail, " \t\r\n;") != strlen(tail))
+	{
+		sqlite3_finalize(stmt);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("schema entry %s holds more than one statement", label),
+				 errdetail("Statement: %.200s", sql)));
+	}
+	if (rc != SQLITE_OK)
+		ereport(ERROR,
+				(errcode(owsync_sqlstate(rc, sqlite3_errmsg(conn->db))),
+				 errmsg("could not create %s in the restored file: %s", label, sqlite3_errmsg(conn->db)),
+				 errdetail("Statement: %.200s", sql)));
+	PG_TRY();
+	{
+		owsync_step(conn, stmt, "create the schema");
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(stmt);
+	}
+	PG_END_TRY();
+}
+
+/* Match the SQLite table's columns (PRAGMA table_info) with the relation's, by name. */
+static void
+plan_table(OwsyncConn *conn, RestoreTable *t)
+{
+	sqlite3_stmt *stmt;
+	Relation	rel = relation_open(t->relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	List	   *names = NIL;
+	ListCell   *lc;
+	int			i;
+
+	stmt = owsync_prepare(conn, "SELECT name FROM pragma_table_info(?1) ORDER BY cid");
+	PG_TRY();
+	{
+		sqlite3_bind_text(stmt, 1, t->name, -1, SQLITE_STATIC);
+		while (owsync_step(conn, stmt, "read a table's columns") == SQLITE_ROW)
+			names = lappend(names, pstrdup((const char *) sqlite3_column_text(stmt, 0)));
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(stmt);
+	}
+	PG_END_TRY();
+
+	t->ncols = list_length(names);
+	t->colnames = palloc(sizeof(char *) * t->ncols);
+	t->cols = palloc0(sizeof(OwsyncColumn) * t->ncols);
+	t->byval = palloc(sizeof(bool) * t->ncols);
+	t->colhash = palloc0(sizeof(uint64) * t->ncols);
+	t->typlen = palloc(sizeof(int16) * t->ncols);
+	i = 0;
+	foreach(lc, names)
+	{
+		char	   *name = lfirst(lc);
+		int			a;
+
+		t->colnames[i] = name;
+		for (a = 0; a < desc->natts; a++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, a);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+				break;
+		}
+		if (a == desc->natts)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" of SQLite table \"%s\" has no column in \"%s\"",
+							name, t->name, RelationGetRelationName(rel)),
+					 errdetail("The file's schema and the relation holding its rows disagree."),
+					 errhint("Sync the client again, so that its captured schema matches its mirror.")));
+		owsync_init_column(&t->cols[i], a + 1, name, TupleDescAttr(desc, a)->atttypid,
+						   TupleDescAttr(desc, a)->atttypmod);
+		get_typlenbyval(t->cols[i].typid, &t->typlen[i], &t->byval[i]);
+		i++;
+	}
+	/* every column of the relation must reach the file (owsync_* are owsync's own) */
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+		bool		found = false;
+
+		if (att->attisdropped || strncmp(NameStr(att->attname), "owsync_", 7) == 0)
+			continue;
+		for (i = 0; i < t->ncols && !found; i++)
+			found = strcmp(t->colnames[i], NameStr(att->attname)) == 0;
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" of \"%s\" has no column in SQLite table \"%s\"",
+							NameStr(att->attname), RelationGetRelationName(rel), t->name),
+					 errdetail("Its values would be lost."),
+					 errhint("Sync the client again, so that its captured schema matches its mirror.")));
+	}
+	relation_close(rel, AccessShareLock);
+	if (t->ncols == 0)
+		elog(ERROR, "SQLite table \"%s\" has no columns", t->name);
+}
+
+/* Copy a relation's rows into its SQLite table. */
+static void
+copy_table(OwsyncConn *conn, RestoreTable *t)
+{
+	StringInfoData sql;
+	sqlite3_stmt *ins;
+	Portal		portal;
+	SPIPlanPtr	plan;
+	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext, "owsync restore row",
+												 ALLOCSET_DEFAULT_SIZES);
+	Datum	   *values = palloc(sizeof(Datum) * t->ncols);
+	bool	   *nulls = palloc(sizeof(bool) * t->ncols);
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "INSERT INTO ");
+	owsync_quote_ident(&sql, t->name);
+	appendStringInfoString(&sql, " (");
+	for (int i = 0; i < t->ncols; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&sql, ", ");
+		owsync_quote_ident(&sql, t->colnames[i]);
+	}
+	appendStringInfoString(&sql, ") VALUES (");
+	for (int i = 0; i < t->ncols; i++)
+		appendStringInfo(&sql, "%s?%d", i > 0 ? ", " : "", i + 1);
+	appendStringInfoChar(&sql, ')');
+	ins = owsync_prepare(conn, sql.data);
+
+	resetStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (int i = 0; i < t->ncols; i++)
+		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", quote_identifier(t->colnames[i]));
+	appendStringInfo(&sql, " FROM %s",
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(t->relid)),
+												get_rel_name(t->relid)));
+
+	PG_TRY();
+	{
+		plan = SPI_prepare(sql.data, 0, NULL);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data, SPI_result_code_string(SPI_result));
+		portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+		for (;;)
+		{
+			SPI_cursor_fetch(portal, true, RESTORE_BATCH);
+			if (SPI_processed == 0)
+				break;
+			for (uint64 r = 0; r < SPI_processed; r++)
+			{
+				HeapTuple	tup = SPI_tuptable->vals[r];
+				MemoryContext old = MemoryContextSwitchTo(rowcxt);
+
+				CHECK_FOR_INTERRUPTS();
+				for (int i = 0; i < t->ncols; i++)
+				{
+					values[i] = SPI_getbinval(tup, SPI_tuptable->tupdesc, i + 1, &nulls[i]);
+					owsync_bind_datum(conn, ins, i + 1, values[i], t->cols[i].typid, nulls[i]);
+				}
+				owsync_step(conn, ins, "write a row");
+				sqlite3_reset(ins);
+				t->hash += row_hash(t, values, nulls, t->colhash);
+				t->rows++;
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(rowcxt);
+			}
+			SPI_freetuptable(SPI_tuptable);
+		}
+		SPI_cursor_close(portal);
+		SPI_freeplan(plan);
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(ins);
+	}
+	PG_END_TRY();
+	MemoryContextDelete(rowcxt);
+}
+
+/* Read a table back from the file as the wrapper reads a source: same rows? */
+static void
+check_table(OwsyncConn *conn, RestoreTable *t)
+{
+	StringInfoData sql;
+	sqlite3_stmt *stmt;
+	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext, "owsync restore check",
+												 ALLOCSET_DEFAULT_SIZES);
+	Datum	   *values = palloc(sizeof(Datum) * t->ncols);
+	bool	   *nulls = palloc(sizeof(bool) * t->ncols);
+	OwsyncRowRef ref = {conn->servername, t->name, NULL, 0, NULL, NULL};
+	int64		rows = 0;
+	uint64		hash = 0;
+	uint64	   *colhash = palloc0(sizeof(uint64) * t->ncols);
+	StringInfoData cols;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (int i = 0; i < t->ncols; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&sql, ", ");
+		owsync_quote_ident(&sql, t->colnames[i]);
+	}
+	appendStringInfoString(&sql, " FROM ");
+	owsync_quote_ident(&sql, t->name);
+	stmt = owsync_prepare(conn, sql.data);
+	ref.stmt = stmt;
+	PG_TRY();
+	{
+		while (owsync_step(conn, stmt, "read the restored file back") == SQLITE_ROW)
+		{
+			MemoryContext old = MemoryContextSwitchTo(rowcxt);
+
+			CHECK_FOR_INTERRUPTS();
+			for (int i = 0; i < t->ncols; i++)
+				values[i] = owsync_convert_value(&t->cols[i], stmt, i, &nulls[i], &ref);
+			hash += row_hash(t, values, nulls, colhash);
+			rows++;
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(rowcxt);
+		}
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(stmt);
+	}
+	PG_END_TRY();
+	MemoryContextDelete(rowcxt);
+
+	if (rows == t->rows && hash == t->hash)
+		return;
+	initStringInfo(&cols);
+	for (int i = 0; i < t->ncols; i++)
+		if (colhash[i] != t->colhash[i])
+			appendStringInfo(&cols, "%s\"%s\"", cols.len ? ", " : "", t->colnames[i]);
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("restored table \"%s\" does not read back as written", t->name),
+			 rows != t->rows ?
+			 errdetail("Written: " INT64_FORMAT " rows; read back: " INT64_FORMAT ".", t->rows, rows) :
+			 cols.len ?
+			 errdetail("Values of column %s differ after the way to SQLite and back.", cols.data) :
+			 errdetail("Values moved between rows."),
+			 errhint("SQLite's column affinity changes some values (json 1.0 becomes 1 in a JSON column); the target was not written.")));
+}
+
+static void
+check_integrity(OwsyncConn *conn)
+{
+	sqlite3_stmt *stmt = owsync_prepare(conn, "PRAGMA integrity_check");
+	StringInfoData problems;
+
+	initStringInfo(&problems);
+	PG_TRY();
+	{
+		while (owsync_step(conn, stmt, "check the restored file") == SQLITE_ROW)
+		{
+			const char *line = (const char *) sqlite3_column_text(stmt, 0);
+
+			if (strcmp(line, "ok") != 0 && problems.len < 1000)
+				appendStringInfo(&problems, "%s%s", problems.len ? "; " : "", line);
+		}
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(stmt);
+	}
+	PG_END_TRY();
+	if (problems.len > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("restored file fails PRAGMA integrity_check"),
+				 errdetail("%s", problems.data)));
+}
+
+static void
+fsync_path(const char *path, bool isdir)
+{
+	int			fd = OpenTransientFile(path, isdir ? O_RDONLY : O_RDWR);
+
+	if (fd < 0 || pg_fsync(fd) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not fsync \"%s\": %m", path)));
+	CloseTransientFile(fd);
+}
+
+/* Is b the file sta describes (same device and inode)? */
+static bool
+same_file(const struct stat *sta, const char *b)
+{
+	struct stat stb;
+
+	return stat(b, &stb) == 0 && sta->st_dev == stb.st_dev && sta->st_ino == stb.st_ino;
+}
+
+/*
+ * Temporary files of earlier restores to the same target whose backend is
+ * gone (killed on the way): removed.
+ */
+static void
+remove_stale_temps(const char *real)
+{
+	char	   *dir = pstrdup(real);
+	const char *base = last_dir_separator(real) + 1;
+	char	   *prefix = psprintf("%s.owsync-restore-", base);
+	DIR		   *d;
+	struct dirent *de;
+
+	get_parent_directory(dir);
+	d = AllocateDir(dir);
+	while ((de = ReadDir(d, dir)) != NULL)
+	{
+		int			pid;
+		char		rest[16];
+
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 ||
+			sscanf(de->d_name + strlen(prefix), "%d%15s", &pid, rest) < 1 ||
+			pid == MyProcPid || (kill(pid, 0) != 0 && errno != ESRCH))
+			continue;
+		if (kill(pid, 0) != 0)
+			unlink(psprintf("%s/%s", dir, de->d_name));
+	}
+	FreeDir(d);
+}
+
+/* Remove the temporary file and what SQLite may have put beside it. */
+static void
+remove_temp(const char *tmp)
+{
+	unlink(tmp);
+	unlink(psprintf("%s-journal", tmp));
+	unlink(psprintf("%s-wal", tmp));
+	unlink(psprintf("%s-shm", tmp));
+}
+
+/*
+ * Check who asks and where the file goes; returns the target's real path.
+ * The session's user decides (the SQL callers run as the extension's
+ * owner): a superuser, or a member of pg_write_server_files.
+ */
+static char *
+check_target(const char *target, bool overwrite, ArrayType *forbidden)
+{
+	Oid			who = GetSessionUserId();
+	char	   *real;
+	struct stat st;
+	Datum	   *paths;
+	bool	   *pnulls;
+	int			npaths;
+	char	   *wal;
+
+	if (!superuser_arg(who) && !has_privs_of_role(who, ROLE_PG_WRITE_SERVER_FILES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to write SQLite file \"%s\"", target),
+				 errdetail("Restoring writes a file on the database server."),
+				 errhint("Only superusers and members of pg_write_server_files may restore.")));
+	real = owsync_resolve_target_path(target, superuser_arg(who));
+
+	deconstruct_array(forbidden, TEXTOID, -1, false, TYPALIGN_INT, &paths, &pnulls, &npaths);
+	for (int i = 0; i < npaths; i++)
+	{
+		char	   *src;
+		bool		same;
+
+		if (pnulls[i])
+			continue;
+		src = realpath(TextDatumGetCString(paths[i]), NULL);
+		same = (src && strcmp(src, real) == 0) ||
+			(stat(real, &st) == 0 && same_file(&st, TextDatumGetCString(paths[i])));
+		free(src);
+		if (same)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("file \"%s\" is the source of a registered client", target),
+					 errdetail("A restore never writes over a file owsync syncs from."),
+					 errhint("Restore to a new path, then point the client at it with the option reattach.")));
+	}
+	if (stat(real, &st) == 0)
+	{
+		if (!overwrite)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_FILE),
+					 errmsg("file \"%s\" already exists", target),
+					 errhint("Choose a new path, or pass overwrite => true to replace the file.")));
+		wal = psprintf("%s-wal", real);
+		if (stat(wal, &st) == 0 && st.st_size > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("file \"%s\" has a write-ahead log that is not empty", target),
+					 errdetail("\"%s\" holds %lld bytes: the file is in use or was not checkpointed.",
+							   wal, (long long) st.st_size),
+					 errhint("Stop whatever uses the file, or restore to a new path.")));
+	}
+	return real;
+}
+
+/*
+ * owsync._write_sqlite(target text, overwrite boolean, label text,
+ *                      ddl text[], ddl_labels text[],
+ *                      tables text[], relations regclass[],
+ *                      journal_mode text, forbidden text[])
+ *   RETURNS TABLE (table_name text, rows bigint)
+ *
+ * ddl: the CREATE statements in sqlite_master's order; tables/relations:
+ * each SQLite table and the relation whose rows it gets; forbidden: the
+ * files registered clients sync from.
+ */
+PG_FUNCTION_INFO_V1(owsync_write_sqlite);
+
+Datum
+owsync_write_sqlite(PG_FUNCTION_ARGS)
+{
+	char	   *target = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	bool		overwrite = PG_GETARG_BOOL(1);
+	char	   *label = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	ArrayType  *ddl = PG_GETARG_ARRAYTYPE_P(3);
+	ArrayType  *ddl_labels = PG_GETARG_ARRAYTYPE_P(4);
+	ArrayType  *tables = PG_GETARG_ARRAYTYPE_P(5);
+	ArrayType  *relations = PG_GETARG_ARRAYTYPE_P(6);
+	char	   *journal_mode = text_to_cstring(PG_GETARG_TEXT_PP(7));
+	ArrayType  *forbidden = PG_GETARG_ARRAYTYPE_P(8);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum	   *stmts,
+			   *labels,
+			   *names,
+			   *rels;
+	int			nstmts,
+				nlabels,
+				ntables,
+				nrels;
+	char	   *real;
+	char	   *tmp;
+	char	   *dir;
+	RestoreTable *rt;
+	OwsyncConn	conn;
+	int			fd;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(3) || PG_ARGISNULL(4) || PG_ARGISNULL(5) ||
+		PG_ARGISNULL(6) || PG_ARGISNULL(8))
+		elog(ERROR, "owsync._write_sqlite: arguments must not be null");
+	if (strcmp(journal_mode, "wal") != 0 && strcmp(journal_mode, "delete") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("journal mode \"%s\" cannot be restored", journal_mode),
+				 errhint("Use wal (Open WebUI's) or delete.")));
+	deconstruct_array(ddl, TEXTOID, -1, false, TYPALIGN_INT, &stmts, NULL, &nstmts);
+	deconstruct_array(ddl_labels, TEXTOID, -1, false, TYPALIGN_INT, &labels, NULL, &nlabels);
+	deconstruct_array(tables, TEXTOID, -1, false, TYPALIGN_INT, &names, NULL, &ntables);
+	deconstruct_array(relations, REGCLASSOID, 4, true, TYPALIGN_INT, &rels, NULL, &nrels);
+	if (nstmts != nlabels || ntables != nrels)
+		elog(ERROR, "owsync._write_sqlite: array lengths differ");
+
+	InitMaterializedSRF(fcinfo, 0);
+	real = check_target(target, overwrite, forbidden);
+	tmp = psprintf("%s.owsync-restore-%d", real, MyProcPid);
+	dir = pstrdup(real);
+	get_parent_directory(dir);
+
+	/* the temporary file is ours alone: created here, never an existing one */
+	remove_stale_temps(real);
+	remove_temp(tmp);			/* a leftover of a killed backend with our pid */
+	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL, S_IRUSR | S_IWUSR);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create \"%s\": %m", tmp)));
+	close(fd);
+
+	memset(&conn, 0, sizeof(conn));
+	conn.servername = label;
+	conn.realpath = tmp;
+	conn.busy_timeout_ms = 0;
+
+	PG_TRY();
+	{
+		int			rc;
+
+		rc = sqlite3_open_v2(tmp, &conn.db,
+							 SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX, NULL);
+		if (rc != SQLITE_OK)
+			owsync_sqlite_error(&conn, rc, "open the restored file");
+		if (sqlite3_db_config(conn.db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL) != SQLITE_OK ||
+			sqlite3_db_config(conn.db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, NULL) != SQLITE_OK ||
+			sqlite3_db_config(conn.db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL) != SQLITE_OK ||
+			sqlite3_db_config(conn.db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL) != SQLITE_OK)
+			elog(ERROR, "could not harden SQLite connection");
+		sqlite3_limit(conn.db, SQLITE_LIMIT_ATTACHED, 0);
+		sqlite3_set_authorizer(conn.db, restore_authorizer, NULL);
+
+		/*
+		 * Nobody else sees the file until the rename: no syncs, and the
+		 * journal in memory (defensive mode refuses journal_mode OFF; a new
+		 * file has next to nothing to journal anyway).
+		 */
+		exec_sqlite(&conn, "PRAGMA journal_mode = MEMORY", "set up the restored file");
+		exec_sqlite(&conn, "PRAGMA synchronous = OFF", "set up the restored file");
+		exec_sqlite(&conn, "PRAGMA locking_mode = EXCLUSIVE", "set up the restored file");
+		exec_sqlite(&conn, "PRAGMA cache_size = -65536", "set up the restored file");
+		exec_sqlite(&conn, "BEGIN", "start writing the restored file");
+		for (int i = 0; i < nstmts; i++)
+			replay_ddl(&conn, TextDatumGetCString(stmts[i]), TextDatumGetCString(labels[i]));
+
+		rt = palloc0(sizeof(RestoreTable) * ntables);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		for (int i = 0; i < ntables; i++)
+		{
+			rt[i].name = TextDatumGetCString(names[i]);
+			rt[i].relid = DatumGetObjectId(rels[i]);
+			plan_table(&conn, &rt[i]);
+			copy_table(&conn, &rt[i]);
+		}
+		exec_sqlite(&conn, "COMMIT", "commit the restored file");
+
+		check_integrity(&conn);
+		for (int i = 0; i < ntables; i++)
+			check_table(&conn, &rt[i]);
+
+		exec_sqlite(&conn, "PRAGMA locking_mode = NORMAL", "finish the restored file");
+		exec_sqlite(&conn, psprintf("PRAGMA journal_mode = %s", journal_mode), "set the journal mode");
+		rc = sqlite3_close(conn.db);
+		conn.db = NULL;
+		if (rc != SQLITE_OK)
+			owsync_sqlite_error(&conn, rc, "close the restored file");
+
+		fsync_path(tmp, false);
+		if (overwrite)
+		{
+			/* an empty write-ahead log of the old file must not meet the new one */
+			unlink(psprintf("%s-wal", real));
+			unlink(psprintf("%s-shm", real));
+			if (rename(tmp, real) != 0)
+				ereport(ERROR,
+						(errcode_for_file_access(),
+						 errmsg("could not rename \"%s\" to \"%s\": %m", tmp, real)));
+		}
+		else
+		{
+			/* link() refuses an existing target, even one created meanwhile */
+			if (link(tmp, real) != 0)
+				ereport(ERROR,
+						(errcode_for_file_access(),
+						 errmsg("could not create \"%s\": %m", real)));
+			unlink(tmp);
+		}
+	}
+	PG_CATCH();
+	{
+		if (conn.db)
+			sqlite3_close_v2(conn.db);
+		remove_temp(tmp);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	fsync_path(dir, true);
+
+	for (int i = 0; i < ntables; i++)
+	{
+		Datum		v[2];
+		bool		n[2] = {false, false};
+
+		v[0] = CStringGetTextDatum(rt[i].name);
+		v[1] = Int64GetDatum(rt[i].rows);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
+	}
+	SPI_finish();				/* what the tables hold lives in SPI's memory */
+	return (Datum) 0;
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Compare two SQLite files as a restore must reproduce them.
+
+    compare_sqlite.py SOURCE RESTORED [--json-values]
+
+Prints one line per difference and a last line "identical" or "N differences":
+  - sqlite_master: the same entries (type, name, tbl_name, sql) in the same order;
+  - PRAGMA integrity_check of the restored file: ok;
+  - journal mode (WAL or not, from the file header): the same;
+  - every table: the same rows as a multiset, each value with its storage class
+    (Python's sqlite3 returns int, float, str, bytes or None: the integer 5 and
+    the text '5' differ).  With --json-values, text that parses as JSON is
+    compared as the JSON value (for clients mirrored as jsonb).
+
+Independent of owsync: it reads both files with Python's sqlite3 module.
+"""
+import collections
+import json
+import sqlite3
+import sys
+
+
+def wal(path):
+    """The file header's read and write versions are 2 in WAL mode."""
+    with open(path, "rb") as f:
+        return f.read(20)[18:20] == b"\x02\x02"
+
+
+def schema(db):
+    return db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid").fetchall()
+
+
+def value(v, json_values):
+    if json_values and isinstance(v, str):
+        try:
+            return ("json", json.dumps(json.loads(v), sort_keys=True))
+        except ValueError:
+            pass
+    return (type(v).__name__, v)
+
+
+def rows(db, table, json_values):
+    cur = db.execute('SELECT * FROM "%s"' % table.replace('"', '""'))
+    return collections.Counter(tuple(value(v, json_values) for v in r) for r in cur)
+
+
+def main():
+    src_path, dst_path = sys.argv[1], sys.argv[2]
+    json_values = "--json-values" in sys.argv[3:]
+    # immutable: read the files as they are, leaving no -wal or -shm beside them
+    src = sqlite3.connect("file:%s?immutable=1" % src_path, uri=True)
+    dst = sqlite3.connect("file:%s?immutable=1" % dst_path, uri=True)
+    problems = []
+
+    if schema(src) != schema(dst):
+        a, b = schema(src), schema(dst)
+        for i in range(max(len(a), len(b))):
+            x = a[i] if i < len(a) else None
+            y = b[i] if i < len(b) else None
+            if x != y:
+                problems.append("sqlite_master entry %d: %r != %r" % (i + 1, x, y))
+                break
+    check = dst.execute("PRAGMA integrity_check").fetchall()
+    if check != [("ok",)]:
+        problems.append("integrity_check: %r" % check[:5])
+    if wal(src_path) != wal(dst_path):
+        problems.append("journal mode WAL: %s != %s" % (wal(src_path), wal(dst_path)))
+
+    tables = [r[0] for r in src.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")]
+    total = 0
+    for t in tables:
+        a = rows(src, t, json_values)
+        try:
+            b = rows(dst, t, json_values)
+        except sqlite3.Error as e:
+            problems.append("table %s: %s" % (t, e))
+            continue
+        total += sum(a.values())
+        if a != b:
+            only_a = sum((a - b).values())
+            only_b = sum((b - a).values())
+            problems.append("table %s: %d rows only in the source, %d only in the restored file"
+                            % (t, only_a, only_b))
+            # the first differing row, beside the other file's row with the same first column
+            x = next(iter(a - b), None)
+            y = next((r for r in (b - a) if x is not None and r[0] == x[0]), None)
+            cols = [d[0] for d in src.execute('SELECT * FROM "%s" LIMIT 0' % t.replace('"', '""')).description]
+            if x is not None and y is not None:
+                for c, u, v in zip(cols, x, y):
+                    if u != v:
+                        problems.append("  %s.%s of %r: %.80r != %.80r" % (t, c, x[0][1], u, v))
+            else:
+                problems.append("  e.g. %.300r" % ((x or next(iter(b - a), None)),))
+
+    for p in problems:
+        print(p)
+    print("%d tables, %d rows: %s" % (len(tables), total,
+                                      "identical" if not problems else "%d differences" % len(problems)))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
