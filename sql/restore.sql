@@ -13,6 +13,9 @@ SET client_min_messages = warning;
 \getenv abs_srcdir PG_ABS_SRCDIR
 \set compare 'python3 ' :abs_srcdir '/test/compare_sqlite.py'
 \setenv COMPARE :compare
+\setenv PGHOST :HOST
+\setenv PGPORT :PORT
+\setenv PGDATABASE :DBNAME
 
 SELECT count(*) AS tables FROM owsync.register_client('legacy_example_com', '/tmp/owsync_regress/restore/legacy.db');
 SELECT count(*) AS tables FROM owsync.register_client('fresh_example_com', '/tmp/owsync_regress/restore/fresh.db');
@@ -85,9 +88,6 @@ ALTER TABLE legacy_example_com.user DROP COLUMN extra;
 
 -- a backend terminated mid-way (it waits for a lock on a mirror table after
 -- writing the tables before it) leaves no file at the target either
-\setenv PGHOST :HOST
-\setenv PGPORT :PORT
-\setenv PGDATABASE :DBNAME
 BEGIN;
 LOCK TABLE legacy_example_com.user IN ACCESS EXCLUSIVE MODE;
 \! (psql -X -q -c "SET owsync.allowed_directories = '/tmp/owsync_regress/restore'" -c "SET application_name = 'regress_restore'" -c "CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/killed.db')" >/dev/null 2>&1 &); sleep 2
@@ -103,6 +103,28 @@ CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/kille
 UPDATE legacy_example_com.chat SET meta = '1.0' WHERE id = 'restored-chat';
 CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/affinity.db');
 \! ls /tmp/owsync_regress/restore/out
+
+-- rollback of a deployment that ran on PostgreSQL: a schema as Open WebUI
+-- creates it there (varchar, text, bigint, boolean, json, timestamp; built
+-- from the fresh file by test/pg_native_schema.py, rows from its mirror)
+\! python3 "$PG_ABS_SRCDIR/test/pg_native_schema.py" /tmp/owsync_regress/restore/fresh.db native_webui fresh_example_com > /tmp/owsync_regress/restore/native.sql && psql -X -q -v ON_ERROR_STOP=1 -f /tmp/owsync_regress/restore/native.sql && echo "native schema built"
+SELECT format_type(atttypid, atttypmod) AS type, count(*) FROM pg_attribute
+ WHERE attrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'native_webui'::regnamespace AND relkind = 'r') AND attnum > 0
+ GROUP BY 1 ORDER BY 1;
+-- with the DDL of a registered client of the same Open WebUI version: the
+-- file Open WebUI made, to the byte of sqlite_master
+CALL owsync.restore_from_schema('native_webui', '/tmp/owsync_regress/restore/out/native_tmpl.db', options => '{"ddl_from_client": "fresh_example_com"}') \gset
+SELECT :'report'::jsonb - 'seconds' - 'table_rows' AS report;
+\! cd /tmp/owsync_regress/restore && $COMPARE fresh.db out/native_tmpl.db
+-- without: DDL generated as SQLAlchemy writes it; the same columns (names,
+-- declared types, NOT NULL, keys), indexes and rows, but for tag.user_id: a
+-- nullable part of tag's primary key in SQLite, NOT NULL in PostgreSQL
+CALL owsync.restore_from_schema('native_webui', '/tmp/owsync_regress/restore/out/native_gen.db') \gset
+SELECT :'report'::jsonb ->> 'ddl' AS ddl, :'report'::jsonb -> 'rows' AS rows;
+\! cd /tmp/owsync_regress/restore && $COMPARE fresh.db out/native_gen.db --columns; sqlite3 out/native_gen.db "SELECT sql FROM sqlite_master WHERE name IN ('chat', 'folder_id_idx')"
+CALL owsync.restore_from_schema('native_webui', '/tmp/owsync_regress/restore/out/x.db', options => '{"ddl_from_client": "legacy_example_com"}');
+CALL owsync.restore_from_schema('no_such_schema', '/tmp/owsync_regress/restore/out/x.db');
+DROP SCHEMA native_webui CASCADE;
 
 -- reattach: the client now syncs from the restored file, with no full copy
 -- and no change found; changes made there arrive

@@ -53,6 +53,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "utils/timestamp.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -598,6 +599,7 @@ owsync_write_sqlite(PG_FUNCTION_ARGS)
 	RestoreTable *rt;
 	OwsyncConn	conn;
 	int			fd;
+	TimestampTz t0 = GetCurrentTimestamp();
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(3) || PG_ARGISNULL(4) || PG_ARGISNULL(5) ||
 		PG_ARGISNULL(6) || PG_ARGISNULL(8))
@@ -675,10 +677,13 @@ owsync_write_sqlite(PG_FUNCTION_ARGS)
 			copy_table(&conn, &rt[i]);
 		}
 		exec_sqlite(&conn, "COMMIT", "commit the restored file");
+		elog(DEBUG1, "restore: written in %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
 
 		check_integrity(&conn);
+		elog(DEBUG1, "restore: integrity_check done at %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
 		for (int i = 0; i < ntables; i++)
 			check_table(&conn, &rt[i]);
+		elog(DEBUG1, "restore: read back at %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
 
 		exec_sqlite(&conn, "PRAGMA locking_mode = NORMAL", "finish the restored file");
 		exec_sqlite(&conn, psprintf("PRAGMA journal_mode = %s", journal_mode), "set the journal mode");
@@ -687,7 +692,9 @@ owsync_write_sqlite(PG_FUNCTION_ARGS)
 		if (rc != SQLITE_OK)
 			owsync_sqlite_error(&conn, rc, "close the restored file");
 
+		elog(DEBUG1, "restore: closed at %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
 		fsync_path(tmp, false);
+		elog(DEBUG1, "restore: fsync done at %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
 		if (overwrite)
 		{
 			/* an empty write-ahead log of the old file must not meet the new one */

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Compare two SQLite files as a restore must reproduce them.
 
-    compare_sqlite.py SOURCE RESTORED [--json-values]
+    compare_sqlite.py SOURCE RESTORED [--json-values] [--columns]
 
 Prints one line per difference and a last line "identical" or "N differences":
   - sqlite_master: the same entries (type, name, tbl_name, sql) in the same order;
   - PRAGMA integrity_check of the restored file: ok;
   - journal mode (WAL or not, from the file header): the same;
+    (with --columns, for a schema written by another hand: every table's columns
+    with their declared type, NOT NULL and primary key position, and the index
+    names, instead of the statements' text);
   - every table: the same rows as a multiset, each value with its storage class
     (Python's sqlite3 returns int, float, str, bytes or None: the integer 5 and
     the text '5' differ).  With --json-values, text that parses as JSON is
@@ -15,6 +18,7 @@ Prints one line per difference and a last line "identical" or "N differences":
 Independent of owsync: it reads both files with Python's sqlite3 module.
 """
 import collections
+import os
 import json
 import sqlite3
 import sys
@@ -47,12 +51,25 @@ def rows(db, table, json_values):
 def main():
     src_path, dst_path = sys.argv[1], sys.argv[2]
     json_values = "--json-values" in sys.argv[3:]
+    for p in (src_path, dst_path):
+        if not os.path.isfile(p):
+            print("%s: no such file" % p)
+            return 1
     # immutable: read the files as they are, leaving no -wal or -shm beside them
     src = sqlite3.connect("file:%s?immutable=1" % src_path, uri=True)
     dst = sqlite3.connect("file:%s?immutable=1" % dst_path, uri=True)
     problems = []
 
-    if schema(src) != schema(dst):
+    if "--columns" in sys.argv[3:]:
+        for t in sorted(r[0] for r in src.execute("SELECT name FROM sqlite_master WHERE type = 'table'")):
+            a = [r[1:] for r in src.execute("SELECT cid, name, upper(type), \"notnull\", pk FROM pragma_table_info(?)", (t,))]
+            b = [r[1:] for r in dst.execute("SELECT cid, name, upper(type), \"notnull\", pk FROM pragma_table_info(?)", (t,))]
+            if a != b:
+                problems.append("columns of %s: %r != %r" % (t, [x for x in a if x not in b][:3], [x for x in b if x not in a][:3]))
+        idx = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name"
+        if src.execute(idx).fetchall() != dst.execute(idx).fetchall():
+            problems.append("index names differ")
+    elif schema(src) != schema(dst):
         a, b = schema(src), schema(dst)
         for i in range(max(len(a), len(b))):
             x = a[i] if i < len(a) else None

@@ -130,3 +130,225 @@ END
 $$;
 
 COMMENT ON PROCEDURE owsync.restore IS 'write a client''s mirror out as a new, verified SQLite file (options: reattach); returns a report';
+
+-- Rollback of a deployment that ran on PostgreSQL: a schema created by Open
+-- WebUI itself (its own types: json, bigint, boolean, text, varchar, ...)
+-- written out as the SQLite file Open WebUI would have.  The DDL is taken
+-- from a registered client of the same Open WebUI version when options name
+-- one ({"ddl_from_client": "<client>"}: its captured sqlite_master, exactly
+-- as Open WebUI's own migrations wrote it), else generated the way
+-- SQLAlchemy writes it for SQLite (see owsync._sqlite_ddl).
+
+-- The SQLite type SQLAlchemy declares for a PostgreSQL column type.
+CREATE FUNCTION owsync._sqlite_type(typ oid, typmod integer) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE typ
+         WHEN 'character varying'::regtype THEN
+              'VARCHAR' || CASE WHEN typmod > 4 THEN '(' || (typmod - 4) || ')' ELSE '' END
+         WHEN 'character'::regtype THEN 'CHAR' || CASE WHEN typmod > 4 THEN '(' || (typmod - 4) || ')' ELSE '' END
+         WHEN 'text'::regtype THEN 'TEXT'
+         WHEN 'bigint'::regtype THEN 'BIGINT'
+         WHEN 'integer'::regtype THEN 'INTEGER'
+         WHEN 'smallint'::regtype THEN 'SMALLINT'
+         WHEN 'boolean'::regtype THEN 'BOOLEAN'
+         WHEN 'json'::regtype THEN 'JSON'
+         WHEN 'jsonb'::regtype THEN 'JSON'
+         WHEN 'double precision'::regtype THEN 'FLOAT'
+         WHEN 'real'::regtype THEN 'REAL'
+         WHEN 'numeric'::regtype THEN 'NUMERIC'
+         WHEN 'date'::regtype THEN 'DATE'
+         WHEN 'timestamp without time zone'::regtype THEN 'DATETIME'
+         WHEN 'bytea'::regtype THEN 'BLOB'
+       END
+$$;
+
+-- An identifier as SQLAlchemy writes it for SQLite: bare when it can be.
+CREATE FUNCTION owsync._sqlite_ident(name text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE WHEN name ~ '^[a-z_][a-z0-9_]*$'
+             AND name NOT IN ('group', 'order', 'index', 'table', 'select', 'where', 'from', 'default',
+                              'check', 'references', 'primary', 'unique', 'transaction', 'to', 'values',
+                              'key', 'limit', 'offset', 'join', 'on', 'as', 'by', 'in', 'is', 'not', 'null')
+            THEN name ELSE '"' || replace(name, '"', '""') || '"' END
+$$;
+
+-- An index expression or predicate as SQLite reads it: PostgreSQL's casts
+-- and the parentheses it puts around a column go, lower((email)::text)
+-- becoming lower(email) as Open WebUI declares it.
+CREATE FUNCTION owsync._sqlite_expr(expr text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT regexp_replace(regexp_replace(expr, '::[a-z ]+(\[\])?', '', 'g'), '\(\(([a-z_][a-z0-9_]*)\)\)', '(\1)', 'g')
+$$;
+
+-- CREATE TABLE and CREATE INDEX statements for a PostgreSQL table, in
+-- SQLAlchemy's layout; a column type or default SQLite cannot take is an
+-- error naming it.
+CREATE FUNCTION owsync._sqlite_ddl(rel regclass, OUT stmts text[], OUT labels text[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a record;
+    items text[] := '{}';
+    t text;
+    d text;
+    tname text := (SELECT c.relname FROM pg_class c WHERE c.oid = rel);
+BEGIN
+    FOR a IN SELECT att.attname, att.atttypid, att.atttypmod, att.attnotnull,
+                    pg_get_expr(ad.adbin, ad.adrelid) AS def
+               FROM pg_attribute att
+               LEFT JOIN pg_attrdef ad ON ad.adrelid = att.attrelid AND ad.adnum = att.attnum
+              WHERE att.attrelid = rel AND att.attnum > 0 AND NOT att.attisdropped
+              ORDER BY att.attnum LOOP
+        t := owsync._sqlite_type(a.atttypid, a.atttypmod);
+        IF t IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+                MESSAGE = format('column %I of %s has type %s, which has no SQLite counterpart',
+                                 a.attname, rel, format_type(a.atttypid, a.atttypmod));
+        END IF;
+        -- simple defaults as Open WebUI declares them; others are left out
+        d := CASE WHEN a.def IS NULL THEN NULL
+                  WHEN a.def IN ('false', 'true') THEN CASE a.def WHEN 'true' THEN '1' ELSE '0' END
+                  WHEN a.def ~ '^-?[0-9.]+$' THEN a.def
+                  WHEN a.def ~* '^(CURRENT_TIMESTAMP|now\(\))$' THEN 'CURRENT_TIMESTAMP'
+                  WHEN a.def ~ '^''([^'']|'''')*''(::[a-z ]+)?$' THEN substring(a.def FROM '^(''([^'']|'''')*'')')
+             END;
+        items := items || (owsync._sqlite_ident(a.attname) || ' ' || t
+                           || coalesce(' DEFAULT ' || d, '') || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END);
+    END LOOP;
+    items := items || ARRAY(
+        SELECT CASE con.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END || ' ('
+               || (SELECT string_agg(owsync._sqlite_ident(att.attname), ', ' ORDER BY k.n)
+                     FROM unnest(con.conkey) WITH ORDINALITY k(attnum, n)
+                     JOIN pg_attribute att ON att.attrelid = rel AND att.attnum = k.attnum) || ')'
+          FROM pg_constraint con
+         WHERE con.conrelid = rel AND con.contype IN ('p', 'u')
+         ORDER BY con.contype, con.conname);
+    stmts := ARRAY['CREATE TABLE ' || owsync._sqlite_ident(tname) || E' (\n\t'
+                   || array_to_string(items, E', \n\t') || E'\n)'];
+    labels := ARRAY['table ' || tname];
+    -- indexes that are not a constraint's
+    SELECT stmts || coalesce(array_agg(x.s ORDER BY x.name), '{}'), labels || coalesce(array_agg('index ' || x.name ORDER BY x.name), '{}')
+      INTO stmts, labels
+      FROM (SELECT ic.relname AS name,
+                   'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX '
+                   || owsync._sqlite_ident(ic.relname) || ' ON ' || owsync._sqlite_ident(tname) || ' ('
+                   || (SELECT string_agg(CASE WHEN k.attnum > 0 THEN owsync._sqlite_ident(att.attname)
+                                              ELSE owsync._sqlite_expr(pg_get_indexdef(i.indexrelid, k.n::integer, true)) END,
+                                         ', ' ORDER BY k.n)
+                         FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
+                         LEFT JOIN pg_attribute att ON att.attrelid = rel AND att.attnum = k.attnum) || ')'
+                   || coalesce(' WHERE ' || owsync._sqlite_expr(pg_get_expr(i.indpred, i.indrelid, true)), '') AS s
+              FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+             WHERE i.indrelid = rel
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid)) x;
+END
+$$;
+
+CREATE FUNCTION owsync._restore_from_schema(p_schema text, p_target text, p_overwrite boolean, p_options jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tmpl text;
+    sch owsync.source_schema;
+    rels regclass[];
+    tabs text[];
+    ddl text[] := '{}';
+    labels text[] := '{}';
+    g record;
+    r regclass;
+    denied text;
+    written jsonb;
+    t0 timestamptz := clock_timestamp();
+BEGIN
+    PERFORM owsync._require_admin();
+    IF jsonb_typeof(coalesce(p_options, '{}')) <> 'object'
+       OR EXISTS (SELECT 1 FROM jsonb_object_keys(coalesce(p_options, '{}')) k WHERE k <> 'ddl_from_client')
+       OR jsonb_typeof(coalesce(p_options -> 'ddl_from_client', '""')) <> 'string' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('invalid restore options %s', p_options),
+            HINT = 'The only option is "ddl_from_client": the name of a registered client of the same Open WebUI version.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = p_schema) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_schema_name',
+            MESSAGE = format('schema %I does not exist', p_schema);
+    END IF;
+    tabs := ARRAY(SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = p_schema AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+                   ORDER BY c.relname <> 'alembic_version', c.relname);
+    IF cardinality(tabs) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('schema %I has no tables', p_schema);
+    END IF;
+    rels := ARRAY(SELECT format('%I.%I', p_schema, t)::regclass FROM unnest(tabs) WITH ORDINALITY u(t, o) ORDER BY o);
+    -- the caller reads these rows, not the extension's owner on their behalf
+    SELECT string_agg(x::text, ', ') INTO denied FROM unnest(rels) x
+     WHERE NOT has_table_privilege(session_user, x, 'SELECT');
+    IF denied IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('permission denied: role %s may not read %s', session_user, denied);
+    END IF;
+
+    tmpl := nullif(p_options ->> 'ddl_from_client', '');
+    IF tmpl IS NOT NULL THEN
+        SELECT * INTO sch FROM owsync.source_schema s WHERE s.client = tmpl ORDER BY s.schema_id DESC LIMIT 1;
+        IF sch.schema_id IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('client %L has no captured schema', tmpl),
+                HINT = 'Name a registered client that has been synced.';
+        END IF;
+        SELECT array_agg(e ->> 'sql' ORDER BY o), array_agg((e ->> 'type') || ' ' || (e ->> 'name') ORDER BY o)
+          INTO ddl, labels
+          FROM jsonb_array_elements(sch.ddl) WITH ORDINALITY AS x(e, o)
+         WHERE e ->> 'sql' IS NOT NULL AND left(e ->> 'name', 7) <> 'sqlite_';
+        -- the template must describe exactly these tables
+        IF (SELECT array_agg(e ->> 'name' ORDER BY e ->> 'name') FROM jsonb_array_elements(sch.ddl) e
+             WHERE e ->> 'type' = 'table' AND left(e ->> 'name', 7) <> 'sqlite_')
+           IS DISTINCT FROM (SELECT array_agg(t ORDER BY t) FROM unnest(tabs) t) THEN
+            RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                MESSAGE = format('the tables of schema %I differ from those of client %L', p_schema, tmpl),
+                HINT = 'Name a client of the same Open WebUI version, or leave ddl_from_client out to generate the schema.';
+        END IF;
+        tabs := ARRAY(SELECT e ->> 'name' FROM jsonb_array_elements(sch.ddl) WITH ORDINALITY x(e, o)
+                       WHERE e ->> 'type' = 'table' AND left(e ->> 'name', 7) <> 'sqlite_' ORDER BY o);
+        rels := ARRAY(SELECT format('%I.%I', p_schema, t)::regclass FROM unnest(tabs) WITH ORDINALITY u(t, o) ORDER BY o);
+    ELSE
+        FOREACH r IN ARRAY rels LOOP
+            g := owsync._sqlite_ddl(r);
+            ddl := ddl || g.stmts;
+            labels := labels || g.labels;
+        END LOOP;
+    END IF;
+
+    SELECT jsonb_object_agg(w.table_name, w.rows) INTO written
+      FROM owsync._write_sqlite(p_target, p_overwrite, format('restore of schema %s', p_schema),
+                                ddl, labels, tabs, rels, 'wal', owsync._source_paths()) w;
+    RETURN jsonb_build_object('schema', p_schema, 'target', p_target,
+                              'ddl', CASE WHEN tmpl IS NULL THEN 'generated' ELSE 'client ' || tmpl END,
+                              'tables', cardinality(tabs),
+                              'rows', (SELECT coalesce(sum(v::bigint), 0) FROM jsonb_each_text(written) x(k, v)),
+                              'journal_mode', 'wal',
+                              'seconds', round(extract(epoch FROM clock_timestamp() - t0)::numeric, 3),
+                              'table_rows', coalesce(written, '{}'));
+END
+$$;
+
+CREATE PROCEDURE owsync.restore_from_schema(schema text, target_path text, overwrite boolean DEFAULT false,
+                                            options jsonb DEFAULT '{}', INOUT report jsonb DEFAULT NULL)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    report := owsync._restore_from_schema(schema, target_path, overwrite, options);
+END
+$$;
+
+COMMENT ON PROCEDURE owsync.restore_from_schema IS 'write a schema Open WebUI created on PostgreSQL out as a new, verified SQLite file (options: ddl_from_client); returns a report';

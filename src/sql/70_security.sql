@@ -81,6 +81,7 @@ ALTER FUNCTION owsync.disable_sync(text) SECURITY DEFINER;
 ALTER FUNCTION owsync.pending(text) SECURITY DEFINER;
 ALTER FUNCTION owsync.verify(text) SECURITY DEFINER;
 ALTER FUNCTION owsync._restore(text, text, boolean, jsonb) SECURITY DEFINER;
+ALTER FUNCTION owsync._restore_from_schema(text, text, boolean, jsonb) SECURITY DEFINER;
 
 -- Nothing of the sync layer for PUBLIC; what the wrapper's own functions, the
 -- views and the naming rules need, for everyone.
@@ -100,9 +101,11 @@ GRANT EXECUTE ON FUNCTION
     owsync.disable_sync(text), owsync.pending(text), owsync.verify(text),
     owsync._start_run(text, text), owsync._work_run(bigint), owsync._finish_run(bigint)
   TO owsync_admin;
-GRANT EXECUTE ON FUNCTION owsync._restore(text, text, boolean, jsonb) TO owsync_admin;
+GRANT EXECUTE ON FUNCTION owsync._restore(text, text, boolean, jsonb),
+    owsync._restore_from_schema(text, text, boolean, jsonb) TO owsync_admin;
 GRANT EXECUTE ON PROCEDURE owsync.sync(text, text), owsync.discover(text, text, integer, integer, integer, jsonb),
-    owsync.restore(text, text, boolean, jsonb, jsonb) TO owsync_admin;
+    owsync.restore(text, text, boolean, jsonb, jsonb), owsync.restore_from_schema(text, text, boolean, jsonb, jsonb)
+  TO owsync_admin;
 
 -- owsync's tables: each role sees the rows of the clients it administers or
 -- reads, no more.  (The extension's owner, who runs the management

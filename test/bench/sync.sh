@@ -16,6 +16,8 @@
 #     on updated_at), of every value of each table without updated_at, and of the key columns;
 #   - nothing changed: CALL owsync.sync(..) right after a sync;
 #   - reconcile: 5 silent title edits, then CALL owsync.sync(.., 'reconcile');
+#   - restore: CALL owsync.restore('bench', <new file>) --fulls times; the first file is compared
+#     with the source by test/compare_sqlite.py (every row, storage classes, sqlite_master);
 #   - a writer (test/bench/sync_helper.py) holding the file open in WAL mode for the whole run,
 #     streaming tokens into a chat every 20 ms: commit latency p50/p99 for --writer-secs
 #     (default 30) idle, then while full syncs run back to back for as long.
@@ -194,6 +196,18 @@ done
 q -c "SELECT 'mirror check: ' || CASE WHEN count(*) FILTER (WHERE title LIKE '% (edited)') = $runs * 5
               THEN 'the silent edits arrived' ELSE 'MISSING silent edits' END FROM bench.chat"
 
+owsync_step "restore: CALL owsync.restore('bench', <new file>) ($fulls runs), the first compared with the source"
+: >"$R/restore"
+for i in $(seq "$fulls"); do
+  settle; r=$(timed "CALL owsync.restore('bench', '$WDIR/restored.db')"); read -r t m pm <<<"$r"
+  echo "$t" >>"$R/restore"; echo "$m $pm" >>"$R/mem"
+  echo "restore run $i: $t ms, VmHWM $m kB (private $pm kB), $(du -h "$WDIR/restored.db" | cut -f1)"
+  if [ "$i" -eq 1 ]; then
+    python3 test/compare_sqlite.py "$DB" "$WDIR/restored.db" | tail -3 | sed 's/^/compare_sqlite.py: /'
+  fi
+  rm -f "$WDIR/restored.db"
+done
+
 owsync_step "writer: ${wsecs}s idle, then ${wsecs}s of full syncs back to back"
 settle; echo idle >"$PHASE"; sleep "$wsecs"; wal=$(du -m "$DB-wal" | cut -f1)
 echo sync >"$PHASE"; : >"$R/wfull"; end=$(( $(date +%s) + wsecs ))
@@ -209,10 +223,10 @@ for p in idle sync; do
 done
 
 base=$(median <"$R/base"); full=$(median <"$R/full"); incr=$(median <"$R/incr")
-none=$(median <"$R/none"); rec=$(median <"$R/rec"); floor=$(median <"$R/floor"); mem=$(sort -n "$R/mem" | tail -1 | cut -d' ' -f1)
+none=$(median <"$R/none"); rec=$(median <"$R/rec"); rest=$(median <"$R/restore"); floor=$(median <"$R/floor"); mem=$(sort -n "$R/mem" | tail -1 | cut -d' ' -f1)
 pmem=$(cut -d' ' -f2 "$R/mem" | sort -n | tail -1)
 owsync_step "results ($size file; $rows; medians of $runs runs, full sync of $fulls)"
-awk -v base="$base" -v floor="$floor" -v first="$first" -v full="$full" -v incr="$incr" -v none="$none" -v rec="$rec" \
+awk -v base="$base" -v floor="$floor" -v first="$first" -v full="$full" -v incr="$incr" -v none="$none" -v rec="$rec" -v rest="$rest" \
     -v mem="$mem" -v idle="$idle" -v pmem="$pmem" -v pidle="$pidle" -v i50="$(pct 50 <"$R/w_idle")" -v i99="$(pct 99 <"$R/w_idle")" \
     -v s50="$(pct 50 <"$R/w_sync")" -v s99="$(pct 99 <"$R/w_sync")" -v nw="$(wc -l <"$R/wfull")" 'BEGIN {
   f = "| %-50s | %16s | %-28s | %-3s |\n"
@@ -226,6 +240,7 @@ awk -v base="$base" -v floor="$floor" -v first="$first" -v full="$full" -v incr=
   printf f, "  of which SQLite reads no read-only sync can skip", floor " ms", "", ""
   printf f, "nothing changed", none " ms", sprintf("<= 1%% of full = %d ms", full * .01), none <= full * .01 ? "yes" : "no"
   printf f, "reconcile (5 silent edits)", rec " ms", sprintf("<= 20%% of full = %d ms", full * .2), rec <= full * .2 ? "yes" : "no"
+  printf f, "restore into a new file (verified)", rest " ms", "<= full sync = " full " ms", rest <= full ? "yes" : "no"
   printf f, "backend peak memory: max VmHWM above idle", sprintf("%.1f MB", (mem - idle) / 1024), "< 64 MB", mem - idle < 65536 ? "yes" : "no"
   printf f, "  same, private only (minus shared buffers, libs)", sprintf("%.1f MB", (pmem - pidle) / 1024), "< 64 MB", pmem - pidle < 65536 ? "yes" : "no"
   printf f, "writer commit p50: idle / during full sync", i50 " / " s50 " ms", "", ""
