@@ -91,6 +91,8 @@ ALTER TABLE legacy_example_com.user DROP COLUMN extra;
 BEGIN;
 LOCK TABLE legacy_example_com.user IN ACCESS EXCLUSIVE MODE;
 \! (psql -X -q -c "SET owsync.allowed_directories = '/tmp/owsync_regress/restore'" -c "SET application_name = 'regress_restore'" -c "CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/killed.db')" >/dev/null 2>&1 &); sleep 2
+-- meanwhile the restore holds the client's run lock: a sync is skipped
+\! psql -X -q -c "SET owsync.allowed_directories = '/tmp/owsync_regress/restore'" -c "CALL owsync.sync('legacy_example_com')" 2>&1
 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'regress_restore' AND wait_event_type = 'Lock';
 COMMIT;
 \! sleep 1; ls /tmp/owsync_regress/restore/out | sed 's/restore-[0-9]*/restore-PID/'
