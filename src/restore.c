@@ -20,8 +20,9 @@
  *	   give the same number of rows and the same sum of row hashes as the
  *	   rows written,
  *	5. sets the journal mode (WAL for Open WebUI), fsyncs the file, renames
- *	   it to the target (refusing to replace a file unless told) and fsyncs
- *	   the directory.
+ *	   it to the target (without overwrite, renameat2(RENAME_NOREPLACE): a
+ *	   file that appeared meanwhile is not replaced either) and fsyncs the
+ *	   directory.
  *
  * Any error removes the temporary file, so the target is either the
  * complete, checked file or untouched.  A backend killed on the way leaves
@@ -661,7 +662,7 @@ owsync_write_sqlite(PG_FUNCTION_ARGS)
 		exec_sqlite(&conn, "PRAGMA journal_mode = MEMORY", "set up the restored file");
 		exec_sqlite(&conn, "PRAGMA synchronous = OFF", "set up the restored file");
 		exec_sqlite(&conn, "PRAGMA locking_mode = EXCLUSIVE", "set up the restored file");
-		exec_sqlite(&conn, "PRAGMA cache_size = -65536", "set up the restored file");
+		exec_sqlite(&conn, "PRAGMA cache_size = -32768", "set up the restored file");	/* 32 MB */
 		exec_sqlite(&conn, "BEGIN", "start writing the restored file");
 		for (int i = 0; i < nstmts; i++)
 			replay_ddl(&conn, TextDatumGetCString(stmts[i]), TextDatumGetCString(labels[i]));
@@ -707,12 +708,18 @@ owsync_write_sqlite(PG_FUNCTION_ARGS)
 		}
 		else
 		{
-			/* link() refuses an existing target, even one created meanwhile */
-			if (link(tmp, real) != 0)
-				ereport(ERROR,
-						(errcode_for_file_access(),
-						 errmsg("could not create \"%s\": %m", real)));
-			unlink(tmp);
+			/*
+			 * Refuse a target created meanwhile too: rename without replacing
+			 * (or, where the file system cannot, link and unlink).
+			 */
+			if (renameat2(AT_FDCWD, tmp, AT_FDCWD, real, RENAME_NOREPLACE) != 0)
+			{
+				if (errno != EINVAL || link(tmp, real) != 0)
+					ereport(ERROR,
+							(errcode_for_file_access(),
+							 errmsg("could not create \"%s\": %m", real)));
+				unlink(tmp);
+			}
 		}
 	}
 	PG_CATCH();

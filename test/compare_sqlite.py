@@ -24,6 +24,15 @@ import sqlite3
 import sys
 
 
+def connect(path):
+    """Read-only.  A file whose write-ahead log holds commits is read with it; any
+    other is opened immutable, so that no -wal or -shm is left beside it."""
+    log = path + "-wal"
+    if os.path.exists(log) and os.path.getsize(log) > 0:
+        return sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    return sqlite3.connect("file:%s?immutable=1" % path, uri=True)
+
+
 def wal(path):
     """The file header's read and write versions are 2 in WAL mode."""
     with open(path, "rb") as f:
@@ -55,9 +64,7 @@ def main():
         if not os.path.isfile(p):
             print("%s: no such file" % p)
             return 1
-    # immutable: read the files as they are, leaving no -wal or -shm beside them
-    src = sqlite3.connect("file:%s?immutable=1" % src_path, uri=True)
-    dst = sqlite3.connect("file:%s?immutable=1" % dst_path, uri=True)
+    src, dst = connect(src_path), connect(dst_path)
     problems = []
 
     if "--columns" in sys.argv[3:]:
