@@ -565,15 +565,18 @@ owsync_convert_value(OwsyncColumn *col, sqlite3_stmt *stmt, int idx,
 	}
 }
 
-/* Text in the server encoding, bound as UTF-8. */
+/*
+ * Text in the server encoding, bound as UTF-8; copied by SQLite unless the
+ * caller keeps the value alive until the statement has run (static).
+ */
 static int
-bind_text(sqlite3_stmt *stmt, int idx, const char *s, int len)
+bind_text(sqlite3_stmt *stmt, int idx, const char *s, int len, bool static_value)
 {
 	char	   *u = pg_server_to_any(s, len, PG_UTF8);
 
 	if (u != s)
 		len = strlen(u);
-	return sqlite3_bind_text(stmt, idx, u, len, SQLITE_TRANSIENT);
+	return sqlite3_bind_text(stmt, idx, u, len, static_value ? SQLITE_STATIC : SQLITE_TRANSIENT);
 }
 
 /* A timestamp as Python's str(datetime) writes it: microseconds only when not zero. */
@@ -618,6 +621,18 @@ void
 owsync_bind_datum(OwsyncConn *conn, sqlite3_stmt *stmt, int idx, Datum value,
 				  Oid typid, bool isnull)
 {
+	owsync_bind_value(conn, stmt, idx, value, typid, isnull, false);
+}
+
+/*
+ * The same; with static_value, text and blobs are not copied by SQLite: the
+ * caller keeps value (and what it points to) until the statement has been
+ * stepped and reset (restore does, row by row).
+ */
+void
+owsync_bind_value(OwsyncConn *conn, sqlite3_stmt *stmt, int idx, Datum value,
+				  Oid typid, bool isnull, bool static_value)
+{
 	int			rc;
 
 	if (isnull)
@@ -649,7 +664,7 @@ owsync_bind_datum(OwsyncConn *conn, sqlite3_stmt *stmt, int idx, Datum value,
 				{
 					text	   *t = DatumGetTextPP(value);
 
-					rc = bind_text(stmt, idx, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+					rc = bind_text(stmt, idx, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), static_value);
 					break;
 				}
 			case OWK_BYTEA:
@@ -657,7 +672,7 @@ owsync_bind_datum(OwsyncConn *conn, sqlite3_stmt *stmt, int idx, Datum value,
 					bytea	   *b = DatumGetByteaPP(value);
 
 					rc = sqlite3_bind_blob(stmt, idx, VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b),
-										   SQLITE_TRANSIENT);
+										   static_value ? SQLITE_STATIC : SQLITE_TRANSIENT);
 					break;
 				}
 			case OWK_JSONB:
@@ -665,7 +680,7 @@ owsync_bind_datum(OwsyncConn *conn, sqlite3_stmt *stmt, int idx, Datum value,
 					char	   *s = JsonbToCString(NULL, &DatumGetJsonbP(value)->root,
 												   VARSIZE(DatumGetJsonbP(value)));
 
-					rc = bind_text(stmt, idx, s, strlen(s));
+					rc = bind_text(stmt, idx, s, strlen(s), static_value);
 					break;
 				}
 			case OWK_DATE:
@@ -678,14 +693,14 @@ owsync_bind_datum(OwsyncConn *conn, sqlite3_stmt *stmt, int idx, Datum value,
 						s = timestamp_text(DT_NOBEGIN, true);	/* raises the error */
 					else
 						s = timestamp_text((Timestamp) d * USECS_PER_DAY, true);
-					rc = bind_text(stmt, idx, s, strlen(s));
+					rc = bind_text(stmt, idx, s, strlen(s), static_value);
 					break;
 				}
 			case OWK_TIMESTAMP:
 				{
 					char	   *s = timestamp_text(DatumGetTimestamp(value), false);
 
-					rc = bind_text(stmt, idx, s, strlen(s));
+					rc = bind_text(stmt, idx, s, strlen(s), static_value);
 					break;
 				}
 			default:			/* numeric and any other type: its text */
@@ -696,7 +711,7 @@ owsync_bind_datum(OwsyncConn *conn, sqlite3_stmt *stmt, int idx, Datum value,
 
 					getTypeOutputInfo(typid, &outfunc, &varlena);
 					s = OidOutputFunctionCall(outfunc, value);
-					rc = bind_text(stmt, idx, s, strlen(s));
+					rc = bind_text(stmt, idx, s, strlen(s), static_value);
 					break;
 				}
 		}

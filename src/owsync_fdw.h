@@ -147,6 +147,8 @@ extern Datum owsync_convert_value(OwsyncColumn *col, sqlite3_stmt *stmt, int idx
 extern char *owsync_describe_key(const OwsyncRowRef *ref);
 extern void owsync_bind_datum(OwsyncConn *conn, sqlite3_stmt *stmt, int idx,
 							  Datum value, Oid typid, bool isnull);
+extern void owsync_bind_value(OwsyncConn *conn, sqlite3_stmt *stmt, int idx,
+							  Datum value, Oid typid, bool isnull, bool static_value);
 
 /* ------------------------------------------------------------------------
  * digest.c: per-row digests computed inside SQLite

@@ -14,7 +14,7 @@
  *	   as the source's did,
  *	3. copies every relation's rows in one SQLite transaction (journal off
  *	   during the load: until the rename, the file is nobody's), each value
- *	   bound in its SQLite form (owsync_bind_datum), columns matched by name,
+ *	   bound in its SQLite form (owsync_bind_value), columns matched by name,
  *	4. checks the file: PRAGMA integrity_check, then every table read back
  *	   through the wrapper's own read conversion (owsync_convert_value) must
  *	   give the same number of rows and the same sum of row hashes as the
@@ -319,7 +319,7 @@ copy_table(OwsyncConn *conn, RestoreTable *t)
 				for (int i = 0; i < t->ncols; i++)
 				{
 					values[i] = SPI_getbinval(tup, SPI_tuptable->tupdesc, i + 1, &nulls[i]);
-					owsync_bind_datum(conn, ins, i + 1, values[i], t->cols[i].typid, nulls[i]);
+					owsync_bind_value(conn, ins, i + 1, values[i], t->cols[i].typid, nulls[i], true);
 				}
 				owsync_step(conn, ins, "write a row");
 				sqlite3_reset(ins);
