@@ -69,6 +69,7 @@ SELECT table_name, key, op FROM owsync.mirror_change ORDER BY table_name, key;
 SELECT table_name, inserted, updated, deleted, conflicts FROM owsync.run_table
  WHERE run_id = (SELECT max(run_id) FROM owsync.run) ORDER BY 1;
 SELECT mode, status, inserted, updated, deleted, conflicts FROM owsync.history_detail ORDER BY run_id DESC LIMIT 1;
+SELECT mode, status, result FROM owsync.history ORDER BY run_id DESC LIMIT 1;
 
 --
 -- target_wins: the mirror keeps its version (update, delete, insert); the

@@ -235,6 +235,22 @@ BEGIN
 END
 $$;
 
+-- Delete from rel (alias x) the rows of the candidates the mirror keeps
+-- (the source's version did not win), of those the source deleted only when
+-- deletes_only.
+CREATE FUNCTION owsync._delete_kept(t owsync.client_table, rel text, deletes_only boolean) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('DELETE FROM %s x USING pg_temp.owsync_cand c, jsonb_populate_record(NULL::%I.%I, c.key) k
+                     WHERE c.winner IS DISTINCT FROM %L AND %s%s',
+                   rel, (owsync.client_names(t.client)).mirror_schema, t.table_name, 'source',
+                   owsync._key_match(t.key_columns, 'k', 'x'),
+                   CASE WHEN deletes_only THEN format(' AND c.source_op = %L', 'delete') ELSE '' END);
+END
+$$;
+
 -- Decide the conflicts among the candidates (source_op set) by the client's
 -- policy, record them, and settle the mirror changes the source's version
 -- wins over.  Returns the number of conflicts.
@@ -360,14 +376,8 @@ BEGIN
                     INSERT INTO pg_temp.owsync_held SELECT * FROM h',
                    mirror, 'source', owsync._key_match(t.key_columns, 'k', 's'));
     IF gone THEN
-        EXECUTE format('DELETE FROM pg_temp.owsync_gone g
-                         USING pg_temp.owsync_cand c, jsonb_populate_record(NULL::%1$s, c.key) k
-                         WHERE c.winner IS DISTINCT FROM %2$L AND %3$s',
-                       mirror, 'source', owsync._key_match(t.key_columns, 'k', 'g'));
-        EXECUTE format('DELETE FROM %1$s d
-                         USING pg_temp.owsync_cand c, jsonb_populate_record(NULL::%2$s, c.key) k
-                         WHERE c.source_op = %3$L AND c.winner IS DISTINCT FROM %4$L AND %5$s',
-                       dig, mirror, 'delete', 'source', owsync._key_match(t.key_columns, 'k', 'd'));
+        PERFORM owsync._delete_kept(t, 'pg_temp.owsync_gone', false);
+        PERFORM owsync._delete_kept(t, dig, true);
     END IF;
     RETURN nconflicts;
 END
@@ -435,10 +445,7 @@ BEGIN
                    'insert', 'delete', 'update', mirror, dig,
                    owsync._key_match(t.key_columns, 'k', 'd'), owsync._key_match(t.key_columns, 'k', 'm'));
     nconflicts := owsync._decide_conflicts(t, p_run);
-    EXECUTE format('DELETE FROM %1$s m
-                     USING pg_temp.owsync_cand c, jsonb_populate_record(NULL::%1$s, c.key) k
-                     WHERE c.winner IS DISTINCT FROM %2$L AND %3$s',
-                   mirror, 'source', owsync._key_match(t.key_columns, 'k', 'm'));
+    PERFORM owsync._delete_kept(t, mirror, false);
     EXECUTE format('INSERT INTO %1$s
                     SELECT r.* FROM pg_temp.owsync_cand c
                       JOIN owsync.mirror_change mc ON mc.client = $1 AND mc.table_name = $2 AND mc.key = c.key

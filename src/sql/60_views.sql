@@ -44,10 +44,11 @@ SELECT h.run_id, h.client, h.started_at::timestamp(0) AS started, h.mode, h.stat
             WHEN h.tables > 0 THEN
                  '+' || h.inserted || ' ~' || h.updated || ' -' || h.deleted
                  || CASE WHEN h.quarantined > 0 THEN ' !' || h.quarantined ELSE '' END
+                 || CASE WHEN h.conflicts > 0 THEN ' *' || h.conflicts ELSE '' END
        END AS result
   FROM owsync.history_detail h;
 
-COMMENT ON VIEW owsync.history IS 'one line per sync run for psql: start (session time zone), seconds taken, and the rows changed as +inserted ~updated -deleted !quarantined or the error cut short (in full in owsync.history_detail)';
+COMMENT ON VIEW owsync.history IS 'one line per sync run for psql: start (session time zone), seconds taken, and the rows changed as +inserted ~updated -deleted !quarantined *conflicts or the error cut short (in full in owsync.history_detail)';
 
 CREATE VIEW owsync.status_detail AS
 SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
