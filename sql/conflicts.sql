@@ -81,14 +81,18 @@ UPDATE cf.item SET name = 'pg5' WHERE id = 5;
 DELETE FROM cf.item WHERE id = 6;
 INSERT INTO cf.item VALUES (101, 'pg101', NULL, 1);
 UPDATE cf.item SET name = 'pg7' WHERE id = 7;
-\! sqlite3 /tmp/owsync_regress/conflicts/webui.db "UPDATE item SET name = 'src5', updated_at = 3005 WHERE id = 5; UPDATE item SET name = 'src6', updated_at = 3006 WHERE id = 6; INSERT INTO item VALUES (101, 'src101', NULL, 3001); DELETE FROM item WHERE id = 7; UPDATE item SET name = 'src9', updated_at = 3009 WHERE id = 9;"
+DELETE FROM cf.item WHERE id = 12;		-- deleted on both sides: no conflict
+\! sqlite3 /tmp/owsync_regress/conflicts/webui.db "UPDATE item SET name = 'src5', updated_at = 3005 WHERE id = 5; UPDATE item SET name = 'src6', updated_at = 3006 WHERE id = 6; INSERT INTO item VALUES (101, 'src101', NULL, 3001); DELETE FROM item WHERE id = 7; UPDATE item SET name = 'src9', updated_at = 3009 WHERE id = 9; DELETE FROM item WHERE id = 12;"
 CALL owsync.sync('cf');
 SELECT table_name, key, policy, mirror_op, source_op, winner FROM owsync.conflicts
  WHERE conflict_id > 4 ORDER BY conflict_id;
 SELECT key, mirror_row ->> 'name' AS mirror_name, source_row ->> 'name' AS source_name
   FROM owsync.conflict WHERE conflict_id > 4 ORDER BY conflict_id;
-SELECT id, name FROM cf.item WHERE id IN (5, 6, 7, 9, 101) ORDER BY id;
-SELECT table_name, key, op FROM owsync.mirror_change ORDER BY table_name, key;
+SELECT id, name FROM cf.item WHERE id IN (5, 6, 7, 9, 12, 101) ORDER BY id;
+-- the mirror changes stay, now against the source's version: item 7 is a
+-- row the source no longer has, item 101 an update of the source's
+SELECT table_name, key, op, old_row ->> 'name' AS old_name, new_row ->> 'name' AS new_name
+  FROM owsync.mirror_change ORDER BY table_name, key;
 -- runs that read the table again (a reconcile compares every digest) apply
 -- nothing of it and find no new conflict
 \! sqlite3 /tmp/owsync_regress/conflicts/webui.db "UPDATE item SET name = 'src10', updated_at = 3010 WHERE id = 10;"
@@ -145,6 +149,15 @@ SELECT table_name, key, policy, mirror_op, source_op, winner FROM owsync.conflic
 SELECT id, name FROM cf.item WHERE id IN (4, 10, 200) ORDER BY id;
 SELECT client, mirror_changes, pending_conflicts FROM owsync.status_detail;
 SELECT client, problem FROM owsync.status;
+-- a pending conflict is settled when the mirror's row is given the source's version
+UPDATE cf.item SET name = 'pg200' WHERE id = 200;
+\! sqlite3 /tmp/owsync_regress/conflicts/webui.db "UPDATE item SET name = 'src200 b', updated_at = 6210 WHERE id = 200;"
+CALL owsync.sync('cf');
+SELECT key, winner FROM owsync.conflicts WHERE key = '{"id": 200}';
+UPDATE cf.item m SET name = s.name, updated_at = s.updated_at
+  FROM owsync_cf_src.item s WHERE m.id = 200 AND s.id = 200;
+SELECT key, winner, resolved_by = session_user AS by_me, note FROM owsync.conflicts WHERE key = '{"id": 200}';
+SELECT count(*) AS item200_pending FROM owsync.mirror_change WHERE key = '{"id": 200}';
 \! sqlite3 /tmp/owsync_regress/conflicts/webui.db "UPDATE item SET name = 'src10 manual 2', updated_at = 6250 WHERE id = 10;"
 CALL owsync.sync('cf');
 SELECT conflict_id = :c10 AS same_conflict, run_id = (SELECT max(run_id) FROM owsync.run) AS last_run,
@@ -173,11 +186,12 @@ SELECT owsync.resolve_conflict(-1, 'source');
 -- the policy decides
 --
 UPDATE cf.item SET meta = '{"pg" :   3}' WHERE id = 3;
+INSERT INTO cf.item VALUES (300, 'pg only', '[1,  2]', 1);	-- a row only the mirror has
 UPDATE owsync.client SET options = options || '{"conflict_policy": "target_wins"}' WHERE client = 'cf';
 UPDATE cf.item SET name = 'pg1 full' WHERE id = 1;
 \! sqlite3 /tmp/owsync_regress/conflicts/webui.db "UPDATE item SET name = 'src1 full', updated_at = 7001 WHERE id = 1;"
 CALL owsync.sync('cf', 'full');
-SELECT id, name, meta::text FROM cf.item WHERE id IN (1, 3, 6, 7, 101) ORDER BY id;
+SELECT id, name, meta::text FROM cf.item WHERE id IN (1, 3, 6, 7, 101, 300) ORDER BY id;
 SELECT table_name, key, mirror_op, source_op, winner FROM owsync.conflicts
  WHERE run_id = (SELECT max(run_id) FROM owsync.run) ORDER BY conflict_id;
 SELECT table_name, path, conflicts FROM owsync.run_table WHERE run_id = (SELECT max(run_id) FROM owsync.run) ORDER BY 1;

@@ -4,9 +4,11 @@
 -- Recording.  Every mirror table with a key has a row trigger,
 -- owsync_mirror_change, AFTER INSERT, UPDATE or DELETE, which notes the
 -- change in owsync.mirror_change: one pending entry per key, updated by
--- later edits, keeping the row as the sync left it (old_row) and the row
--- now (new_row; NULL: deleted).  An entry whose row is back as the sync left
--- it (an insert deleted again, an edit undone) goes away.  The trigger's
+-- later edits, keeping the row as the sync left it (old_row; after a
+-- conflict the mirror won, the source's version) and the row now (new_row;
+-- NULL: deleted).  An entry whose row is back as old_row (an insert deleted
+-- again, an edit undone, a row given the source's version) goes away, and
+-- settles a pending conflict of the row.  The trigger's
 -- WHEN clause skips the rows the sync writes itself: the sync (and
 -- resolve_conflict) turn owsync.applying on, transaction-local, around their
 -- writes, so a row they write costs one test of a setting.  This is
@@ -36,6 +38,8 @@
 -- version was applied over is settled and goes; one that won (target_wins,
 -- newest_wins) stays pending, so the row stays PostgreSQL's and every later
 -- source change of it is a conflict again (each source version in the log).
+-- A row both sides changed alike (both deleted it, or the mirror already
+-- has the source's version) is no conflict.
 -- A pending manual conflict is updated in place by later source changes of
 -- its row: resolving it applies the newest.  A mirror change on a row the
 -- source did not change stays pending and is no conflict.  Conflicts never
@@ -50,7 +54,8 @@ CREATE TABLE owsync.mirror_change (
     table_name text NOT NULL,
     key        jsonb NOT NULL,			-- {"key column": value, ...}
     op         text NOT NULL CHECK (op IN ('insert', 'update', 'delete')),	-- since the sync's version
-    old_row    json,					-- the row as the sync left it (NULL: none, inserted)
+    old_row    json,					-- the row as the sync left it, or the source's version the
+										-- mirror kept its own over (NULL: none)
     new_row    json,					-- the row now (NULL: deleted)
     changed_at timestamptz NOT NULL,	-- the last edit
     changed_by name NOT NULL,			-- its session user
@@ -128,10 +133,18 @@ AS $$
        SET op = CASE WHEN mc.old_row IS NULL THEN 'insert' WHEN EXCLUDED.new_row IS NULL THEN 'delete'
                      ELSE 'update' END,
            new_row = EXCLUDED.new_row, changed_at = EXCLUDED.changed_at, changed_by = EXCLUDED.changed_by;
-    -- back as the sync left it: nothing pending
-    DELETE FROM owsync.mirror_change mc
-     WHERE mc.client = p_client AND mc.table_name = p_table AND mc.key = p_key
-       AND mc.old_row::text IS NOT DISTINCT FROM mc.new_row::text;
+    -- back as the sync left it (or given the source's version): nothing
+    -- pending, and a pending conflict of the row is decided
+    WITH settled AS (
+        DELETE FROM owsync.mirror_change mc
+         WHERE mc.client = p_client AND mc.table_name = p_table AND mc.key = p_key
+           AND mc.old_row::text IS NOT DISTINCT FROM mc.new_row::text
+        RETURNING mc.key)
+    UPDATE owsync.conflict x
+       SET decided = 'source', decided_at = now(), resolved_by = session_user,
+           note = 'the mirror was given the source''s version'
+     WHERE x.client = p_client AND x.table_name = p_table AND x.key = p_key AND x.decided IS NULL
+       AND EXISTS (SELECT 1 FROM settled);
 $$;
 
 -- The trigger of every mirror table with a key (its arguments: the key
@@ -229,6 +242,7 @@ BEGIN
         mirror_op  text,
         mirror_row json,
         mirror_at  bigint,
+        agreed     boolean NOT NULL DEFAULT false,
         winner     text,
         note       text
     ) ON COMMIT DROP;
@@ -253,14 +267,19 @@ $$;
 
 -- Decide the conflicts among the candidates (source_op set) by the client's
 -- policy, record them, and settle the mirror changes the source's version
--- wins over.  Returns the number of conflicts.
+-- wins over.  A row both sides changed alike (both deleted it, or the
+-- mirror already has the source's version) is no conflict: its mirror
+-- change is settled.  A row the mirror keeps has the source's version as
+-- its mirror change's old_row from now on: what the mirror is compared with
+-- (an edit that makes the row equal to the source's version settles it).
+-- Returns the number of conflicts.
 CREATE FUNCTION owsync._decide_conflicts(t owsync.client_table, p_run bigint) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    client_policy text := coalesce((SELECT c.options ->> 'conflict_policy' FROM owsync.client c WHERE c.client = t.client),
-                              'source_wins');
+    client_policy text := coalesce((SELECT c.options ->> 'conflict_policy' FROM owsync.client c
+                                     WHERE c.client = t.client), 'source_wins');
     nconflicts bigint;
 BEGIN
     UPDATE pg_temp.owsync_cand c
@@ -268,29 +287,32 @@ BEGIN
            mirror_at = CASE WHEN mc.new_row IS NULL		-- deleted: when
                             THEN (extract(epoch FROM mc.changed_at)
                                   * CASE t.watermark_unit WHEN 'ns' THEN 1000000000 ELSE 1 END)::bigint
-                            ELSE (mc.new_row ->> t.watermark_column)::bigint END
+                            ELSE (mc.new_row ->> t.watermark_column)::bigint END,
+           agreed = mc.new_row::jsonb IS NOT DISTINCT FROM c.source_row::jsonb
       FROM owsync.mirror_change mc
-     WHERE mc.client = t.client AND mc.table_name = t.table_name AND mc.key = c.key;
+     WHERE mc.client = t.client AND mc.table_name = t.table_name AND mc.key = c.key
+       AND c.source_op IS NOT NULL;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
     UPDATE pg_temp.owsync_cand c
-       SET winner = CASE WHEN client_policy = 'target_wins' THEN 'target'
-                         WHEN client_policy = 'manual' THEN NULL
-                         WHEN client_policy <> 'newest_wins' OR t.watermark_column IS NULL OR c.source_op = 'delete'
+       SET winner = CASE WHEN c.agreed OR client_policy NOT IN ('target_wins', 'newest_wins', 'manual')
                          THEN 'source'
+                         WHEN client_policy = 'target_wins' THEN 'target'
+                         WHEN client_policy = 'manual' THEN NULL
+                         WHEN t.watermark_column IS NULL OR c.source_op = 'delete' THEN 'source'
                          WHEN c.mirror_at > (c.source_row ->> t.watermark_column)::bigint THEN 'target'
                          ELSE 'source' END,
-           note = CASE WHEN client_policy <> 'newest_wins' THEN NULL
+           note = CASE WHEN c.agreed THEN 'the mirror has the source''s version'
+                       WHEN client_policy <> 'newest_wins' THEN NULL
                        WHEN t.watermark_column IS NULL THEN 'no updated_at: the source wins'
                        WHEN c.source_op = 'delete' THEN 'deleted at the source, which gives no time: the source wins'
                        ELSE format('%s: mirror %s, source %s', t.watermark_column, coalesce(c.mirror_at::text, 'null'),
                                    coalesce(c.source_row ->> t.watermark_column, 'null')) END
      WHERE c.source_op IS NOT NULL;
-    GET DIAGNOSTICS nconflicts = ROW_COUNT;
-    IF nconflicts = 0 THEN
-        RETURN 0;
-    END IF;
 
     -- a pending conflict of the row is updated (decided, if the policy
-    -- changed since); the others are new
+    -- changed since or the sides agree now); the others are new
     WITH pending AS (
         UPDATE owsync.conflict x
            SET run_id = p_run, detected_at = now(), policy = client_policy,
@@ -306,12 +328,19 @@ BEGIN
     SELECT t.client, t.table_name, c.key, p_run, client_policy, c.mirror_op, c.source_op, c.mirror_row,
            c.source_row, c.winner, CASE WHEN c.winner IS NOT NULL THEN now() END, c.note
       FROM pg_temp.owsync_cand c
-     WHERE c.source_op IS NOT NULL AND c.key NOT IN (SELECT p.key FROM pending p)
+     WHERE c.source_op IS NOT NULL AND NOT c.agreed AND c.key NOT IN (SELECT p.key FROM pending p)
      ORDER BY c.key;
+    SELECT count(*) INTO nconflicts FROM pg_temp.owsync_cand c WHERE c.source_op IS NOT NULL AND NOT c.agreed;
 
     DELETE FROM owsync.mirror_change mc
      USING pg_temp.owsync_cand c
      WHERE mc.client = t.client AND mc.table_name = t.table_name AND mc.key = c.key AND c.winner = 'source';
+    UPDATE owsync.mirror_change mc
+       SET old_row = c.source_row,
+           op = CASE WHEN c.source_row IS NULL THEN 'insert' WHEN mc.new_row IS NULL THEN 'delete' ELSE 'update' END
+      FROM pg_temp.owsync_cand c
+     WHERE mc.client = t.client AND mc.table_name = t.table_name AND mc.key = c.key
+       AND c.source_op IS NOT NULL AND c.winner IS DISTINCT FROM 'source';
     RETURN nconflicts;
 END
 $$;
