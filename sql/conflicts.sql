@@ -225,12 +225,24 @@ UPDATE cf.other SET v = 'unrecorded' WHERE id = 1;
 COMMIT;
 SELECT new_row ->> 'v' AS recorded_v FROM owsync.mirror_change WHERE table_name = 'other';
 
+-- a client's reader sees the conflicts and mirror changes of the tables it
+-- may read only (row images of withheld tables hold secrets)
+CREATE ROLE regress_cf_reader;
+UPDATE owsync.client SET reader_role = 'regress_cf_reader' WHERE client = 'cf';
+GRANT USAGE ON SCHEMA cf TO regress_cf_reader;
+GRANT SELECT ON cf.item TO regress_cf_reader;
+SET ROLE regress_cf_reader;
+SELECT table_name, count(*) AS conflicts FROM owsync.conflicts GROUP BY 1 ORDER BY 1;
+SELECT table_name, count(*) AS mirror_changes FROM owsync.mirror_change GROUP BY 1 ORDER BY 1;
+RESET ROLE;
+SELECT table_name, count(*) AS conflicts FROM owsync.conflicts GROUP BY 1 ORDER BY 1;
+
 -- unregistered with its data kept: the mirror tables are plain tables again
 SELECT owsync.unregister_client('cf');
 SELECT count(*) AS triggers FROM pg_trigger WHERE tgname = 'owsync_mirror_change';
 SELECT count(*) AS mirror_changes FROM owsync.mirror_change;
 UPDATE cf.item SET name = 'after' WHERE id = 1;
 DROP SCHEMA cf CASCADE;
-DROP ROLE regress_cf_editor;
+DROP ROLE regress_cf_editor, regress_cf_reader;
 DROP EXTENSION owsync_fdw;
 \! rm -rf /tmp/owsync_regress/conflicts
