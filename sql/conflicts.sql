@@ -225,6 +225,12 @@ UPDATE cf.other SET v = 'unrecorded' WHERE id = 1;
 COMMIT;
 SELECT new_row ->> 'v' AS recorded_v FROM owsync.mirror_change WHERE table_name = 'other';
 
+-- a table that appears at the source is watched too
+\! sqlite3 /tmp/owsync_regress/conflicts/webui.db "CREATE TABLE extra (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO extra VALUES (1, 'x');"
+CALL owsync.sync('cf');
+UPDATE cf.extra SET v = 'pg' WHERE id = 1;
+SELECT table_name, key, op FROM owsync.mirror_change WHERE table_name = 'extra';
+
 -- a client's reader sees the conflicts and mirror changes of the tables it
 -- may read only (row images of withheld tables hold secrets)
 CREATE ROLE regress_cf_reader;
