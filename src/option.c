@@ -64,6 +64,7 @@ typedef enum PathError
 char	   *owsync_allowed_directories = NULL;
 static int	owsync_history_retention = 30 * 24 * 60;	/* minutes; read by the sync (SQL) */
 static char *owsync_cron_connection = NULL; /* read by the scheduling (SQL) */
+static bool owsync_applying = false;	/* set by the sync while it writes (SQL) */
 
 PG_FUNCTION_INFO_V1(owsync_fdw_validator);
 
@@ -551,6 +552,20 @@ owsync_define_gucs(void)
 							   NULL,
 							   NULL,
 							   NULL);
+	/*
+	 * Bookkeeping, not a security boundary: the mirror tables' triggers skip
+	 * rows written while it is on (the sync's own), so anyone may set it.
+	 */
+	DefineCustomBoolVariable("owsync.applying",
+							 "Set by the sync while it writes to a mirror: those writes are not recorded as mirror changes.",
+							 NULL,
+							 &owsync_applying,
+							 false,
+							 PGC_USERSET,
+							 GUC_NOT_IN_SAMPLE,
+							 NULL,
+							 NULL,
+							 NULL);
 	MarkGUCPrefixReserved("owsync");
 }
 

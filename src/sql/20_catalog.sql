@@ -85,6 +85,7 @@ CREATE TABLE owsync.run_table (
     updated    bigint NOT NULL,
     deleted    bigint NOT NULL,
     quarantined bigint NOT NULL DEFAULT 0,
+    conflicts  bigint NOT NULL DEFAULT 0,	-- source changes of rows changed in the mirror (47_conflicts.sql)
     key_diff   text NOT NULL DEFAULT 'none'	-- the source's keys compared with the mirror's:
                CHECK (key_diff IN ('none', 'buckets', 'all')),	-- not, in moved buckets, all
     seconds    numeric NOT NULL,

@@ -109,6 +109,7 @@ BEGIN
                                     (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k))
                         ELSE '' END);
     PERFORM owsync._grant_reader(p_client, p_table);
+    PERFORM owsync._watch_mirror(p_client, p_table, keys);
     IF owsync._has_lz4() THEN
         FOR col IN SELECT a.attname FROM pg_attribute a
                     WHERE a.attrelid = format('%I.%I', n.mirror_schema, p_table)::regclass
@@ -199,6 +200,7 @@ BEGIN
             MESSAGE = format('invalid json_type %L in the options of client %L', options ->> 'json_type', client),
             HINT = 'Use "json" (the default, keeps the exact text) or "jsonb".';
     END IF;
+    PERFORM owsync._check_conflict_policy(client, options);
 
     INSERT INTO owsync.client AS c (client, database, schedule, options)
     VALUES (register_client.client, register_client.database, lower(btrim(register_client.schedule)),
@@ -255,6 +257,8 @@ BEGIN
     EXECUTE format('DROP SERVER IF EXISTS %I CASCADE', n.server);
     IF drop_data THEN
         EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', n.mirror_schema);
+    ELSE
+        PERFORM owsync._unwatch_mirror(client);	-- the kept tables are plain tables now
     END IF;
     -- the run history stays
     DELETE FROM owsync.client c WHERE c.client = unregister_client.client;

@@ -247,7 +247,7 @@ $$;
 -- Sync one table; returns what it did.
 CREATE FUNCTION owsync._sync_table(t owsync.client_table, mode text, reconcile boolean, p_run bigint,
     OUT path text, OUT rows_read bigint, OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
-    OUT quarantined bigint, OUT key_diff text)
+    OUT quarantined bigint, OUT key_diff text, OUT conflicts bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -280,6 +280,9 @@ DECLARE
     setlist text;
     newwm bigint;
     window_staged boolean := false;
+    -- rows changed in the mirror wait: conflicts to look for (47_conflicts.sql)
+    pending boolean := EXISTS (SELECT 1 FROM owsync.mirror_change mc
+                                WHERE mc.client = t.client AND mc.table_name = t.table_name);
 BEGIN
     -- the source's columns (a column removed at the source stays in the mirror only)
     SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),
@@ -291,10 +294,14 @@ BEGIN
      WHERE a.attrelid = src::regclass AND a.attnum > 0 AND NOT a.attisdropped
        AND a.attname <> 'owsync_digest';
     rows_read := 0; inserted := 0; updated := 0; deleted := 0; quarantined := 0; key_diff := 'none';
+    conflicts := 0;
 
     IF mode = 'full' OR cardinality(t.key_columns) = 0 THEN
       BEGIN
         path := CASE WHEN cardinality(t.key_columns) = 0 THEN 'set' ELSE 'full' END;
+        IF pending THEN
+            PERFORM owsync._full_conflicts_before(t);
+        END IF;
         EXECUTE format('DELETE FROM %s', mirror);
         GET DIAGNOSTICS deleted = ROW_COUNT;
         EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s', mirror, cols, cols, src);
@@ -314,6 +321,10 @@ BEGIN
                                                    newwm - coalesce((opts ->> 'overlap_seconds')::bigint, 60)
                                                    * CASE t.watermark_unit WHEN 'ns' THEN 1000000000 ELSE 1 END)
              WHERE c.client = t.client AND c.table_name = t.table_name;
+        END IF;
+        -- after the watermark: the mirror's versions put back do not move it
+        IF pending THEN
+            conflicts := owsync._full_conflicts_after(t, p_run);
         END IF;
         RETURN;
       EXCEPTION WHEN data_exception THEN
@@ -478,6 +489,10 @@ BEGIN
     f := owsync._fetch_by_key(t, cols, quarantine, p_run);
     rows_read := rows_read + f.fetched;
     quarantined := f.quarantined;
+    -- rows changed in the mirror: conflicts decided, the rows the mirror keeps held out of the apply
+    IF pending THEN
+        conflicts := owsync._hold_conflicts(t, p_run, keys_moved);
+    END IF;
 
     -- apply: insert new rows, update rows whose digest changed
     EXECUTE format('SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM %1$s m WHERE %2$s)),
@@ -500,6 +515,9 @@ BEGIN
                              || setlist
                         ELSE '' END,
                    cols, s_cols);
+    IF pending THEN
+        PERFORM owsync._release_held();		-- the digests and the watermark follow the source
+    END IF;
     EXECUTE format('INSERT INTO %1$s AS d (%2$s, owsync_digest) SELECT %2$s, owsync_digest FROM pg_temp.owsync_stage
                     ON CONFLICT (%2$s) DO UPDATE SET owsync_digest = EXCLUDED.owsync_digest
                     WHERE d.owsync_digest IS DISTINCT FROM EXCLUDED.owsync_digest', dig, keylist);
@@ -703,6 +721,7 @@ DECLARE
     cap record;
     n record := owsync.client_names(p_client);
     st text; msg text; det text; hnt text;
+    was_applying text := owsync._applying('on');	-- the run's writes are not mirror changes
 BEGIN
     SELECT * INTO c FROM owsync.client WHERE client = p_client;
     IF rid IS NULL THEN
@@ -753,14 +772,15 @@ BEGIN
             PERFORM owsync._reraise(st, msg, det, hnt, t.table_name);
         END;
         INSERT INTO owsync.run_table (run_id, table_name, path, rows_read, inserted, updated, deleted,
-                                      quarantined, key_diff, seconds)
+                                      quarantined, conflicts, key_diff, seconds)
         VALUES (rid, t.table_name, r.path, r.rows_read, r.inserted, r.updated, r.deleted, r.quarantined,
-                r.key_diff, round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
+                r.conflicts, r.key_diff, round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
         secs := extract(epoch FROM clock_timestamp() - started)::numeric;
         CONTINUE WHEN NOT interactive;
         RAISE NOTICE 'owsync %.%: % read, % inserted, % updated, % deleted% (%, % s, % rows/s)',
             p_client, t.table_name, r.rows_read, r.inserted, r.updated, r.deleted,
-            CASE WHEN r.quarantined > 0 THEN format(', %s quarantined', r.quarantined) ELSE '' END,
+            CASE WHEN r.quarantined > 0 THEN format(', %s quarantined', r.quarantined) ELSE '' END
+            || CASE WHEN r.conflicts > 0 THEN format(', %s conflicts', r.conflicts) ELSE '' END,
             r.path, round(secs, 3), round(r.rows_read / greatest(secs, 0.001));
     END LOOP;
     END IF;
@@ -780,6 +800,7 @@ BEGIN
     IF p_run IS NULL THEN
         UPDATE owsync.run SET status = 'succeeded', finished_at = clock_timestamp() WHERE run_id = rid;
     END IF;
+    PERFORM owsync._applying(was_applying);
     RETURN rid;
 END
 $$;
@@ -835,6 +856,7 @@ BEGIN
 
     IF keep > interval '0' THEN
         DELETE FROM owsync.run WHERE client = p_client AND started_at < now() - keep AND run_id <> p_run;
+        DELETE FROM owsync.conflict WHERE client = p_client AND decided_at < now() - keep;
         IF to_regclass('cron.job_run_details') IS NOT NULL THEN
             BEGIN
                 EXECUTE 'DELETE FROM cron.job_run_details d USING cron.job j

@@ -27,15 +27,15 @@ $$;
 CREATE VIEW owsync.history_detail AS
 SELECT r.run_id, r.client, r.mode, r.status, r.scheduled, r.started_at, r.source_unchanged,
        r.finished_at - r.started_at AS duration,
-       t.tables, t.rows_read, t.inserted, t.updated, t.deleted, t.quarantined,
+       t.tables, t.rows_read, t.inserted, t.updated, t.deleted, t.quarantined, t.conflicts,
        r.sqlstate, r.error_table, r.error
   FROM owsync.run r
   LEFT JOIN LATERAL (SELECT count(*) AS tables, sum(rows_read) AS rows_read,
                             sum(inserted) AS inserted, sum(updated) AS updated, sum(deleted) AS deleted,
-                            sum(quarantined) AS quarantined
+                            sum(quarantined) AS quarantined, sum(conflicts) AS conflicts
                        FROM owsync.run_table rt WHERE rt.run_id = r.run_id) t ON true;
 
-COMMENT ON VIEW owsync.history_detail IS 'one row per sync run: status, per-run row counts, the error of a failed run in full';
+COMMENT ON VIEW owsync.history_detail IS 'one row per sync run: status, per-run row counts (conflicts: rows changed in the mirror and at the source, see owsync.conflicts), the error of a failed run in full';
 
 CREATE VIEW owsync.history AS
 SELECT h.run_id, h.client, h.started_at::timestamp(0) AS started, h.mode, h.status,
@@ -44,10 +44,11 @@ SELECT h.run_id, h.client, h.started_at::timestamp(0) AS started, h.mode, h.stat
             WHEN h.tables > 0 THEN
                  '+' || h.inserted || ' ~' || h.updated || ' -' || h.deleted
                  || CASE WHEN h.quarantined > 0 THEN ' !' || h.quarantined ELSE '' END
+                 || CASE WHEN h.conflicts > 0 THEN ' *' || h.conflicts ELSE '' END
        END AS result
   FROM owsync.history_detail h;
 
-COMMENT ON VIEW owsync.history IS 'one line per sync run for psql: start (session time zone), seconds taken, and the rows changed as +inserted ~updated -deleted !quarantined or the error cut short (in full in owsync.history_detail)';
+COMMENT ON VIEW owsync.history IS 'one line per sync run for psql: start (session time zone), seconds taken, and the rows changed as +inserted ~updated -deleted !quarantined *conflicts or the error cut short (in full in owsync.history_detail)';
 
 CREATE VIEW owsync.status_detail AS
 SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
@@ -59,7 +60,9 @@ SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
        now() - ok.finished_at AS lag,
        (SELECT sum(s.n_live_tup)::bigint FROM pg_catalog.pg_stat_user_tables s
          WHERE s.schemaname = c.client) AS mirror_rows,
-       (SELECT count(*) FROM owsync.quarantine q WHERE q.client = c.client) AS quarantined_rows
+       (SELECT count(*) FROM owsync.quarantine q WHERE q.client = c.client) AS quarantined_rows,
+       (SELECT count(*) FROM owsync.mirror_change mc WHERE mc.client = c.client) AS mirror_changes,
+       (SELECT count(*) FROM owsync.conflict x WHERE x.client = c.client AND x.decided IS NULL) AS pending_conflicts
   FROM owsync.client c
   LEFT JOIN LATERAL (SELECT r.* FROM owsync.run r
                       WHERE r.client = c.client AND r.status <> 'skipped'
@@ -68,7 +71,7 @@ SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
                       WHERE r.client = c.client AND r.status = 'succeeded'
                       ORDER BY r.run_id DESC LIMIT 1) ok ON true;
 
-COMMENT ON VIEW owsync.status_detail IS 'one row per client: schedule and its pg_cron job, last run and its outcome, failures in a row and the backoff, next run, last success, lag, rows in the mirror (statistics), quarantined rows';
+COMMENT ON VIEW owsync.status_detail IS 'one row per client: schedule and its pg_cron job, last run and its outcome, failures in a row and the backoff, next run, last success, lag, rows in the mirror (statistics), quarantined rows, rows changed in the mirror (pending in owsync.mirror_change), conflicts pending resolution';
 
 CREATE VIEW owsync.status AS
 SELECT d.client, d.enabled, d.schedule, d.cron_job,
@@ -79,10 +82,11 @@ SELECT d.client, d.enabled, d.schedule, d.cron_job,
        CASE WHEN d.last_status = 'failed' THEN
                  owsync._brief(CASE WHEN d.failures > 1 THEN d.failures || 'x: ' ELSE '' END
                                || d.last_error, 24)
-            WHEN d.quarantined_rows > 0 THEN d.quarantined_rows || ' quarantined' END AS problem
+            WHEN d.quarantined_rows > 0 THEN d.quarantined_rows || ' quarantined'
+            WHEN d.pending_conflicts > 0 THEN d.pending_conflicts || ' conflicts pending' END AS problem
   FROM owsync.status_detail d;
 
-COMMENT ON VIEW owsync.status IS 'one line per client for psql: schedule and pg_cron job, outcome and age of the last run, next run, lag since the last success, the problem if any: failures in a row and the error cut short, or rows quarantined (in full in owsync.status_detail)';
+COMMENT ON VIEW owsync.status IS 'one line per client for psql: schedule and pg_cron job, outcome and age of the last run, next run, lag since the last success, the problem if any: failures in a row and the error cut short, rows quarantined, or conflicts pending (in full in owsync.status_detail)';
 
 -- One row per client, every column a number: the shape postgres_exporter's
 -- custom queries turn into Prometheus metrics (docs/postgres_exporter.yaml).

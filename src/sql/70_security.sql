@@ -4,9 +4,10 @@
 --                 it stays when the extension is dropped).  Superusers and its
 --                 members run the management functions: register_client,
 --                 unregister_client, discover, sync, set_schedule,
---                 enable_sync, disable_sync, pending, verify.  These run as the
---                 extension's owner (SECURITY DEFINER, search_path pinned)
---                 after owsync._require_admin() checked the session's user.
+--                 enable_sync, disable_sync, pending, verify,
+--                 resolve_conflict.  These run as the extension's owner
+--                 (SECURITY DEFINER, search_path pinned) after
+--                 owsync._require_admin() checked the session's user.
 --                 A member who is not a superuser registers files only inside
 --                 owsync.allowed_directories.
 --   readers       a client's reader role (register_client's option
@@ -14,9 +15,10 @@
 --                 on its tables but the withheld ones (option withheld_tables,
 --                 default auth, api_key, config, oauth_session,
 --                 channel_webhook: they hold secrets).  Through owsync's views
---                 (status, history and their _detail; they run as the caller) and
---                 owsync's tables, it sees its own client's rows only (row
---                 level security).
+--                 (status, history and their _detail, conflicts; they run as
+--                 the caller) and owsync's tables, it sees its own client's
+--                 rows only (row level security), and of mirror_change and
+--                 conflict (row images) only those of tables it may read.
 --   everyone      nothing of the sync layer; the wrapper's own functions
 --                 check USAGE on the server they read.
 
@@ -82,6 +84,9 @@ ALTER FUNCTION owsync.pending(text) SECURITY DEFINER;
 ALTER FUNCTION owsync.verify(text) SECURITY DEFINER;
 ALTER FUNCTION owsync._restore(text, text, boolean, jsonb) SECURITY DEFINER;
 ALTER FUNCTION owsync._restore_from_schema(text, text, boolean, jsonb) SECURITY DEFINER;
+ALTER FUNCTION owsync.resolve_conflict(bigint, text) SECURITY DEFINER;
+-- whoever may write to a mirror table has its changes recorded
+ALTER FUNCTION owsync._mirror_changed() SECURITY DEFINER;
 
 -- Nothing of the sync layer for PUBLIC; what the wrapper's own functions, the
 -- views and the naming rules need, for everyone.
@@ -99,7 +104,8 @@ GRANT EXECUTE ON FUNCTION
     owsync._discover_plan(text), owsync._discover_one(text, text, text, text),
     owsync._discover_counts(jsonb), owsync._poke_cron(integer), owsync.set_schedule(text, text), owsync.enable_sync(text),
     owsync.disable_sync(text), owsync.pending(text), owsync.verify(text),
-    owsync._start_run(text, text), owsync._work_run(bigint), owsync._finish_run(bigint)
+    owsync._start_run(text, text), owsync._work_run(bigint), owsync._finish_run(bigint),
+    owsync.resolve_conflict(bigint, text)
   TO owsync_admin;
 GRANT EXECUTE ON FUNCTION owsync._restore(text, text, boolean, jsonb),
     owsync._restore_from_schema(text, text, boolean, jsonb) TO owsync_admin;
@@ -111,13 +117,16 @@ GRANT EXECUTE ON PROCEDURE owsync.sync(text, text), owsync.discover(text, text, 
 -- reads, no more.  (The extension's owner, who runs the management
 -- functions, and superusers are not bound by these policies.)
 GRANT USAGE ON SCHEMA owsync TO PUBLIC;
-GRANT SELECT ON owsync.client, owsync.run, owsync.run_table, owsync.quarantine, owsync.alert TO PUBLIC;
+GRANT SELECT ON owsync.client, owsync.run, owsync.run_table, owsync.quarantine, owsync.alert,
+                owsync.mirror_change, owsync.conflict TO PUBLIC;
 GRANT SELECT ON owsync.client_table, owsync.source_schema TO owsync_admin;
 ALTER TABLE owsync.client ENABLE ROW LEVEL SECURITY;
 ALTER TABLE owsync.run ENABLE ROW LEVEL SECURITY;
 ALTER TABLE owsync.run_table ENABLE ROW LEVEL SECURITY;
 ALTER TABLE owsync.quarantine ENABLE ROW LEVEL SECURITY;
 ALTER TABLE owsync.alert ENABLE ROW LEVEL SECURITY;
+ALTER TABLE owsync.mirror_change ENABLE ROW LEVEL SECURITY;
+ALTER TABLE owsync.conflict ENABLE ROW LEVEL SECURITY;
 CREATE POLICY admin_or_reader ON owsync.client FOR SELECT
     USING (pg_catalog.pg_has_role(current_user, 'owsync_admin', 'MEMBER')
            OR reader_role IN (SELECT r.rolname FROM pg_catalog.pg_roles r
@@ -130,13 +139,28 @@ CREATE POLICY visible_client ON owsync.quarantine FOR SELECT
     USING (client IN (SELECT c.client FROM owsync.client c));
 CREATE POLICY visible_client ON owsync.alert FOR SELECT
     USING (client IN (SELECT c.client FROM owsync.client c));
+-- rows of mirror tables: for a reader, only of the tables it may read (not
+-- the withheld ones)
+CREATE FUNCTION owsync._may_read_mirror(p_client text, p_table text) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_has_role(current_user, 'owsync_admin', 'MEMBER')
+           OR coalesce(has_table_privilege(to_regclass(format('%I.%I', p_client, p_table)), 'SELECT'), false)
+$$;
+GRANT EXECUTE ON FUNCTION owsync._may_read_mirror(text, text) TO PUBLIC;
+CREATE POLICY visible_table ON owsync.mirror_change FOR SELECT
+    USING (client IN (SELECT c.client FROM owsync.client c) AND owsync._may_read_mirror(client, table_name));
+CREATE POLICY visible_table ON owsync.conflict FOR SELECT
+    USING (client IN (SELECT c.client FROM owsync.client c) AND owsync._may_read_mirror(client, table_name));
 ALTER VIEW owsync.status SET (security_invoker = true);
 ALTER VIEW owsync.history SET (security_invoker = true);
 ALTER VIEW owsync.status_detail SET (security_invoker = true);
 ALTER VIEW owsync.history_detail SET (security_invoker = true);
 ALTER VIEW owsync.metrics SET (security_invoker = true);
+ALTER VIEW owsync.conflicts SET (security_invoker = true);
 GRANT SELECT ON owsync.status, owsync.status_detail, owsync.history, owsync.history_detail,
-                owsync.metrics TO PUBLIC;
+                owsync.metrics, owsync.conflicts TO PUBLIC;
 
 -- Give a client's reader role SELECT on a mirror table, unless it is withheld.
 CREATE FUNCTION owsync._grant_reader(p_client text, p_table text) RETURNS void
