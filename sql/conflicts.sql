@@ -148,6 +148,7 @@ SELECT table_name, key, policy, mirror_op, source_op, winner FROM owsync.conflic
  WHERE winner = 'pending' ORDER BY conflict_id;
 SELECT id, name FROM cf.item WHERE id IN (4, 10, 200) ORDER BY id;
 SELECT client, mirror_changes, pending_conflicts FROM owsync.status_detail;
+SELECT client, mirror_changes, pending_conflicts FROM owsync.metrics;
 SELECT client, problem FROM owsync.status;
 -- a pending conflict is settled when the mirror's row is given the source's version
 UPDATE cf.item SET name = 'pg200' WHERE id = 200;

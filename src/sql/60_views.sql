@@ -105,6 +105,8 @@ SELECT c.client,
        (SELECT coalesce(sum(s.n_live_tup), 0)::bigint FROM pg_catalog.pg_stat_user_tables s
          WHERE s.schemaname = c.client) AS mirror_rows,
        (SELECT count(*) FROM owsync.quarantine q WHERE q.client = c.client) AS quarantined_rows,
+       (SELECT count(*) FROM owsync.mirror_change mc WHERE mc.client = c.client) AS mirror_changes,
+       (SELECT count(*) FROM owsync.conflict x WHERE x.client = c.client AND x.decided IS NULL) AS pending_conflicts,
        n.succeeded AS runs_succeeded, n.failed AS runs_failed, n.skipped AS runs_skipped
   FROM owsync.client c
   LEFT JOIN LATERAL (SELECT r.* FROM owsync.run r
