@@ -64,6 +64,19 @@ INSERT INTO regress_writes.vals (id, j) VALUES ('json null', 'null');
 SELECT id, i, b, j::text AS j, s, d, ts, float8send(r) AS r_bits, n, x
   FROM regress_writes.vals ORDER BY id;
 
+-- numeric affinity (JSON and NUMERIC columns) turns number-like text into
+-- numbers: what would not read back as written is refused, not rounded
+INSERT INTO regress_writes.vals (id, n, j) VALUES
+  ('exact', 9007199254740993, '-12.5'), ('exact 2', 0.30000000000000004, '[1e2]');
+INSERT INTO regress_writes.vals (id, n) VALUES ('inexact', 0.1234567890123456789);
+INSERT INTO regress_writes.vals (id, n) VALUES ('inexact', 9007199254740993.5);
+INSERT INTO regress_writes.vals (id, j) VALUES ('inexact', '1e2');
+INSERT INTO regress_writes.vals (id, j) VALUES ('inexact', '5.0');
+INSERT INTO regress_writes.vals (id, j) VALUES ('inexact', ' 5');
+\! sqlite3 /tmp/owsync_regress/writes/w.db "SELECT id, typeof(n), n, typeof(j), j FROM vals WHERE id LIKE 'exact%' ORDER BY id"
+SELECT id, n, j::text FROM regress_writes.vals WHERE id LIKE 'exact%' ORDER BY id;
+DELETE FROM regress_writes.vals WHERE id LIKE 'exact%';
+
 -- columns the INSERT does not name get SQLite's defaults
 INSERT INTO regress_writes.pair (a, b) VALUES (3, 'c');
 \! sqlite3 /tmp/owsync_regress/writes/w.db "SELECT a, b, v FROM pair ORDER BY a, b"
@@ -158,8 +171,10 @@ BEGIN
   END LOOP;
 END $$;
 \! sqlite3 /tmp/owsync_regress/writes/w.db "SELECT id, v FROM many WHERE id < 10 ORDER BY id"
--- the scan of an UPDATE fetches the key columns
+-- the scan of an UPDATE or DELETE fetches the key columns; the statements
 EXPLAIN (VERBOSE, COSTS OFF) UPDATE regress_writes.pair SET v = 'x' WHERE a = 1;
+EXPLAIN (VERBOSE, COSTS OFF) DELETE FROM regress_writes.pair WHERE v = 'x';
+EXPLAIN (VERBOSE, COSTS OFF) INSERT INTO regress_writes.pair (a, b) VALUES (1, 'x');
 
 -- a WAL file with no reader: read first (immutable), then write, in one
 -- transaction; the commit leaves no -wal or -shm file behind
@@ -196,6 +211,12 @@ UPDATE regress_writes.pair_by_b SET v = 'refused' WHERE b = 'kept';
 -- a row written twice by one statement: gone the second time
 DELETE FROM regress_writes.many m USING (VALUES (11), (11)) AS v(x) WHERE m.id = v.x;
 \! sqlite3 /tmp/owsync_regress/writes/w.db "SELECT a, b, v FROM pair WHERE b = 'kept' ORDER BY a; SELECT count(*) FROM many WHERE id = 11"
+-- a file locked by another writer is waited on for busy_timeout, then refused
+ALTER SERVER regress_w OPTIONS (ADD busy_timeout '200');
+\! cd /tmp/owsync_regress/writes && (python3 -c "import sqlite3, os, time; c = sqlite3.connect('w.db', isolation_level=None); c.execute('BEGIN IMMEDIATE'); open('locked', 'w').close(); [time.sleep(0.05) for _ in range(400) if not os.path.exists('release')]; c.execute('COMMIT'); os.remove('locked')" >/dev/null 2>&1 &) && for i in $(seq 200); do [ -e locked ] && break; sleep 0.05; done
+INSERT INTO regress_writes.nokey VALUES ('refused');
+\! cd /tmp/owsync_regress/writes && touch release && for i in $(seq 200); do [ -e locked ] || break; sleep 0.05; done && rm release
+ALTER SERVER regress_w OPTIONS (DROP busy_timeout);
 -- the file must be writable by the server: SQLite's own error, mapped
 \! chmod 444 /tmp/owsync_regress/writes/w.db
 INSERT INTO regress_writes.nokey VALUES ('refused');

@@ -29,7 +29,10 @@
  * are errors, and abort everything.  Values are bound by owsync_bind_datum,
  * the inverse of the read conversion.  Digest and raw columns are computed
  * when read, not stored: assigning them is refused.  RETURNING and ON
- * CONFLICT are not supported.
+ * CONFLICT are not supported.  SQLite's numeric affinity (JSON and NUMERIC
+ * columns have it) turns text that looks like a number into an INTEGER or
+ * REAL: a numeric or json value that would not read back as written (more
+ * digits than a double holds, json 1e2 or 5.0) is refused, not rounded.
  *
  * Multi-row VALUES was measured against executing a one-row INSERT
  * repeatedly inside the transaction (200,000 rows of six columns, SQLite
@@ -40,8 +43,11 @@
  */
 #include "owsync_fdw.h"
 
+#include <math.h>
+
 #include "access/sysattr.h"
 #include "access/table.h"
+#include "commands/explain.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -49,15 +55,18 @@
 #include "optimizer/inherit.h"
 #include "optimizer/pathnode.h"
 #include "parser/parsetree.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/rel.h"
 
 /* Indexes into the fdw_private list of a ModifyTable */
 enum
 {
 	MOD_ATTNUMS,				/* attnums of the columns written */
-	MOD_KEYS					/* attnums of the key columns (UPDATE, DELETE) */
+	MOD_KEYS,					/* attnums of the key columns (UPDATE, DELETE) */
+	MOD_SQL						/* the statement (INSERT: of one row) */
 };
 
 typedef struct OwsyncModifyState
@@ -71,6 +80,8 @@ typedef struct OwsyncModifyState
 	int			ncols;			/* columns written */
 	AttrNumber *attnums;
 	List	   *colnames;		/* their SQLite names (String nodes) */
+	bool	   *exact;			/* numeric/json bound as text into a column
+								 * with numeric affinity: check it reads back */
 	int			nkeys;			/* key columns (UPDATE, DELETE) */
 	AttrNumber *keyattnums;
 	AttrNumber *keyjunk;		/* where the scan left their values */
@@ -179,6 +190,133 @@ key_attnums(Relation rel)
 	return keys;
 }
 
+/*
+ * Is the column numeric or json, bound as text, and has its SQLite column
+ * numeric affinity (INTEGER, REAL, NUMERIC; unknown counts as numeric)?
+ */
+static bool
+needs_exact_check(OwsyncConn *conn, const char *table, const char *column, Oid typid)
+{
+	OwsyncKind	kind = owsync_kind_for_type(typid);
+	const char *decltype = NULL;
+	OwsyncAffinity aff = OWA_NUMERIC;
+
+	if (kind != OWK_NUMERIC && kind != OWK_JSON)
+		return false;
+	if (sqlite3_table_column_metadata(conn->db, "main", table, column, &decltype,
+									  NULL, NULL, NULL, NULL) == SQLITE_OK)
+		aff = owsync_affinity(decltype);
+	return aff != OWA_TEXT && aff != OWA_BLOB;
+}
+
+/*
+ * What numeric affinity stores for a text, as the text the read path gives
+ * back: NULL when the text is no decimal literal (it stays text).  SQLite
+ * skips surrounding spaces; a pure integer in range stays an INTEGER, any
+ * other literal becomes a REAL, and an integral REAL in range an INTEGER.
+ */
+static char *
+affinity_readback(const char *s)
+{
+	const char *p = s;
+	const char *start;
+	char	   *literal;
+	char	   *stop;
+	int			digits = 0;
+	bool		pure = true;
+	int64		i;
+	double		d;
+
+	while (isspace((unsigned char) *p))
+		p++;
+	start = p;
+	if (*p == '+' || *p == '-')
+		p++;
+	for (; isdigit((unsigned char) *p); p++)
+		digits++;
+	if (*p == '.')
+		for (p++, pure = false; isdigit((unsigned char) *p); p++)
+			digits++;
+	if (digits == 0)
+		return NULL;
+	if (*p == 'e' || *p == 'E')
+	{
+		p++;
+		pure = false;
+		if (*p == '+' || *p == '-')
+			p++;
+		if (!isdigit((unsigned char) *p))
+			return NULL;
+		while (isdigit((unsigned char) *p))
+			p++;
+	}
+	literal = pnstrdup(start, p - start);
+	while (isspace((unsigned char) *p))
+		p++;
+	if (*p != '\0')
+		return NULL;
+
+	errno = 0;
+	i = strtoi64(literal, &stop, 10);
+	if (pure && errno == 0 && *stop == '\0')
+		return psprintf(INT64_FORMAT, i);
+	d = strtod(literal, NULL);
+	if (d == floor(d) && d > -9223372036854775808.0 && d < 9223372036854775808.0)
+		return psprintf(INT64_FORMAT, (int64) d);
+	return DatumGetCString(DirectFunctionCall1(float8out, Float8GetDatum(d)));
+}
+
+/* Refuse a numeric or json value SQLite would not keep as written. */
+static void
+check_exact(OwsyncModifyState *fm, int col, Datum value, Oid typid)
+{
+	bool		isnumeric = owsync_kind_for_type(typid) == OWK_NUMERIC;
+	char	   *written;
+	char	   *back;
+	bool		same;
+
+	if (isnumeric)
+	{
+		Numeric		num = DatumGetNumeric(value);
+
+		if (numeric_is_nan(num) || numeric_is_inf(num))
+			return;				/* no decimal literal: stays text */
+		written = DatumGetCString(DirectFunctionCall1(numeric_out, value));
+	}
+	else
+		written = TextDatumGetCString(value);
+	back = affinity_readback(written);
+	if (back == NULL)
+		return;
+	same = isnumeric ?
+		DatumGetBool(DirectFunctionCall2(numeric_eq, value,
+										 DirectFunctionCall3(numeric_in, CStringGetDatum(back),
+															 ObjectIdGetDatum(InvalidOid),
+															 Int32GetDatum(-1)))) :
+		strcmp(written, back) == 0;
+	if (!same)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("value \"%s\" of column \"%s\" cannot be stored exactly in SQLite",
+						written, strVal(list_nth(fm->colnames, col))),
+				 errdetail("The SQLite column has numeric affinity: it would store the value as a number that reads back as %s.",
+						   back),
+				 errhint("SQLite keeps numbers as 64-bit integers or doubles; write a value they hold exactly.")));
+}
+
+/* SQLite names of columns (String nodes), by attnum. */
+static List *
+column_names(Relation rel, List *attnums)
+{
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	foreach(lc, attnums)
+		names = lappend(names, makeString(owsync_get_column_name(RelationGetRelid(rel),
+																 lfirst_int(lc))));
+	return names;
+}
+
 /* ---------------------------------------------------------------------
  * Planning
  * ---------------------------------------------------------------------
@@ -215,6 +353,8 @@ owsyncPlanForeignModify(PlannerInfo *root, ModifyTable *plan, Index resultRelati
 	List	   *keys = NIL;
 	Bitmapset  *cols = NULL;
 	int			col = -1;
+	char	   *sqlite_table = owsync_get_table_name(table);
+	StringInfoData sql;
 
 	check_writable(rel, GetForeignServer(table->serverid));
 	if (plan->returningLists != NIL)
@@ -263,8 +403,16 @@ owsyncPlanForeignModify(PlannerInfo *root, ModifyTable *plan, Index resultRelati
 		attnums = lappend_int(attnums, attnum);
 	}
 
+	initStringInfo(&sql);
+	if (operation == CMD_INSERT)
+		owsync_deparse_insert(&sql, sqlite_table, column_names(rel, attnums), 1);
+	else if (operation == CMD_UPDATE)
+		owsync_deparse_update(&sql, sqlite_table, column_names(rel, attnums),
+							  column_names(rel, keys));
+	else
+		owsync_deparse_delete(&sql, sqlite_table, column_names(rel, keys));
 	table_close(rel, NoLock);
-	return list_make2(attnums, keys);
+	return list_make3(attnums, keys, makeString(sql.data));
 }
 
 /* ---------------------------------------------------------------------
@@ -274,15 +422,15 @@ owsyncPlanForeignModify(PlannerInfo *root, ModifyTable *plan, Index resultRelati
 
 static OwsyncModifyState *
 begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, CmdType operation,
-			 List *attnums, List *keys)
+			 List *attnums, List *keys, const char *sql)
 {
 	EState	   *estate = mtstate->ps.state;
 	Relation	rel = rinfo->ri_RelationDesc;
 	TupleDesc	tupdesc = RelationGetDescr(rel);
 	ForeignTable *table = GetForeignTable(RelationGetRelid(rel));
 	OwsyncModifyState *fm = palloc0(sizeof(OwsyncModifyState));
-	StringInfoData sql;
 	ListCell   *lc;
+	ListCell   *ln;
 	int			i = 0;
 
 	fm->conn = open_for_write(rel, estate, rinfo->ri_RangeTableIndex);
@@ -297,12 +445,13 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, CmdType operation,
 
 	fm->ncols = list_length(attnums);
 	fm->attnums = palloc(sizeof(AttrNumber) * Max(fm->ncols, 1));
-	foreach(lc, attnums)
+	fm->exact = palloc(sizeof(bool) * Max(fm->ncols, 1));
+	fm->colnames = column_names(rel, attnums);
+	forboth(lc, attnums, ln, fm->colnames)
 	{
-		fm->attnums[i++] = lfirst_int(lc);
-		fm->colnames = lappend(fm->colnames,
-							   makeString(owsync_get_column_name(RelationGetRelid(rel),
-																 lfirst_int(lc))));
+		fm->attnums[i] = lfirst_int(lc);
+		fm->exact[i++] = needs_exact_check(fm->conn, fm->sqlite_table, strVal(lfirst(ln)),
+										   TupleDescAttr(tupdesc, lfirst_int(lc) - 1)->atttypid);
 	}
 	for (i = 0; i < tupdesc->natts && operation == CMD_INSERT; i++)
 		if (!TupleDescAttr(tupdesc, i)->attisdropped && is_computed(rel, i + 1) &&
@@ -310,6 +459,7 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, CmdType operation,
 			fm->guarded = lappend_int(fm->guarded, i + 1);
 
 	fm->nkeys = list_length(keys);
+	fm->keynames = column_names(rel, keys);
 	fm->keyattnums = palloc(sizeof(AttrNumber) * Max(fm->nkeys, 1));
 	fm->keyjunk = palloc(sizeof(AttrNumber) * Max(fm->nkeys, 1));
 	i = 0;
@@ -322,9 +472,6 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, CmdType operation,
 		fm->keyjunk[i] = ExecFindJunkAttributeInTlist(subplan->targetlist, key_junk_name(att));
 		if (!AttributeNumberIsValid(fm->keyjunk[i]))
 			elog(ERROR, "could not find junk column for key \"%s\"", NameStr(att->attname));
-		fm->keynames = lappend(fm->keynames,
-							   makeString(owsync_get_column_name(RelationGetRelid(rel),
-																 att->attnum)));
 		i++;
 	}
 
@@ -338,13 +485,8 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, CmdType operation,
 		fm->batch_size = Max(Min(owsync_get_batch_size(GetForeignServer(table->serverid), table),
 								 maxrows), 1);
 	}
-	initStringInfo(&sql);
-	if (operation == CMD_UPDATE)
-		owsync_deparse_update(&sql, fm->sqlite_table, fm->colnames, fm->keynames);
-	else if (operation == CMD_DELETE)
-		owsync_deparse_delete(&sql, fm->sqlite_table, fm->keynames);
 	if (operation != CMD_INSERT)
-		fm->stmt = owsync_prepare(fm->conn, sql.data);
+		fm->stmt = owsync_prepare(fm->conn, sql);
 
 	fm->tmpcxt = AllocSetContextCreate(estate->es_query_cxt, "owsync_fdw modify",
 									   ALLOCSET_DEFAULT_SIZES);
@@ -359,7 +501,8 @@ owsyncBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *
 		return;
 	rinfo->ri_FdwState = begin_modify(mtstate, rinfo, mtstate->operation,
 									  (List *) list_nth(fdw_private, MOD_ATTNUMS),
-									  (List *) list_nth(fdw_private, MOD_KEYS));
+									  (List *) list_nth(fdw_private, MOD_KEYS),
+									  strVal(list_nth(fdw_private, MOD_SQL)));
 }
 
 /* COPY FROM and rows routed to a foreign partition: every stored column. */
@@ -373,7 +516,7 @@ owsyncBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 	for (int i = 0; i < tupdesc->natts; i++)
 		if (!TupleDescAttr(tupdesc, i)->attisdropped && !is_computed(rel, i + 1))
 			attnums = lappend_int(attnums, i + 1);
-	rinfo->ri_FdwState = begin_modify(mtstate, rinfo, CMD_INSERT, attnums, NIL);
+	rinfo->ri_FdwState = begin_modify(mtstate, rinfo, CMD_INSERT, attnums, NIL, NULL);
 }
 
 static void
@@ -430,9 +573,11 @@ bind_columns(OwsyncModifyState *fm, sqlite3_stmt *stmt, TupleTableSlot *slot, in
 	for (int i = 0; i < fm->ncols; i++)
 	{
 		AttrNumber	attnum = fm->attnums[i];
+		Oid			typid = TupleDescAttr(tupdesc, attnum - 1)->atttypid;
 
-		owsync_bind_datum(fm->conn, stmt, first + i, slot->tts_values[attnum - 1],
-						  TupleDescAttr(tupdesc, attnum - 1)->atttypid,
+		if (fm->exact[i] && !slot->tts_isnull[attnum - 1])
+			check_exact(fm, i, slot->tts_values[attnum - 1], typid);
+		owsync_bind_datum(fm->conn, stmt, first + i, slot->tts_values[attnum - 1], typid,
 						  slot->tts_isnull[attnum - 1]);
 	}
 }
@@ -587,6 +732,14 @@ owsyncExecForeignDelete(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *sl
 	return slot;
 }
 
+static void
+owsyncExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private,
+						   int subplan_index, ExplainState *es)
+{
+	if (es->verbose)
+		ExplainPropertyText("SQLite statement", strVal(list_nth(fdw_private, MOD_SQL)), es);
+}
+
 /* Wire the write path into the handler's FdwRoutine. */
 void
 owsync_modify_routines(FdwRoutine *routine)
@@ -602,4 +755,5 @@ owsync_modify_routines(FdwRoutine *routine)
 	routine->EndForeignModify = owsyncEndForeignModify;
 	routine->BeginForeignInsert = owsyncBeginForeignInsert;
 	routine->EndForeignInsert = owsyncEndForeignModify;
+	routine->ExplainForeignModify = owsyncExplainForeignModify;
 }
