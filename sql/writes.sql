@@ -193,6 +193,12 @@ SELECT * FROM regress_writes.wal_t ORDER BY id;
 INSERT INTO regress_writes.ro_pair VALUES (9, 'z', 'refused');
 UPDATE regress_writes.ro_pair SET v = 'refused';
 DELETE FROM regress_writes.ro_pair;
+-- information_schema knows: nothing on ro_pair, INSERT only on nokey
+SELECT table_name, is_insertable_into FROM information_schema.tables
+ WHERE table_schema = 'regress_writes' ORDER BY table_name;
+-- (bits: 8 INSERT, 4 UPDATE, 16 DELETE)
+SELECT c.relname, pg_relation_is_updatable(c.oid, false) AS events
+  FROM pg_class c WHERE c.relnamespace = 'regress_writes'::regnamespace ORDER BY c.relname;
 -- a table without key columns takes INSERT, not UPDATE or DELETE
 INSERT INTO regress_writes.nokey VALUES ('y');
 UPDATE regress_writes.nokey SET v = 'refused';

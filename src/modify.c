@@ -732,6 +732,23 @@ owsyncExecForeignDelete(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *sl
 	return slot;
 }
 
+/*
+ * What the table takes (views over it, information_schema): nothing on a
+ * server not declared writable, INSERT only without key columns.
+ */
+static int
+owsyncIsForeignRelUpdatable(Relation rel)
+{
+	ForeignTable *table = GetForeignTable(RelationGetRelid(rel));
+	OwsyncServerOpts opts;
+
+	owsync_get_server_opts(GetForeignServer(table->serverid), &opts);
+	if (!opts.writable)
+		return 0;
+	return (1 << CMD_INSERT) |
+		(key_attnums(rel) != NIL ? (1 << CMD_UPDATE) | (1 << CMD_DELETE) : 0);
+}
+
 static void
 owsyncExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private,
 						   int subplan_index, ExplainState *es)
@@ -756,4 +773,5 @@ owsync_modify_routines(FdwRoutine *routine)
 	routine->BeginForeignInsert = owsyncBeginForeignInsert;
 	routine->EndForeignInsert = owsyncEndForeignModify;
 	routine->ExplainForeignModify = owsyncExplainForeignModify;
+	routine->IsForeignRelUpdatable = owsyncIsForeignRelUpdatable;
 }
