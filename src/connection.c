@@ -20,6 +20,20 @@
  * server's options change and reopened when the file at the path was
  * replaced (different device/inode).
  *
+ * A writable server (option writable) also gets a write connection, opened
+ * read-write (never created) with the same hardening and an authorizer that
+ * lets it write ordinary tables of the main database and nothing else.  The
+ * first write in a PostgreSQL transaction runs BEGIN IMMEDIATE on it; each
+ * subtransaction level that writes gets a SQLite savepoint, released or
+ * rolled back with it; the SQLite transaction commits at PRE_COMMIT (a
+ * failure there aborts the PostgreSQL transaction) and rolls back on abort.
+ * From its first write on, the transaction reads that server through the
+ * write connection, so it sees its own writes.  There is one write
+ * connection per server, not per user: two handles writing one file from
+ * one backend would wait on each other until the busy timeout.  It is
+ * closed at the end of every transaction, which leaves no -wal, -shm or
+ * journal file behind and applies the path rules afresh each time.
+ *
  * Reading must never create files that could stop Open WebUI from writing.
  * A read-only handle on a WAL database creates the -wal and -shm files when
  * they are missing (Open WebUI stopped), owned by the PostgreSQL user, and
@@ -61,6 +75,8 @@
 static HTAB *ConnectionHash = NULL;
 
 static void owsync_xact_callback(XactEvent event, void *arg);
+static void owsync_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+									SubTransactionId parentSubid, void *arg);
 static void owsync_inval_callback(Datum arg, int cacheid, uint32 hashvalue);
 static void owsync_open(OwsyncConn *conn, ForeignServer *server, OwsyncServerOpts *opts,
 						const char *real);
@@ -69,14 +85,30 @@ static void owsync_begin_snapshot(OwsyncConn *conn);
 static bool owsync_file_replaced(OwsyncConn *conn);
 
 /*
+ * May a write connection write this table?  Ordinary tables of the main
+ * database only, from the statement itself (a4 names a trigger or view):
+ * never SQLite's own tables.
+ */
+static bool
+writable_table(const char *table, const char *db, const char *via)
+{
+	return table != NULL && db != NULL && strcmp(db, "main") == 0 && via == NULL &&
+		pg_strncasecmp(table, "sqlite_", 7) != 0;
+}
+
+/*
  * Authorizer: a source connection may read, run functions and manage its own
  * read transaction, nothing else.  ATTACH would let a query reach other files;
- * writes are refused twice (the handle is also opened read-only).
+ * writes are refused twice (the handle is also opened read-only).  A write
+ * connection (arg is the connection) may also insert, update and delete rows
+ * of ordinary tables and use savepoints; schema changes stay refused.
  */
 static int
 owsync_authorizer(void *arg, int action, const char *a1, const char *a2,
 				  const char *a3, const char *a4)
 {
+	bool		write = ((OwsyncConn *) arg)->key.write != 0;
+
 	switch (action)
 	{
 		case SQLITE_SELECT:
@@ -85,6 +117,11 @@ owsync_authorizer(void *arg, int action, const char *a1, const char *a2,
 		case SQLITE_RECURSIVE:
 		case SQLITE_TRANSACTION:
 			return SQLITE_OK;
+		case SQLITE_SAVEPOINT:
+			return write ? SQLITE_OK : SQLITE_DENY;
+		case SQLITE_INSERT:
+		case SQLITE_DELETE:
+			return write && writable_table(a1, a3, a4) ? SQLITE_OK : SQLITE_DENY;
 		case SQLITE_UPDATE:
 
 			/*
@@ -96,7 +133,7 @@ owsync_authorizer(void *arg, int action, const char *a1, const char *a2,
 			 */
 			if (a1 && strcmp(a1, "sqlite_master") == 0 && a4 == NULL)
 				return SQLITE_OK;
-			return SQLITE_DENY;
+			return write && writable_table(a1, a3, a4) ? SQLITE_OK : SQLITE_DENY;
 		case SQLITE_PRAGMA:
 			/*
 			 * Only read-only introspection: the table/index pragmas (a2 is
@@ -236,8 +273,60 @@ owsync_sqlite_error(OwsyncConn *conn, int rc, const char *what)
 }
 
 /*
+ * The read (write = false) or write connection entry of a server; with
+ * create, a new entry (closed) when there is none, else NULL.
+ */
+static OwsyncConn *
+lookup_connection(Oid serverid, bool write, bool create)
+{
+	OwsyncConnKey key;
+	OwsyncConn *conn;
+	bool		found;
+
+	if (ConnectionHash == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (!create)
+			return NULL;
+		ctl.keysize = sizeof(OwsyncConnKey);
+		ctl.entrysize = sizeof(OwsyncConn);
+		ConnectionHash = hash_create("owsync_fdw connections", 8, &ctl,
+									 HASH_ELEM | HASH_BLOBS);
+		RegisterXactCallback(owsync_xact_callback, NULL);
+		RegisterSubXactCallback(owsync_subxact_callback, NULL);
+		CacheRegisterSyscacheCallback(FOREIGNSERVEROID, owsync_inval_callback, (Datum) 0);
+	}
+
+	key.serverid = serverid;
+	key.write = write ? 1 : 0;
+	conn = hash_search(ConnectionHash, &key, create ? HASH_ENTER : HASH_FIND, &found);
+	if (create && !found)
+	{
+		memset(((char *) conn) + sizeof(OwsyncConnKey), 0,
+			   sizeof(OwsyncConn) - sizeof(OwsyncConnKey));
+		conn->server_hashvalue = GetSysCacheHashValue1(FOREIGNSERVEROID,
+													   ObjectIdGetDatum(serverid));
+	}
+	return conn;
+}
+
+/* A write transaction that lost its savepoint can only be rolled back. */
+static void
+check_write_not_lost(OwsyncConn *conn)
+{
+	if (conn->write_lost)
+		ereport(ERROR,
+				(errcode(ERRCODE_IN_FAILED_SQL_TRANSACTION),
+				 errmsg("SQLite write transaction on server \"%s\" was lost", conn->servername),
+				 errdetail("Rolling back to a savepoint failed, so the SQLite transaction no longer matches the PostgreSQL one."),
+				 errhint("Roll back the whole transaction.")));
+}
+
+/*
  * Return the connection for a server, opened and inside a read transaction
- * that lasts until the end of the current PostgreSQL transaction.
+ * that lasts until the end of the current PostgreSQL transaction; once the
+ * transaction has written to the server, its write connection.
  */
 OwsyncConn *
 owsync_get_connection(ForeignServer *server)
@@ -245,28 +334,15 @@ owsync_get_connection(ForeignServer *server)
 	OwsyncConn *conn;
 	OwsyncServerOpts opts;
 	char	   *real = NULL;
-	bool		found;
 
-	if (ConnectionHash == NULL)
+	conn = lookup_connection(server->serverid, true, false);
+	if (conn != NULL && conn->write_depth > 0)
 	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(OwsyncConn);
-		ConnectionHash = hash_create("owsync_fdw connections", 8, &ctl,
-									 HASH_ELEM | HASH_BLOBS);
-		RegisterXactCallback(owsync_xact_callback, NULL);
-		CacheRegisterSyscacheCallback(FOREIGNSERVEROID, owsync_inval_callback, (Datum) 0);
+		check_write_not_lost(conn);
+		return conn;			/* reads see the transaction's writes */
 	}
 
-	conn = hash_search(ConnectionHash, &server->serverid, HASH_ENTER, &found);
-	if (!found)
-	{
-		memset(((char *) conn) + sizeof(Oid), 0, sizeof(OwsyncConn) - sizeof(Oid));
-		conn->server_hashvalue = GetSysCacheHashValue1(FOREIGNSERVEROID,
-													   ObjectIdGetDatum(server->serverid));
-	}
-
+	conn = lookup_connection(server->serverid, false, true);
 	if (conn->xact_open)
 	{
 		owsync_check_unchanged(conn);
@@ -299,6 +375,85 @@ owsync_get_connection(ForeignServer *server)
 	return conn;
 }
 
+/* Report a failed SQLite call on a connection, closing it. */
+static void
+fail_and_close(OwsyncConn *conn, int rc, const char *what)
+{
+	PG_TRY();
+	{
+		owsync_sqlite_error(conn, rc, what);
+	}
+	PG_FINALLY();
+	{
+		owsync_close(conn);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Return the write connection of a writable server inside its write
+ * transaction, with a savepoint for each subtransaction level (the caller
+ * has checked that the server is writable and that the user may write).
+ */
+OwsyncConn *
+owsync_get_write_connection(ForeignServer *server)
+{
+	OwsyncConn *conn = lookup_connection(server->serverid, true, true);
+
+	if (conn->write_depth == 0)
+	{
+		OwsyncServerOpts opts;
+		OwsyncConn *reader;
+		char	   *real;
+		int			rc;
+
+		if (conn->db != NULL)
+			owsync_close(conn);	/* left by a failed BEGIN */
+		owsync_get_server_opts(server, &opts);
+		real = owsync_resolve_path(opts.database, server->servername);
+		owsync_open(conn, server, &opts, real);
+		rc = sqlite3_exec(conn->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			fail_and_close(conn, rc, "begin a write transaction");
+		conn->xact_open = true;
+		conn->write_depth = 1;
+
+		/*
+		 * Reads of this server made earlier in the transaction must still be
+		 * the file's state now that it is locked for us; from here on the
+		 * transaction reads through the write connection.
+		 */
+		reader = lookup_connection(server->serverid, false, false);
+		if (reader != NULL && reader->xact_open)
+		{
+			owsync_check_unchanged(reader);
+			reader->superseded = true;
+		}
+	}
+	check_write_not_lost(conn);
+	owsync_write_sync_level(conn);
+	return conn;
+}
+
+/* Savepoints up to the current subtransaction level, before a write in it. */
+void
+owsync_write_sync_level(OwsyncConn *conn)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	while (conn->write_depth < level)
+	{
+		char		sql[32];
+		int			rc;
+
+		snprintf(sql, sizeof(sql), "SAVEPOINT s%d", conn->write_depth + 1);
+		rc = sqlite3_exec(conn->db, sql, NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			owsync_sqlite_error(conn, rc, "set a savepoint");
+		conn->write_depth++;
+	}
+}
+
 /* Has the file at the path been replaced (or, for immutable reads, changed)? */
 static bool
 owsync_file_replaced(OwsyncConn *conn)
@@ -322,7 +477,8 @@ owsync_file_replaced(OwsyncConn *conn)
 void
 owsync_check_unchanged(OwsyncConn *conn)
 {
-	if (conn->db != NULL && conn->xact_open && conn->immutable && owsync_file_replaced(conn))
+	if (conn->db != NULL && conn->xact_open && conn->immutable && !conn->superseded &&
+		owsync_file_replaced(conn))
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("SQLite file of server \"%s\" changed while it was read", conn->servername),
@@ -395,7 +551,9 @@ owsync_open(OwsyncConn *conn, ForeignServer *server, OwsyncServerOpts *opts,
 {
 	sqlite3    *db = NULL;
 	struct stat st;
-	int			flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX;
+	bool		write = conn->key.write != 0;
+	int			flags = (write ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) |
+		SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX;
 	const char *target = real;
 	int			rc;
 
@@ -418,28 +576,22 @@ owsync_open(OwsyncConn *conn, ForeignServer *server, OwsyncServerOpts *opts,
 				 errmsg("SQLite file of server \"%s\" is not a regular file", server->servername),
 				 errdetail("Path \"%s\".", real)));
 
-	conn->immutable = needs_immutable_open(server->servername, real);
+	/* a write connection locks the file properly: never immutable */
+	conn->immutable = !write && needs_immutable_open(server->servername, real);
 	if (conn->immutable)
 	{
 		target = immutable_uri(real);
 		flags |= SQLITE_OPEN_URI;
 	}
 
-	/* read-only, and refuse a symlink swapped in after the path was resolved */
+	/*
+	 * read-only (or read-write, never created), and refuse a symlink swapped
+	 * in after the path was resolved
+	 */
 	rc = sqlite3_open_v2(target, &db, flags, NULL);
 	conn->db = db;
 	if (rc != SQLITE_OK)
-	{
-		PG_TRY();
-		{
-			owsync_sqlite_error(conn, rc, "open the SQLite file");
-		}
-		PG_FINALLY();
-		{
-			owsync_close(conn);
-		}
-		PG_END_TRY();
-	}
+		fail_and_close(conn, rc, "open the SQLite file");
 
 	/* Hardening; each call can only fail on a misuse, checked anyway. */
 	if (sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL) != SQLITE_OK ||
@@ -456,10 +608,18 @@ owsync_open(OwsyncConn *conn, ForeignServer *server, OwsyncServerOpts *opts,
 		owsync_close(conn);
 		elog(ERROR, "could not register owsync_digest() on a SQLite connection");
 	}
+	/*
+	 * A write transaction keeps its changes in memory until COMMIT: spilling
+	 * them to the file earlier needs an exclusive lock, which this backend's
+	 * own read connection (a shared lock in rollback-journal mode) would
+	 * block until the busy timeout.
+	 */
+	if (write && (rc = sqlite3_exec(db, "PRAGMA cache_spill = OFF", NULL, NULL, NULL)) != SQLITE_OK)
+		fail_and_close(conn, rc, "configure the write connection");
 	sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
 	sqlite3_busy_handler(db, owsync_busy_handler, conn);
 	sqlite3_progress_handler(db, OWSYNC_PROGRESS_OPS, owsync_progress_handler, NULL);
-	sqlite3_set_authorizer(db, owsync_authorizer, NULL);
+	sqlite3_set_authorizer(db, owsync_authorizer, conn);
 
 	conn->st = st;
 }
@@ -499,6 +659,9 @@ owsync_close(OwsyncConn *conn)
 	}
 	conn->db = NULL;
 	conn->xact_open = false;
+	conn->superseded = false;
+	conn->write_depth = 0;
+	conn->write_lost = false;
 	conn->generation++;
 	forget_snapshot_facts(conn);
 }
@@ -630,11 +793,96 @@ owsync_finalize(sqlite3_stmt *stmt)
 		sqlite3_finalize(stmt);
 }
 
+/* Finalize the statements left on a connection (scans not run to their end). */
+static void
+finalize_all(OwsyncConn *conn)
+{
+	sqlite3_stmt *stmt;
+
+	while ((stmt = sqlite3_next_stmt(conn->db, NULL)) != NULL)
+		sqlite3_finalize(stmt);
+	conn->generation++;
+}
+
+/* End a read connection's read transaction; never throws. */
+static void
+end_read_transaction(OwsyncConn *conn)
+{
+	if (conn == NULL || conn->db == NULL || !conn->xact_open)
+		return;
+	finalize_all(conn);
+	if (sqlite3_exec(conn->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK)
+	{
+		ereport(WARNING,
+				(errmsg("could not end SQLite read transaction on server \"%s\": %s",
+						conn->servername, sqlite3_errmsg(conn->db)),
+				 errdetail("The connection was closed.")));
+		owsync_close(conn);
+	}
+	conn->xact_open = false;
+	conn->superseded = false;
+	forget_snapshot_facts(conn);
+	if (conn->invalidated)
+		owsync_close(conn);
+}
+
+/* The write connections with a write transaction open at level >= level. */
+static List *
+open_writers(int level)
+{
+	HASH_SEQ_STATUS scan;
+	OwsyncConn *conn;
+	List	   *writers = NIL;
+
+	if (ConnectionHash == NULL)
+		return NIL;
+	hash_seq_init(&scan, ConnectionHash);
+	while ((conn = (OwsyncConn *) hash_seq_search(&scan)) != NULL)
+		if (conn->key.write && conn->db != NULL && conn->write_depth >= level)
+			writers = lappend(writers, conn);
+	return writers;
+}
+
+/*
+ * PRE_COMMIT: commit every SQLite write transaction.  The server's read
+ * transaction in this backend ends first (in rollback-journal mode its
+ * shared lock would block the commit).  An error aborts the PostgreSQL
+ * transaction, whose abort then rolls back the writes not yet committed.
+ */
+static void
+commit_writes(void)
+{
+	List	   *writers = open_writers(1);
+	ListCell   *lc;
+
+	foreach(lc, writers)
+	{
+		OwsyncConn *conn = lfirst(lc);
+		int			rc;
+
+		end_read_transaction(lookup_connection(conn->key.serverid, false, false));
+		finalize_all(conn);
+		check_write_not_lost(conn);
+		if (sqlite3_get_autocommit(conn->db))
+			ereport(ERROR,
+					(errcode(ERRCODE_TRANSACTION_ROLLBACK),
+					 errmsg("SQLite write transaction on server \"%s\" was rolled back by SQLite",
+							conn->servername),
+					 errdetail("SQLite ends a transaction after some errors (disk full, I/O error, out of memory); none of its writes were kept.")));
+		rc = sqlite3_exec(conn->db, "COMMIT", NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			owsync_sqlite_error(conn, rc, "commit the write transaction");
+		owsync_close(conn);
+	}
+	list_free(writers);
+}
+
 /*
  * End of a PostgreSQL transaction: end the SQLite read transaction of every
- * connection used in it.  Statements of scans that did not reach their end
- * (errors, LIMIT in a cursor left open) are finalized first.  This runs in
- * commit and abort paths alike, so it never throws.
+ * connection used in it, and roll back and close write connections (a
+ * commit committed them at PRE_COMMIT).  Statements of scans that did not
+ * reach their end (errors, LIMIT in a cursor left open) are finalized first.
+ * This runs in commit and abort paths alike, so it never throws.
  */
 static void
 owsync_xact_callback(XactEvent event, void *arg)
@@ -658,6 +906,11 @@ owsync_xact_callback(XactEvent event, void *arg)
 			}
 			PG_END_TRY();
 		}
+		if (event == XACT_EVENT_PRE_PREPARE && open_writers(1) != NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot prepare a transaction that wrote to a SQLite file")));
+		commit_writes();
 		return;
 	}
 	/* a prepared transaction ends the session's snapshot like a commit */
@@ -669,26 +922,64 @@ owsync_xact_callback(XactEvent event, void *arg)
 	hash_seq_init(&scan, ConnectionHash);
 	while ((conn = (OwsyncConn *) hash_seq_search(&scan)) != NULL)
 	{
-		sqlite3_stmt *stmt;
-
-		if (conn->db == NULL || !conn->xact_open)
-			continue;
-		while ((stmt = sqlite3_next_stmt(conn->db, NULL)) != NULL)
-			sqlite3_finalize(stmt);
-		if (sqlite3_exec(conn->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK)
+		if (conn->key.write && conn->db != NULL)
 		{
-			ereport(WARNING,
-					(errmsg("could not end SQLite read transaction on server \"%s\": %s",
-							conn->servername, sqlite3_errmsg(conn->db)),
-					 errdetail("The connection was closed.")));
+			finalize_all(conn);
+			if (conn->write_depth > 0)
+				(void) sqlite3_exec(conn->db, "ROLLBACK", NULL, NULL, NULL);
 			owsync_close(conn);
 		}
-		conn->xact_open = false;
-		conn->generation++;
-		forget_snapshot_facts(conn);
-		if (conn->invalidated)
-			owsync_close(conn);
+		else
+			end_read_transaction(conn);
 	}
+}
+
+/*
+ * End of a subtransaction: release its SQLite savepoint, or roll the write
+ * connection back to it.  A rollback that fails leaves the SQLite
+ * transaction out of step with PostgreSQL's: it is marked lost and can only
+ * abort.
+ */
+static void
+owsync_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	List	   *writers;
+	ListCell   *lc;
+
+	if (event != SUBXACT_EVENT_PRE_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	writers = open_writers(level);
+	foreach(lc, writers)
+	{
+		OwsyncConn *conn = lfirst(lc);
+		char		sql[80];
+		int			rc;
+
+		if (event == SUBXACT_EVENT_PRE_COMMIT_SUB && !conn->write_lost)
+		{
+			/* on failure the subtransaction aborts, and rolls back to it */
+			snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT s%d", level);
+			rc = sqlite3_exec(conn->db, sql, NULL, NULL, NULL);
+			if (rc != SQLITE_OK)
+				owsync_sqlite_error(conn, rc, "release a savepoint");
+		}
+		conn->write_depth = level - 1;
+		if (event == SUBXACT_EVENT_PRE_COMMIT_SUB || conn->write_lost)
+			continue;
+		snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT s%d; RELEASE SAVEPOINT s%d",
+				 level, level);
+		if (sqlite3_exec(conn->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		{
+			conn->write_lost = true;
+			ereport(WARNING,
+					(errmsg("could not roll back SQLite savepoint on server \"%s\": %s",
+							conn->servername, sqlite3_errmsg(conn->db)),
+					 errdetail("The transaction can only be rolled back now.")));
+		}
+	}
+	list_free(writers);
 }
 
 /* Server options changed (or the server was dropped): reopen next time. */

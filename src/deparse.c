@@ -612,3 +612,82 @@ owsync_deparse_where(StringInfo buf, RelOptInfo *baserel, List *remote_conds,
 		deparse_cond(ri->clause, &ctx);
 	}
 }
+
+/* ---------------------------------------------------------------------
+ * Writes (modify.c): parameters are numbered ?1, ?2, ... in the order of
+ * the lists
+ * ---------------------------------------------------------------------
+ */
+
+/* " WHERE "k1" = ?n AND ...", numbering from first */
+static void
+deparse_key_match(StringInfo buf, List *keynames, int first)
+{
+	ListCell   *lc;
+
+	foreach(lc, keynames)
+	{
+		appendStringInfoString(buf, lc == list_head(keynames) ? " WHERE " : " AND ");
+		owsync_quote_ident(buf, strVal(lfirst(lc)));
+		appendStringInfo(buf, " = ?%d", first++);
+	}
+}
+
+/* INSERT of nrows rows of the named columns (DEFAULT VALUES for none). */
+void
+owsync_deparse_insert(StringInfo buf, const char *sqlite_table, List *colnames, int nrows)
+{
+	ListCell   *lc;
+	int			param = 1;
+
+	appendStringInfoString(buf, "INSERT INTO ");
+	owsync_quote_ident(buf, sqlite_table);
+	if (colnames == NIL)
+	{
+		appendStringInfoString(buf, " DEFAULT VALUES");
+		return;
+	}
+	appendStringInfoString(buf, " (");
+	foreach(lc, colnames)
+	{
+		if (lc != list_head(colnames))
+			appendStringInfoString(buf, ", ");
+		owsync_quote_ident(buf, strVal(lfirst(lc)));
+	}
+	appendStringInfoString(buf, ") VALUES ");
+	for (int row = 0; row < nrows; row++)
+	{
+		appendStringInfoString(buf, row > 0 ? ", (" : "(");
+		foreach(lc, colnames)
+			appendStringInfo(buf, lc == list_head(colnames) ? "?%d" : ", ?%d", param++);
+		appendStringInfoChar(buf, ')');
+	}
+}
+
+/* UPDATE of the named columns of the row with the given key. */
+void
+owsync_deparse_update(StringInfo buf, const char *sqlite_table, List *colnames,
+					  List *keynames)
+{
+	ListCell   *lc;
+	int			param = 1;
+
+	appendStringInfoString(buf, "UPDATE ");
+	owsync_quote_ident(buf, sqlite_table);
+	foreach(lc, colnames)
+	{
+		appendStringInfoString(buf, lc == list_head(colnames) ? " SET " : ", ");
+		owsync_quote_ident(buf, strVal(lfirst(lc)));
+		appendStringInfo(buf, " = ?%d", param++);
+	}
+	deparse_key_match(buf, keynames, param);
+}
+
+/* DELETE of the row with the given key. */
+void
+owsync_deparse_delete(StringInfo buf, const char *sqlite_table, List *keynames)
+{
+	appendStringInfoString(buf, "DELETE FROM ");
+	owsync_quote_ident(buf, sqlite_table);
+	deparse_key_match(buf, keynames, 1);
+}

@@ -43,7 +43,10 @@ typedef struct OwsyncOption
 static const OwsyncOption valid_options[] = {
 	{"database", ForeignServerRelationId},
 	{"busy_timeout", ForeignServerRelationId},
+	{"writable", ForeignServerRelationId},
+	{"batch_size", ForeignServerRelationId},
 	{"table", ForeignTableRelationId},
+	{"batch_size", ForeignTableRelationId},
 	{"column_name", AttributeRelationId},
 	{"key", AttributeRelationId},
 	{"digest", AttributeRelationId},
@@ -362,9 +365,12 @@ owsync_find_files(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* Parse busy_timeout strictly: digits only, 0 .. INT_MAX milliseconds. */
+/*
+ * Parse a whole-number option strictly: digits only, min .. INT_MAX
+ * (busy_timeout in milliseconds from 0, batch_size in rows from 1).
+ */
 static int
-parse_busy_timeout(const char *value)
+parse_int_option(const char *name, const char *value, int min, const char *unit)
 {
 	char	   *end;
 	long		result;
@@ -372,13 +378,39 @@ parse_busy_timeout(const char *value)
 	errno = 0;
 	result = strtol(value, &end, 10);
 	if (!isdigit((unsigned char) value[0]) || *end != '\0' ||
-		errno == ERANGE || result > INT_MAX)
+		errno == ERANGE || result > INT_MAX || result < min)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid value for option \"busy_timeout\": \"%s\"", value),
-				 errdetail("The value must be a whole number of milliseconds between 0 and %d.",
-						   INT_MAX)));
+				 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
+				 errdetail("The value must be a whole number of %s between %d and %d.",
+						   unit, min, INT_MAX)));
 	return (int) result;
+}
+
+/*
+ * Writing a server's file through the wrapper needs what setting its path
+ * needs (superuser, or the privileges of pg_read_server_files) and the
+ * privileges of pg_write_server_files: checked when the option writable is
+ * set, and for the user performing every write (servername given then).
+ */
+void
+owsync_check_write_privilege(Oid userid, const char *servername)
+{
+	if (superuser_arg(userid) ||
+		(has_privs_of_role(userid, ROLE_PG_READ_SERVER_FILES) &&
+		 has_privs_of_role(userid, ROLE_PG_WRITE_SERVER_FILES)))
+		return;
+	if (servername == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to set option \"writable\""),
+				 errdetail("Only superusers and roles with privileges of both the pg_read_server_files and pg_write_server_files roles may make a SQLite file writable.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to write SQLite file of server \"%s\"", servername),
+			 errdetail("Role \"%s\" needs the privileges of both the pg_read_server_files and pg_write_server_files roles to write through the wrapper.",
+					   GetUserNameFromId(userid, false)),
+			 errhint("Ask a superuser to grant pg_write_server_files, or write as a role that has it.")));
 }
 
 /* Complain about an option that is not valid for the catalog. */
@@ -458,7 +490,14 @@ owsync_fdw_validator(PG_FUNCTION_ARGS)
 			pfree(owsync_resolve_path(value, NULL));
 		}
 		else if (strcmp(def->defname, "busy_timeout") == 0)
-			(void) parse_busy_timeout(value);
+			(void) parse_int_option(def->defname, value, 0, "milliseconds");
+		else if (strcmp(def->defname, "batch_size") == 0)
+			(void) parse_int_option(def->defname, value, 1, "rows");
+		else if (strcmp(def->defname, "writable") == 0)
+		{
+			if (defGetBoolean(def))
+				owsync_check_write_privilege(GetUserId(), NULL);
+		}
 		else if (strcmp(def->defname, "key") == 0 || strcmp(def->defname, "digest") == 0 ||
 				 strcmp(def->defname, "raw") == 0)
 			(void) defGetBoolean(def);
@@ -590,14 +629,29 @@ owsync_get_server_opts(ForeignServer *server, OwsyncServerOpts *opts)
 {
 	DefElem    *database = find_option(server->options, "database");
 	DefElem    *timeout = find_option(server->options, "busy_timeout");
+	DefElem    *writable = find_option(server->options, "writable");
 
 	if (database == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 				 errmsg("server \"%s\" has no option \"database\"", server->servername)));
 	opts->database = defGetString(database);
-	opts->busy_timeout_ms = timeout ? parse_busy_timeout(defGetString(timeout)) :
+	opts->busy_timeout_ms = timeout ?
+		parse_int_option("busy_timeout", defGetString(timeout), 0, "milliseconds") :
 		OWSYNC_DEFAULT_BUSY_TIMEOUT_MS;
+	opts->writable = writable ? defGetBoolean(writable) : false;
+}
+
+/* Rows per INSERT statement: the table's option batch_size, else the server's. */
+int
+owsync_get_batch_size(ForeignServer *server, ForeignTable *table)
+{
+	DefElem    *def = find_option(table->options, "batch_size");
+
+	if (def == NULL)
+		def = find_option(server->options, "batch_size");
+	return def ? parse_int_option("batch_size", defGetString(def), 1, "rows") :
+		OWSYNC_DEFAULT_BATCH_SIZE;
 }
 
 char *

@@ -2,7 +2,7 @@
  *
  * owsync_fdw.c
  *		Foreign data wrapper entry points: planning, scanning, EXPLAIN and
- *		ANALYZE of foreign tables backed by SQLite tables.
+ *		ANALYZE of foreign tables backed by SQLite tables (writes: modify.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -470,6 +470,8 @@ owsyncBeginForeignScan(ForeignScanState *node, int eflags)
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 
+	/* the scan of an UPDATE or DELETE reads through the write connection */
+	owsync_begin_target_scan(node);
 	st = palloc0(sizeof(OwsyncScanState));
 	node->fdw_state = st;
 	table = GetForeignTable(RelationGetRelid(rel));
@@ -666,6 +668,7 @@ owsync_fdw_handler(PG_FUNCTION_ARGS)
 	routine->ExplainForeignScan = owsyncExplainForeignScan;
 	routine->AnalyzeForeignTable = owsyncAnalyzeForeignTable;
 	routine->ImportForeignSchema = owsyncImportForeignSchema;
+	owsync_modify_routines(routine);
 
 	PG_RETURN_POINTER(routine);
 }

@@ -5,7 +5,9 @@
  *
  * A foreign server is one SQLite file; a foreign table is one SQLite table.
  * Reads are read-only, hardened, and see one SQLite snapshot per server per
- * PostgreSQL transaction.
+ * PostgreSQL transaction.  Servers declared writable also take INSERT,
+ * UPDATE and DELETE, in one SQLite write transaction per PostgreSQL
+ * transaction (modify.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -19,6 +21,7 @@
 
 #include "access/tupdesc.h"
 #include "fmgr.h"
+#include "foreign/fdwapi.h"
 #include "foreign/foreign.h"
 #include "lib/stringinfo.h"
 #include "nodes/pathnodes.h"
@@ -31,11 +34,14 @@
 
 /* Default for the server option busy_timeout, in milliseconds. */
 #define OWSYNC_DEFAULT_BUSY_TIMEOUT_MS 5000
+/* Default for the server and table option batch_size (rows per INSERT). */
+#define OWSYNC_DEFAULT_BATCH_SIZE 100
 
 typedef struct OwsyncServerOpts
 {
 	char	   *database;		/* path as given in the server option */
 	int			busy_timeout_ms;	/* how long to wait on a locked file */
+	bool		writable;		/* option writable: takes INSERT/UPDATE/DELETE */
 } OwsyncServerOpts;
 
 /* GUC owsync.allowed_directories (superuser only; comma-separated) */
@@ -50,15 +56,24 @@ extern bool owsync_get_column_is_digest(Oid relid, AttrNumber attnum);
 extern bool owsync_get_column_is_raw(Oid relid, AttrNumber attnum);
 extern char *owsync_resolve_path(const char *path, const char *servername);
 extern char *owsync_resolve_target_path(const char *path, bool superuser_asks);
+extern void owsync_check_write_privilege(Oid userid, const char *servername);
+extern int	owsync_get_batch_size(ForeignServer *server, ForeignTable *table);
 
 /* ------------------------------------------------------------------------
  * connection.c: connection cache, snapshots, SQLite errors
  * ------------------------------------------------------------------------
  */
 
+/* Hash key of a connection: a server's read connection or its write connection. */
+typedef struct OwsyncConnKey
+{
+	Oid			serverid;
+	Oid			write;			/* 1 for the write connection, else 0 */
+} OwsyncConnKey;
+
 typedef struct OwsyncConn
 {
-	Oid			serverid;		/* hash key */
+	OwsyncConnKey key;			/* hash key */
 	char	   *servername;		/* in TopMemoryContext */
 	char	   *realpath;		/* resolved file the handle was opened on */
 	sqlite3    *db;				/* NULL when closed */
@@ -67,6 +82,13 @@ typedef struct OwsyncConn
 	bool		immutable;		/* opened immutable (WAL file, no writer) */
 	int			busy_timeout_ms;
 	bool		xact_open;		/* a SQLite read transaction is open */
+	bool		superseded;		/* a read connection whose server has a write
+								 * transaction open: reads go there */
+	int			write_depth;	/* write connection: 0 = no write transaction,
+								 * 1 = BEGIN IMMEDIATE done, n = SAVEPOINT s2..sn
+								 * for PostgreSQL's subtransaction levels */
+	bool		write_lost;		/* the write transaction could not be rolled
+								 * back to a savepoint: it can only abort */
 	bool		invalidated;	/* server options changed: reopen */
 	uint32		generation;		/* bumped at each transaction end: statements of
 								 * older generations were finalized then */
@@ -81,6 +103,8 @@ typedef struct OwsyncConn
 } OwsyncConn;
 
 extern OwsyncConn *owsync_get_connection(ForeignServer *server);
+extern OwsyncConn *owsync_get_write_connection(ForeignServer *server);
+extern void owsync_write_sync_level(OwsyncConn *conn);
 extern sqlite3_stmt *owsync_prepare(OwsyncConn *conn, const char *sql);
 extern int	owsync_step(OwsyncConn *conn, sqlite3_stmt *stmt, const char *what);
 extern void owsync_finalize(sqlite3_stmt *stmt);
@@ -206,6 +230,19 @@ extern void owsync_deparse_select(StringInfo buf, const char *sqlite_table, int 
 								  Bitmapset *attrs_used, List **retrieved_attrs, List **keys);
 extern void owsync_deparse_where(StringInfo buf, RelOptInfo *baserel, List *remote_conds,
 								 List **params);
+extern void owsync_deparse_insert(StringInfo buf, const char *sqlite_table, List *colnames,
+								  int nrows);
+extern void owsync_deparse_update(StringInfo buf, const char *sqlite_table, List *colnames,
+								  List *keynames);
+extern void owsync_deparse_delete(StringInfo buf, const char *sqlite_table, List *keynames);
+
+/* ------------------------------------------------------------------------
+ * modify.c: INSERT, UPDATE and DELETE on writable servers
+ * ------------------------------------------------------------------------
+ */
+
+extern void owsync_modify_routines(FdwRoutine *routine);
+extern void owsync_begin_target_scan(ForeignScanState *node);
 
 /* ------------------------------------------------------------------------
  * import.c: IMPORT FOREIGN SCHEMA
