@@ -26,6 +26,23 @@ SELECT coalesce(array_agg(o.option_value), '{}')
  WHERE o.option_name = 'database'
 $$;
 
+-- Write the file (owsync._write_sqlite) and describe it: what both kinds of
+-- restore report.
+CREATE FUNCTION owsync._write_report(p_target text, p_overwrite boolean, p_label text,
+                                     ddl text[], labels text[], tabs text[], rels regclass[],
+                                     p_journal_mode text) RETURNS jsonb
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT jsonb_build_object('target', p_target, 'tables', count(*), 'rows', coalesce(sum(w.rows), 0),
+                          'journal_mode', p_journal_mode,
+                          'table_rows', coalesce(jsonb_object_agg(w.table_name, w.rows)
+                                                 FILTER (WHERE w.table_name IS NOT NULL), '{}'))
+  FROM owsync._write_sqlite(p_target, p_overwrite, p_label, coalesce(ddl, '{}'), coalesce(labels, '{}'),
+                            coalesce(tabs, '{}'), coalesce(rels, '{}'), p_journal_mode,
+                            owsync._source_paths()) w
+$$;
+
 -- Restore a client's mirror into target_path, with the schema captured from
 -- its source at the last sync (sqlite_master's own order and text) and the
 -- journal mode the source had.  options: {"reattach": true} points the
@@ -45,7 +62,7 @@ DECLARE
     rels regclass[];
     missing text;
     quarantined bigint;
-    written jsonb;
+    report jsonb;
     t0 timestamptz := clock_timestamp();
     reattach boolean;
 BEGIN
@@ -102,24 +119,14 @@ BEGIN
     END IF;
     rels := ARRAY(SELECT format('%I.%I', n.mirror_schema, t)::regclass FROM unnest(tabs) WITH ORDINALITY u(t, o) ORDER BY o);
 
-    SELECT jsonb_object_agg(w.table_name, w.rows) INTO written
-      FROM owsync._write_sqlite(p_target, p_overwrite, format('restore of %s', p_client),
-                                coalesce(ddl, '{}'), coalesce(labels, '{}'), coalesce(tabs, '{}'),
-                                coalesce(rels, '{}'),
-                                CASE WHEN coalesce(jm, 'wal') = 'wal' THEN 'wal' ELSE 'delete' END,
-                                owsync._source_paths()) w;
-
+    report := owsync._write_report(p_target, p_overwrite, format('restore of %s', p_client), ddl, labels, tabs, rels,
+                                   CASE WHEN coalesce(jm, 'wal') = 'wal' THEN 'wal' ELSE 'delete' END);
     IF reattach THEN
         EXECUTE format('ALTER SERVER %I OPTIONS (SET database %L)', n.server, p_target);
     END IF;
-    RETURN jsonb_build_object('client', p_client, 'target', p_target,
-                              'tables', coalesce(cardinality(tabs), 0),
-                              'rows', (SELECT coalesce(sum(v::bigint), 0) FROM jsonb_each_text(written) x(k, v)),
-                              'journal_mode', CASE WHEN coalesce(jm, 'wal') = 'wal' THEN 'wal' ELSE 'delete' END,
-                              'schema_captured_at', sch.captured_at,
-                              'reattached', reattach,
-                              'seconds', round(extract(epoch FROM clock_timestamp() - t0)::numeric, 3),
-                              'table_rows', coalesce(written, '{}'));
+    RETURN jsonb_build_object('client', p_client, 'schema_captured_at', sch.captured_at, 'reattached', reattach,
+                              'seconds', round(extract(epoch FROM clock_timestamp() - t0)::numeric, 3))
+           || report;
 END
 $$;
 
@@ -270,7 +277,7 @@ DECLARE
     g record;
     r regclass;
     denied text;
-    written jsonb;
+    report jsonb;
     t0 timestamptz := clock_timestamp();
 BEGIN
     PERFORM owsync._require_admin();
@@ -332,16 +339,12 @@ BEGIN
         END LOOP;
     END IF;
 
-    SELECT jsonb_object_agg(w.table_name, w.rows) INTO written
-      FROM owsync._write_sqlite(p_target, p_overwrite, format('restore of schema %s', p_schema),
-                                ddl, labels, tabs, rels, 'wal', owsync._source_paths()) w;
-    RETURN jsonb_build_object('schema', p_schema, 'target', p_target,
+    report := owsync._write_report(p_target, p_overwrite, format('restore of schema %s', p_schema),
+                                   ddl, labels, tabs, rels, 'wal');
+    RETURN jsonb_build_object('schema', p_schema,
                               'ddl', CASE WHEN tmpl IS NULL THEN 'generated' ELSE 'client ' || tmpl END,
-                              'tables', cardinality(tabs),
-                              'rows', (SELECT coalesce(sum(v::bigint), 0) FROM jsonb_each_text(written) x(k, v)),
-                              'journal_mode', 'wal',
-                              'seconds', round(extract(epoch FROM clock_timestamp() - t0)::numeric, 3),
-                              'table_rows', coalesce(written, '{}'));
+                              'seconds', round(extract(epoch FROM clock_timestamp() - t0)::numeric, 3))
+           || report;
 END
 $$;
 
