@@ -207,6 +207,26 @@ for i in $(seq "$fulls"); do
   fi
   rm -f "$WDIR/restored.db"
 done
+# the same work done by SQLite alone, in the same settings: the file's DDL, every row copied with
+# INSERT ... SELECT (WHERE 1: not SQLite's page-copying transfer shortcut), one transaction, then
+# PRAGMA integrity_check; no restore that writes rows through SQLite and checks them can beat it
+python3 - "$DB" "$WDIR/floor.sql" <<'PY'
+import sqlite3, sys
+src, out = sys.argv[1], sys.argv[2]
+d = sqlite3.connect("file:%s?mode=ro" % src, uri=True)
+ents = d.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid").fetchall()
+with open(out, "w") as f:
+    f.write("PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE;\n"
+            "PRAGMA cache_size = -32768; ATTACH '%s' AS s; BEGIN;\n" % src)
+    f.writelines(s + ";\n" for _, _, s in ents)
+    f.writelines('INSERT INTO main."%s" SELECT * FROM s."%s" WHERE 1;\n' % (n, n) for t, n, _ in ents if t == "table")
+    f.write("COMMIT; PRAGMA integrity_check;\n")
+PY
+: >"$R/rfloor"
+for i in $(seq "$fulls"); do
+  settle; t0=$(ms); sqlite3 "$WDIR/floor.db" <"$WDIR/floor.sql" >/dev/null; t=$(( $(ms) - t0 ))
+  echo "$t" >>"$R/rfloor"; echo "sqlite3 alone, copy + integrity_check $i: $t ms"; rm -f "$WDIR/floor.db"
+done
 
 owsync_step "writer: ${wsecs}s idle, then ${wsecs}s of full syncs back to back"
 settle; echo idle >"$PHASE"; sleep "$wsecs"; wal=$(du -m "$DB-wal" | cut -f1)
@@ -223,10 +243,10 @@ for p in idle sync; do
 done
 
 base=$(median <"$R/base"); full=$(median <"$R/full"); incr=$(median <"$R/incr")
-none=$(median <"$R/none"); rec=$(median <"$R/rec"); rest=$(median <"$R/restore"); floor=$(median <"$R/floor"); mem=$(sort -n "$R/mem" | tail -1 | cut -d' ' -f1)
+none=$(median <"$R/none"); rec=$(median <"$R/rec"); rest=$(median <"$R/restore"); rfloor=$(median <"$R/rfloor"); floor=$(median <"$R/floor"); mem=$(sort -n "$R/mem" | tail -1 | cut -d' ' -f1)
 pmem=$(cut -d' ' -f2 "$R/mem" | sort -n | tail -1); rpmem=$(cut -d' ' -f2 "$R/rmem" | sort -n | tail -1)
 owsync_step "results ($size file; $rows; medians of $runs runs, full sync of $fulls)"
-awk -v base="$base" -v floor="$floor" -v first="$first" -v full="$full" -v incr="$incr" -v none="$none" -v rec="$rec" -v rest="$rest" -v rpmem="$rpmem" \
+awk -v base="$base" -v floor="$floor" -v first="$first" -v full="$full" -v incr="$incr" -v none="$none" -v rec="$rec" -v rest="$rest" -v rpmem="$rpmem" -v rfloor="$rfloor" \
     -v mem="$mem" -v idle="$idle" -v pmem="$pmem" -v pidle="$pidle" -v i50="$(pct 50 <"$R/w_idle")" -v i99="$(pct 99 <"$R/w_idle")" \
     -v s50="$(pct 50 <"$R/w_sync")" -v s99="$(pct 99 <"$R/w_sync")" -v nw="$(wc -l <"$R/wfull")" 'BEGIN {
   f = "| %-50s | %16s | %-28s | %-3s |\n"
@@ -241,6 +261,7 @@ awk -v base="$base" -v floor="$floor" -v first="$first" -v full="$full" -v incr=
   printf f, "nothing changed", none " ms", sprintf("<= 1%% of full = %d ms", full * .01), none <= full * .01 ? "yes" : "no"
   printf f, "reconcile (5 silent edits)", rec " ms", sprintf("<= 20%% of full = %d ms", full * .2), rec <= full * .2 ? "yes" : "no"
   printf f, "restore into a new file (verified)", rest " ms", "<= full sync = " full " ms", rest <= full ? "yes" : "no"
+  printf f, "  of which SQLite alone (copy + integrity_check)", rfloor " ms", "", ""
   printf f, "  restore private memory above idle", sprintf("%.1f MB", (rpmem - pidle) / 1024), "flat (SQLite cache: 32 MB)", ""
   printf f, "backend peak memory: max VmHWM above idle", sprintf("%.1f MB", (mem - idle) / 1024), "< 64 MB", mem - idle < 65536 ? "yes" : "no"
   printf f, "  same, private only (minus shared buffers, libs)", sprintf("%.1f MB", (pmem - pidle) / 1024), "< 64 MB", pmem - pidle < 65536 ? "yes" : "no"
