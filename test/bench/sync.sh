@@ -216,8 +216,9 @@ src, out = sys.argv[1], sys.argv[2]
 d = sqlite3.connect("file:%s?mode=ro" % src, uri=True)
 ents = d.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid").fetchall()
 with open(out, "w") as f:
-    f.write("PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE;\n"
-            "PRAGMA cache_size = -32768; ATTACH '%s' AS s; BEGIN;\n" % src)
+    f.write("PRAGMA main.journal_mode = MEMORY; PRAGMA main.synchronous = OFF;\n"
+            "PRAGMA main.locking_mode = EXCLUSIVE; PRAGMA main.cache_size = -32768;\n"
+            "ATTACH 'file:%s?mode=ro' AS s; BEGIN;\n" % src)
     f.writelines(s + ";\n" for _, _, s in ents)
     f.writelines('INSERT INTO main."%s" SELECT * FROM s."%s" WHERE 1;\n' % (n, n) for t, n, _ in ents if t == "table")
     f.write("COMMIT; PRAGMA integrity_check;\n")
