@@ -7,10 +7,9 @@
 # SQLite), then the sync: register the client (first full sync), change the SQLite file as Open
 # WebUI does (a new chat, a silent title edit, a deleted chat), sync, status and history; then
 # pg_cron: the client on the realtime tier, a change in the file, pg_cron's sync bringing it
-# within a minute, status and history.  Everything it started or created is stopped and removed
+# within a minute, status and history; then restore: the mirror written out as a new SQLite file,
+# checked, and compared with the source.  Everything it started or created is stopped and removed
 # at exit.
-#
-# A later issue extends it: restore to a new SQLite file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . test/lib.sh
@@ -31,7 +30,7 @@ owsync_cluster_start postgres
 # The SQLite file lives in a directory the server (postgres OS user) can read and write:
 # SQLite creates -wal/-shm files next to a WAL database even for a read-only connection.
 DEMO_DIR=$OWSYNC_WORK/demo
-mkdir -p "$DEMO_DIR"
+mkdir -p "$DEMO_DIR" "$DEMO_DIR/restored"   # restored/: where step 15 writes the restored file
 owsync_step "generate an Open WebUI database: $DEMO_DIR/webui.db"
 python3 test/gen_openwebui.py --out "$DEMO_DIR/webui.db" --flavour legacy --size small \
   --journal wal --seed 1
@@ -157,6 +156,22 @@ SELECT title, (SELECT round(extract(epoch FROM max(finished_at) - :'changed_at':
 SELECT * FROM owsync.status;
 SELECT h.*, d.scheduled FROM owsync.history h JOIN owsync.history_detail d USING (run_id) ORDER BY run_id;
 SELECT owsync.set_schedule('imc_quantabase_io', 'manual') AS schedule;
+SQL
+
+owsync_step "restore: the client's mirror written out as a new SQLite file, checked, compared with the source"
+psql -X -v ON_ERROR_STOP=1 -P pager=off -d postgres -v dir="$DEMO_DIR" <<'SQL'
+\set db :dir '/webui.db'
+\set restored :dir '/restored/webui.db'
+SET client_min_messages = warning;
+\echo
+\echo '== 15. CALL owsync.restore: schema replayed, rows written, integrity_check, every table read back, renamed into place'
+CALL owsync.restore('imc_quantabase_io', :'restored') \gset
+SELECT key, value FROM jsonb_each(:'report'::jsonb) WHERE key <> 'table_rows' ORDER BY key;
+\echo
+\echo '== 16. the restored file against the source, read by Python sqlite3: sqlite_master, every row with its storage class'
+\setenv DEMO_DB :db
+\setenv RESTORED :restored
+\! python3 test/compare_sqlite.py "$DEMO_DB" "$RESTORED" && sqlite3 "$RESTORED" "PRAGMA journal_mode; SELECT version_num FROM alembic_version; SELECT title FROM chat WHERE id = 'demo-new-chat'"
 SQL
 
 owsync_step "demo finished: the cluster and $OWSYNC_WORK are removed now"
