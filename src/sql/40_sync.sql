@@ -966,7 +966,7 @@ BEGIN
     END IF;
     SELECT * INTO c FROM owsync.client WHERE client = r.client;
     IF NOT pg_try_advisory_lock(1869838195, c.client_id) THEN
-        PERFORM owsync._skip_run(p_run, 'another sync of this client was running');
+        PERFORM owsync._skip_run(p_run, 'another sync or a restore of this client was running');
         RETURN;
     END IF;
     BEGIN
