@@ -882,6 +882,16 @@ AS $$
                       AND l.classid = 1869838195 AND l.objid = p_client_id AND l.objsubid = 2)
 $$;
 
+-- Wait for a client's run lock and keep it until the end of the transaction
+-- (restore, resolve_conflict): a sync running now is waited for, one
+-- starting meanwhile is skipped.
+CREATE FUNCTION owsync._lock_client(p_client text) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_advisory_xact_lock(1869838195, c.client_id) FROM owsync.client c WHERE c.client = p_client
+$$;
+
 -- Record a run as skipped, and why.
 CREATE FUNCTION owsync._skip_run(p_run bigint, p_why text) RETURNS void
 LANGUAGE sql

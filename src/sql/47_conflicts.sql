@@ -516,7 +516,7 @@ BEGIN
             MESSAGE = format('conflict %s does not exist', conflict_id);
     END IF;
     -- the client's run lock, for this transaction: no sync writes the row meanwhile
-    PERFORM pg_advisory_xact_lock(1869838195, (SELECT c.client_id FROM owsync.client c WHERE c.client = x.client));
+    PERFORM owsync._lock_client(x.client);
     SELECT * INTO x FROM owsync.conflict c WHERE c.conflict_id = resolve_conflict.conflict_id FOR UPDATE;
     IF x.decided IS NOT NULL
        AND NOT (x.decided = 'target' AND x.resolved_by IS NULL

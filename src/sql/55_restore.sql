@@ -80,10 +80,9 @@ BEGIN
     END IF;
     reattach := coalesce((p_options ->> 'reattach')::boolean, false);
     n := owsync.client_names(p_client);
-    -- the client's run lock, until the end of the transaction: a sync
-    -- running now is waited for, one starting meanwhile is skipped, so every
-    -- table is read as the same run left it
-    PERFORM pg_advisory_xact_lock(1869838195, c.client_id) FROM owsync.client c WHERE c.client = p_client;
+    -- the client's run lock, until the end of the transaction: every table
+    -- is read as the same run left it
+    PERFORM owsync._lock_client(p_client);
 
     SELECT * INTO sch FROM owsync.source_schema s WHERE s.client = p_client ORDER BY s.schema_id DESC LIMIT 1;
     IF sch.schema_id IS NULL THEN
