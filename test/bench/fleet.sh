@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fleet benchmark (issue 4):  bash test/bench/fleet.sh [--no-deps] [--clients N] [--size tiny|small]
+# Fleet benchmark:  bash test/bench/fleet.sh [--no-deps] [--clients N] [--size tiny|small]
 #
 # N generated Open WebUI databases (default 50, size small), registered with
 # owsync.discover(pattern, 'realtime'): 50 pg_cron jobs firing every minute, on this machine's

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Scan benchmark (issue 2):  bash test/bench/scan.sh [--no-deps] [--runs N]
+# Scan benchmark:  bash test/bench/scan.sh [--no-deps] [--runs N]
 #
 # On the ~700 MB generated Open WebUI database (legacy flavour, seed 1), in one run:
 #   - the chat table's id and chat columns read through the SQLite C API, copying every
 #     value out (test/bench/sqlite_scan.c), and through the sqlite3 CLI;
 #   - the same columns through the wrapper: chat as json (every value validated), measured
-#     with sum(pg_column_size(chat)) and with the issue's sum(octet_length(chat::text))
+#     with sum(pg_column_size(chat)) and with sum(octet_length(chat::text))
 #     (which adds PostgreSQL's json-to-text I/O cast, a copy of every value); chat as text;
 #   - the backend's peak memory (VmHWM) after scanning chat (1 MB rows) and chat_message
 #     (145k rows), against an idle backend.

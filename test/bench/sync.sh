@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sync benchmark (issue 3):  bash test/bench/sync.sh [--no-deps] [--runs N] [--fulls N] [--writer-secs S]
+# Sync benchmark:  bash test/bench/sync.sh [--no-deps] [--runs N] [--fulls N] [--writer-secs S]
 #
 # On a copy of the ~700 MB generated Open WebUI database (legacy flavour, seed 1; ~200k rows),
 # in one run on one cluster:
