@@ -99,7 +99,7 @@ typedef struct OwsyncConn
 	MemoryContext cachecxt;		/* facts read in the current snapshot, freed
 								 * when it ends: */
 	List	   *tableinfo;		/* planning facts about tables (owsync_fdw.c) */
-	struct OwsyncKeyScan *keyscan;	/* the last scan of a table's keys (digest.c) */
+	struct OwsyncKeyScan *keyscan;	/* the last scan of a table's keys (keyset.c) */
 } OwsyncConn;
 
 extern OwsyncConn *owsync_get_connection(ForeignServer *server);
@@ -179,7 +179,24 @@ extern void owsync_bind_value(OwsyncConn *conn, sqlite3_stmt *stmt, int idx,
  * ------------------------------------------------------------------------
  */
 
+/* A value held outside SQLite, hashed as owsync_digest() hashes a SQLite value. */
+typedef struct OwsyncHashValue
+{
+	int			type;			/* SQLITE_INTEGER, _FLOAT, _TEXT, _BLOB or _NULL */
+	int64		integer;		/* SQLITE_INTEGER */
+	double		real;			/* SQLITE_FLOAT */
+	const void *bytes;			/* SQLITE_TEXT (UTF-8) and SQLITE_BLOB */
+	int			len;
+} OwsyncHashValue;
+
 extern int	owsync_register_digest(sqlite3 *db);
+extern uint64 owsync_hash_values(const OwsyncHashValue *values, int n);
+
+/* ------------------------------------------------------------------------
+ * keyset.c: key sets of SQLite tables in buckets (SQL functions only:
+ * owsync_key_buckets, owsync_key_hashes, owsync_moved_buckets, owsync_key_hash)
+ * ------------------------------------------------------------------------
+ */
 
 /* ------------------------------------------------------------------------
  * json_valid.c: a fast check for valid json input
