@@ -102,6 +102,10 @@ typedef struct OwsyncConn
 	struct OwsyncKeyScan *keyscan;	/* the last scan of a table's keys (keyset.c) */
 } OwsyncConn;
 
+/* A SQLite authorizer callback (sqlite3_set_authorizer). */
+typedef int (*OwsyncAuthorizer) (void *arg, int action, const char *a1, const char *a2,
+								 const char *a3, const char *a4);
+
 extern OwsyncConn *owsync_get_connection(ForeignServer *server);
 extern OwsyncConn *owsync_get_write_connection(ForeignServer *server);
 extern void owsync_write_sync_level(OwsyncConn *conn);
@@ -113,6 +117,9 @@ extern int	owsync_sqlstate(int rc, const char *message);
 extern void owsync_check_unchanged(OwsyncConn *conn);
 extern ForeignServer *owsync_usable_server(const char *name);
 extern void owsync_sqlite_error(OwsyncConn *conn, int rc, const char *what) pg_attribute_noreturn();
+extern OwsyncConn *owsync_open_private(const char *label, const char *path,
+									   OwsyncAuthorizer authorizer);
+extern void owsync_close_private(OwsyncConn *conn, bool check);
 
 /* ------------------------------------------------------------------------
  * convert.c: SQLite values to PostgreSQL datums, loudly

@@ -598,7 +598,7 @@ owsync_write_sqlite(PG_FUNCTION_ARGS)
 	char	   *tmp;
 	char	   *dir;
 	RestoreTable *rt;
-	OwsyncConn	conn;
+	OwsyncConn *volatile conn = NULL;
 	int			fd;
 	TimestampTz t0 = GetCurrentTimestamp();
 
@@ -633,39 +633,22 @@ owsync_write_sqlite(PG_FUNCTION_ARGS)
 				 errmsg("could not create \"%s\": %m", tmp)));
 	close(fd);
 
-	memset(&conn, 0, sizeof(conn));
-	conn.servername = label;
-	conn.realpath = tmp;
-	conn.busy_timeout_ms = 0;
-
 	PG_TRY();
 	{
-		int			rc;
-
-		rc = sqlite3_open_v2(tmp, &conn.db,
-							 SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX, NULL);
-		if (rc != SQLITE_OK)
-			owsync_sqlite_error(&conn, rc, "open the restored file");
-		if (sqlite3_db_config(conn.db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL) != SQLITE_OK ||
-			sqlite3_db_config(conn.db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, NULL) != SQLITE_OK ||
-			sqlite3_db_config(conn.db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL) != SQLITE_OK ||
-			sqlite3_db_config(conn.db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL) != SQLITE_OK)
-			elog(ERROR, "could not harden SQLite connection");
-		sqlite3_limit(conn.db, SQLITE_LIMIT_ATTACHED, 0);
-		sqlite3_set_authorizer(conn.db, restore_authorizer, NULL);
+		conn = owsync_open_private(label, tmp, restore_authorizer);
 
 		/*
 		 * Nobody else sees the file until the rename: no syncs, and the
 		 * journal in memory (defensive mode refuses journal_mode OFF; a new
 		 * file has next to nothing to journal anyway).
 		 */
-		exec_sqlite(&conn, "PRAGMA journal_mode = MEMORY", "set up the restored file");
-		exec_sqlite(&conn, "PRAGMA synchronous = OFF", "set up the restored file");
-		exec_sqlite(&conn, "PRAGMA locking_mode = EXCLUSIVE", "set up the restored file");
-		exec_sqlite(&conn, "PRAGMA cache_size = -32768", "set up the restored file");	/* 32 MB */
-		exec_sqlite(&conn, "BEGIN", "start writing the restored file");
+		exec_sqlite(conn, "PRAGMA journal_mode = MEMORY", "set up the restored file");
+		exec_sqlite(conn, "PRAGMA synchronous = OFF", "set up the restored file");
+		exec_sqlite(conn, "PRAGMA locking_mode = EXCLUSIVE", "set up the restored file");
+		exec_sqlite(conn, "PRAGMA cache_size = -32768", "set up the restored file");	/* 32 MB */
+		exec_sqlite(conn, "BEGIN", "start writing the restored file");
 		for (int i = 0; i < nstmts; i++)
-			replay_ddl(&conn, TextDatumGetCString(stmts[i]), TextDatumGetCString(labels[i]));
+			replay_ddl(conn, TextDatumGetCString(stmts[i]), TextDatumGetCString(labels[i]));
 
 		rt = palloc0(sizeof(RestoreTable) * ntables);
 		if (SPI_connect() != SPI_OK_CONNECT)
@@ -674,24 +657,21 @@ owsync_write_sqlite(PG_FUNCTION_ARGS)
 		{
 			rt[i].name = TextDatumGetCString(names[i]);
 			rt[i].relid = DatumGetObjectId(rels[i]);
-			plan_table(&conn, &rt[i]);
-			copy_table(&conn, &rt[i]);
+			plan_table(conn, &rt[i]);
+			copy_table(conn, &rt[i]);
 		}
-		exec_sqlite(&conn, "COMMIT", "commit the restored file");
+		exec_sqlite(conn, "COMMIT", "commit the restored file");
 		elog(DEBUG1, "restore: written in %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
 
-		check_integrity(&conn);
+		check_integrity(conn);
 		elog(DEBUG1, "restore: integrity_check done at %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
 		for (int i = 0; i < ntables; i++)
-			check_table(&conn, &rt[i]);
+			check_table(conn, &rt[i]);
 		elog(DEBUG1, "restore: read back at %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
 
-		exec_sqlite(&conn, "PRAGMA locking_mode = NORMAL", "finish the restored file");
-		exec_sqlite(&conn, psprintf("PRAGMA journal_mode = %s", journal_mode), "set the journal mode");
-		rc = sqlite3_close(conn.db);
-		conn.db = NULL;
-		if (rc != SQLITE_OK)
-			owsync_sqlite_error(&conn, rc, "close the restored file");
+		exec_sqlite(conn, "PRAGMA locking_mode = NORMAL", "finish the restored file");
+		exec_sqlite(conn, psprintf("PRAGMA journal_mode = %s", journal_mode), "set the journal mode");
+		owsync_close_private(conn, true);
 
 		elog(DEBUG1, "restore: closed at %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
 		fsync_path(tmp, false);
@@ -724,8 +704,8 @@ owsync_write_sqlite(PG_FUNCTION_ARGS)
 	}
 	PG_CATCH();
 	{
-		if (conn.db)
-			sqlite3_close_v2(conn.db);
+		if (conn)
+			owsync_close_private(conn, false);
 		remove_temp(tmp);
 		PG_RE_THROW();
 	}
