@@ -111,10 +111,10 @@ reader_open(OwsyncReader *r, Relation rel, ForeignServer *server, const char *sq
 	{
 		AttrNumber	attnum = lfirst_int(lc);
 		Form_pg_attribute att = TupleDescAttr(tupdesc, attnum - 1);
+		OwsyncColumnOpts opts;
 
-		owsync_init_column(&r->cols[i++], attnum,
-						   owsync_get_column_name(RelationGetRelid(rel), attnum),
-						   att->atttypid, att->atttypmod);
+		owsync_get_column_opts(RelationGetRelid(rel), attnum, &opts);
+		owsync_init_column(&r->cols[i++], attnum, opts.name, att->atttypid, att->atttypmod);
 	}
 
 	r->ref.servername = server->servername;
@@ -179,40 +179,34 @@ reader_close(OwsyncReader *r)
 }
 
 /*
- * Column names and key flags of a foreign table, by attnum - 1 (NULL name
- * for dropped columns).
+ * The column options of a foreign table, by attnum - 1 (NULL name for
+ * dropped columns), with the types of its computed columns checked.
  */
-static void
-load_columns(Relation rel, char ***colnames, bool **iskey, bool **isdigest, bool **israw)
+static OwsyncColumnOpts *
+load_columns(Relation rel)
 {
 	TupleDesc	tupdesc = RelationGetDescr(rel);
+	OwsyncColumnOpts *cols = owsync_get_all_column_opts(rel);
 	int			i;
 
-	*colnames = palloc0(sizeof(char *) * Max(tupdesc->natts, 1));
-	*iskey = palloc0(sizeof(bool) * Max(tupdesc->natts, 1));
-	*isdigest = palloc0(sizeof(bool) * Max(tupdesc->natts, 1));
-	*israw = palloc0(sizeof(bool) * Max(tupdesc->natts, 1));
 	for (i = 0; i < tupdesc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
 
 		if (att->attisdropped)
 			continue;
-		(*colnames)[i] = owsync_get_column_name(RelationGetRelid(rel), i + 1);
-		(*iskey)[i] = owsync_get_column_is_key(RelationGetRelid(rel), i + 1);
-		(*isdigest)[i] = owsync_get_column_is_digest(RelationGetRelid(rel), i + 1);
-		(*israw)[i] = owsync_get_column_is_raw(RelationGetRelid(rel), i + 1);
-		if ((*israw)[i] && att->atttypid != TEXTOID)
+		if (cols[i].raw && att->atttypid != TEXTOID)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 					 errmsg("raw column \"%s\" of foreign table \"%s\" must be of type text",
 							NameStr(att->attname), RelationGetRelationName(rel))));
-		if ((*isdigest)[i] && att->atttypid != INT8OID)
+		if (cols[i].digest && att->atttypid != INT8OID)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 					 errmsg("digest column \"%s\" of foreign table \"%s\" must be of type bigint",
 							NameStr(att->attname), RelationGetRelationName(rel))));
 	}
+	return cols;
 }
 
 /* ---------------------------------------------------------------------
@@ -353,8 +347,8 @@ inspect_sqlite_table(OwsyncRelInfo *info, bool need_rows)
 	{
 		info->affinity[i] = OWA_UNKNOWN;
 		/* SQLite matches column names case-insensitively (ASCII) */
-		for (j = 0; j < ti->ncols && info->colnames[i]; j++)
-			if (pg_strcasecmp(info->colnames[i], ti->names[j]) == 0)
+		for (j = 0; j < ti->ncols && info->cols[i].name; j++)
+			if (pg_strcasecmp(info->cols[i].name, ti->names[j]) == 0)
 				info->affinity[i] = owsync_affinity(ti->decltypes[j]);
 	}
 	return need_rows ? ti->rows : -1;
@@ -375,7 +369,7 @@ owsyncGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntable
 
 	rel = table_open(foreigntableid, NoLock);
 	info->natts = RelationGetDescr(rel)->natts;
-	load_columns(rel, &info->colnames, &info->iskey, &info->isdigest, &info->israw);
+	info->cols = load_columns(rel);
 	table_close(rel, NoLock);
 	info->affinity = palloc(sizeof(OwsyncAffinity) * Max(info->natts, 1));
 
@@ -442,8 +436,7 @@ owsyncGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 	}
 
 	initStringInfo(&sql);
-	owsync_deparse_select(&sql, info->sqlite_table, info->natts, info->colnames,
-						  info->iskey, info->isdigest, info->israw, info->attrs_used,
+	owsync_deparse_select(&sql, info->sqlite_table, info->natts, info->cols, info->attrs_used,
 						  &retrieved, &keys);
 	owsync_deparse_where(&sql, baserel, remote, &params);
 
@@ -571,10 +564,7 @@ owsync_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targro
 	ForeignServer *server = GetForeignServer(table->serverid);
 	TupleDesc	tupdesc = RelationGetDescr(rel);
 	char	   *sqlite_table = owsync_get_table_name(table);
-	char	  **colnames;
-	bool	   *iskey;
-	bool	   *isdigest;
-	bool	   *israw;
+	OwsyncColumnOpts *cols;
 	List	   *retrieved;
 	List	   *keys;
 	StringInfoData sql;
@@ -586,9 +576,9 @@ owsync_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targro
 	double		skip = -1;		/* rows to pass over before the next replacement */
 	int			nsampled = 0;
 
-	load_columns(rel, &colnames, &iskey, &isdigest, &israw);
+	cols = load_columns(rel);
 	initStringInfo(&sql);
-	owsync_deparse_select(&sql, sqlite_table, tupdesc->natts, colnames, iskey, isdigest, israw,
+	owsync_deparse_select(&sql, sqlite_table, tupdesc->natts, cols,
 						  bms_make_singleton(0 - FirstLowInvalidHeapAttributeNumber),
 						  &retrieved, &keys);
 	memset(&r, 0, sizeof(r));

@@ -44,16 +44,25 @@ typedef struct OwsyncServerOpts
 	bool		writable;		/* option writable: takes INSERT/UPDATE/DELETE */
 } OwsyncServerOpts;
 
+/* The options of one column of a foreign table, read together. */
+typedef struct OwsyncColumnOpts
+{
+	char	   *name;			/* SQLite column (option column_name, else the
+								 * attribute's name); NULL for a dropped column */
+	bool		key;			/* option key: the column identifies the row */
+	bool		digest;			/* option digest: owsync_digest() of the other
+								 * columns, computed by SQLite (digest.c) */
+	bool		raw;			/* option raw: the SQLite value as "CLASS:HEX" */
+} OwsyncColumnOpts;
+
 /* GUC owsync.allowed_directories (superuser only; comma-separated) */
 extern char *owsync_allowed_directories;
 
 extern void owsync_define_gucs(void);
 extern void owsync_get_server_opts(ForeignServer *server, OwsyncServerOpts *opts);
 extern char *owsync_get_table_name(ForeignTable *table);
-extern char *owsync_get_column_name(Oid relid, AttrNumber attnum);
-extern bool owsync_get_column_is_key(Oid relid, AttrNumber attnum);
-extern bool owsync_get_column_is_digest(Oid relid, AttrNumber attnum);
-extern bool owsync_get_column_is_raw(Oid relid, AttrNumber attnum);
+extern void owsync_get_column_opts(Oid relid, AttrNumber attnum, OwsyncColumnOpts *opts);
+extern OwsyncColumnOpts *owsync_get_all_column_opts(Relation rel);
 extern char *owsync_resolve_path(const char *path, const char *servername);
 extern char *owsync_resolve_target_path(const char *path, bool superuser_asks);
 extern void owsync_check_write_privilege(Oid userid, const char *servername);
@@ -235,11 +244,8 @@ typedef struct OwsyncRelInfo
 	ForeignServer *server;
 	char	   *sqlite_table;
 	int			natts;
-	char	  **colnames;		/* by attnum - 1; NULL for dropped columns */
+	OwsyncColumnOpts *cols;		/* by attnum - 1; name NULL for dropped columns */
 	OwsyncAffinity *affinity;	/* by attnum - 1 */
-	bool	   *iskey;			/* by attnum - 1 */
-	bool	   *isdigest;		/* by attnum - 1: computed owsync_digest() */
-	bool	   *israw;			/* by attnum - 1: computed "CLASS:HEX" of the column */
 	List	   *remote_conds;	/* RestrictInfos evaluated by SQLite */
 	List	   *local_conds;	/* RestrictInfos evaluated by PostgreSQL */
 	Bitmapset  *attrs_used;		/* offset by FirstLowInvalidHeapAttributeNumber */
@@ -250,8 +256,8 @@ extern void owsync_quote_ident(StringInfo buf, const char *ident);
 extern void owsync_quote_literal(StringInfo buf, const char *str);
 extern bool owsync_is_pushable(RelOptInfo *baserel, Expr *expr);
 extern void owsync_deparse_select(StringInfo buf, const char *sqlite_table, int natts,
-								  char **colnames, bool *iskey, bool *isdigest, bool *israw,
-								  Bitmapset *attrs_used, List **retrieved_attrs, List **keys);
+								  const OwsyncColumnOpts *cols, Bitmapset *attrs_used,
+								  List **retrieved_attrs, List **keys);
 extern void owsync_deparse_where(StringInfo buf, RelOptInfo *baserel, List *remote_conds,
 								 List **params);
 extern void owsync_deparse_insert(StringInfo buf, const char *sqlite_table, List *colnames,
