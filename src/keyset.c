@@ -102,7 +102,7 @@ free_key_scan(OwsyncKeyScan *ks)
 static OwsyncKeyScan *
 scan_keys(OwsyncConn *conn, const char *query)
 {
-	OwsyncKeyScan *ks = conn->keyscan;
+	OwsyncKeyScan *volatile ks = conn->keyscan;
 	MemoryContext cxt = owsync_snapshot_context(conn);
 	sqlite3_stmt *stmt;
 	int64		cap = 1024;		/* doubled as needed */

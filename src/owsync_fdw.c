@@ -214,18 +214,12 @@ load_columns(Relation rel)
  * ---------------------------------------------------------------------
  */
 
-/*
- * A row count that costs O(log n): max(rowid) of a table (deletes leave gaps,
- * so it can only overestimate; ANALYZE gives the real figure).  Views and
- * tables without rowid get a default: max(rowid) of a view would run it.
- */
-static double
-estimate_rows(OwsyncConn *conn, const char *table)
+/* Is the name a table of the file (not a view)? */
+static bool
+is_sqlite_table(OwsyncConn *conn, const char *table)
 {
 	sqlite3_stmt *stmt;
-	bool		is_table = false;
-	double		rows = OWSYNC_DEFAULT_ROWS;
-	StringInfoData sql;
+	volatile bool is_table = false;
 
 	stmt = owsync_prepare(conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE");
 	PG_TRY();
@@ -239,7 +233,22 @@ estimate_rows(OwsyncConn *conn, const char *table)
 		sqlite3_finalize(stmt);
 	}
 	PG_END_TRY();
-	if (!is_table)
+	return is_table;
+}
+
+/*
+ * A row count that costs O(log n): max(rowid) of a table (deletes leave gaps,
+ * so it can only overestimate; ANALYZE gives the real figure).  Views and
+ * tables without rowid get a default: max(rowid) of a view would run it.
+ */
+static double
+estimate_rows(OwsyncConn *conn, const char *table)
+{
+	sqlite3_stmt *stmt;
+	volatile double rows = OWSYNC_DEFAULT_ROWS;
+	StringInfoData sql;
+
+	if (!is_sqlite_table(conn, table))
 		return rows;
 
 	initStringInfo(&sql);
@@ -277,6 +286,44 @@ typedef struct TableInfo
 	double		rows;
 } TableInfo;
 
+/* Read a table's column names and declared types into ti. */
+static void
+read_table_columns(OwsyncConn *conn, const char *table, TableInfo *ti)
+{
+	sqlite3_stmt *stmt;
+	List	   *volatile names = NIL;
+	List	   *volatile types = NIL;
+	ListCell   *lc;
+	int			i = 0;
+
+	stmt = owsync_prepare(conn, "SELECT name, type FROM pragma_table_info(?1)");
+	PG_TRY();
+	{
+		if (sqlite3_bind_text(stmt, 1, table, -1, SQLITE_STATIC) != SQLITE_OK)
+			owsync_sqlite_error(conn, SQLITE_MISUSE, "bind a table name");
+		while (owsync_step(conn, stmt, "read the table's columns") == SQLITE_ROW)
+		{
+			const char *decl = (const char *) sqlite3_column_text(stmt, 1);
+
+			names = lappend(names, pstrdup((const char *) sqlite3_column_text(stmt, 0)));
+			types = lappend(types, pstrdup(decl ? decl : ""));
+		}
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(stmt);
+	}
+	PG_END_TRY();
+	ti->ncols = list_length(names);
+	ti->names = palloc(sizeof(char *) * Max(ti->ncols, 1));
+	ti->decltypes = palloc(sizeof(char *) * Max(ti->ncols, 1));
+	foreach(lc, names)
+		ti->names[i++] = lfirst(lc);
+	i = 0;
+	foreach(lc, types)
+		ti->decltypes[i++] = lfirst(lc);
+}
+
 static TableInfo *
 table_info(OwsyncConn *conn, const char *table, bool need_rows)
 {
@@ -291,39 +338,9 @@ table_info(OwsyncConn *conn, const char *table, bool need_rows)
 	old = MemoryContextSwitchTo(owsync_snapshot_context(conn));
 	if (ti == NULL)
 	{
-		sqlite3_stmt *stmt;
-		List	   *names = NIL;
-		List	   *types = NIL;
-		int			i = 0;
-
 		ti = palloc0(sizeof(TableInfo));
 		ti->table = pstrdup(table);
-		stmt = owsync_prepare(conn, "SELECT name, type FROM pragma_table_info(?1)");
-		PG_TRY();
-		{
-			if (sqlite3_bind_text(stmt, 1, table, -1, SQLITE_STATIC) != SQLITE_OK)
-				owsync_sqlite_error(conn, SQLITE_MISUSE, "bind a table name");
-			while (owsync_step(conn, stmt, "read the table's columns") == SQLITE_ROW)
-			{
-				const char *decl = (const char *) sqlite3_column_text(stmt, 1);
-
-				names = lappend(names, pstrdup((const char *) sqlite3_column_text(stmt, 0)));
-				types = lappend(types, pstrdup(decl ? decl : ""));
-			}
-		}
-		PG_FINALLY();
-		{
-			sqlite3_finalize(stmt);
-		}
-		PG_END_TRY();
-		ti->ncols = list_length(names);
-		ti->names = palloc(sizeof(char *) * Max(ti->ncols, 1));
-		ti->decltypes = palloc(sizeof(char *) * Max(ti->ncols, 1));
-		foreach(lc, names)
-			ti->names[i++] = lfirst(lc);
-		i = 0;
-		foreach(lc, types)
-			ti->decltypes[i++] = lfirst(lc);
+		read_table_columns(conn, table, ti);
 		conn->tableinfo = lappend(conn->tableinfo, ti);
 	}
 	if (need_rows && !ti->rows_known)
