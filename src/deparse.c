@@ -101,8 +101,8 @@ owsync_quote_ident(StringInfo buf, const char *ident)
 }
 
 /* A text literal; str is in the server encoding and is sent as UTF-8. */
-void
-owsync_quote_literal(StringInfo buf, const char *str)
+static void
+quote_sqlite_literal(StringInfo buf, const char *str)
 {
 	const char *p = pg_server_to_any(str, strlen(str), PG_UTF8);
 
@@ -378,7 +378,7 @@ deparse_datum(Datum value, Oid typid, bool isnull, StringInfo buf)
 		appendStringInfoString(buf, OidOutputFunctionCall(out, value));
 	}
 	else
-		owsync_quote_literal(buf, TextDatumGetCString(value));
+		quote_sqlite_literal(buf, TextDatumGetCString(value));
 }
 
 /* The non-column operand: a literal for a Const, ?N for a Param. */

@@ -184,7 +184,6 @@ extern void owsync_init_column(OwsyncColumn *col, AttrNumber attnum, const char 
 							   Oid typid, int32 typmod);
 extern Datum owsync_convert_value(OwsyncColumn *col, sqlite3_stmt *stmt, int idx,
 								  bool *isnull, const OwsyncRowRef *ref);
-extern char *owsync_describe_key(const OwsyncRowRef *ref);
 extern void owsync_bind_datum(OwsyncConn *conn, sqlite3_stmt *stmt, int idx,
 							  Datum value, Oid typid, bool isnull);
 extern void owsync_bind_value(OwsyncConn *conn, sqlite3_stmt *stmt, int idx,
@@ -253,7 +252,6 @@ typedef struct OwsyncRelInfo
 
 extern OwsyncAffinity owsync_affinity(const char *decltype);
 extern void owsync_quote_ident(StringInfo buf, const char *ident);
-extern void owsync_quote_literal(StringInfo buf, const char *str);
 extern bool owsync_is_pushable(RelOptInfo *baserel, Expr *expr);
 extern void owsync_deparse_select(StringInfo buf, const char *sqlite_table, int natts,
 								  const OwsyncColumnOpts *cols, Bitmapset *attrs_used,
