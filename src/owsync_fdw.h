@@ -69,7 +69,7 @@ extern void owsync_check_write_privilege(Oid userid, const char *servername);
 extern int	owsync_get_batch_size(ForeignServer *server, ForeignTable *table);
 
 /* ------------------------------------------------------------------------
- * connection.c: connection cache, snapshots, SQLite errors
+ * connection.c: hardened SQLite handles, connection cache, snapshots, errors
  * ------------------------------------------------------------------------
  */
 
@@ -278,5 +278,11 @@ extern void owsync_begin_target_scan(ForeignScanState *node);
  */
 
 extern List *owsync_import_foreign_schema(ImportForeignSchemaStmt *stmt, Oid serverOid);
+
+/* ------------------------------------------------------------------------
+ * restore.c: relations written out as a new SQLite file (SQL function only:
+ * owsync_write_sqlite)
+ * ------------------------------------------------------------------------
+ */
 
 #endif							/* OWSYNC_FDW_H */
