@@ -4,8 +4,8 @@ EXTENSION  = owsync_fdw
 EXTVERSION = 0.1
 MODULE_big = owsync_fdw
 OBJS = src/owsync_fdw.o src/option.o src/connection.o src/deparse.o \
-       src/convert.o src/json_valid.o src/digest.o src/import.o src/modify.o \
-       src/restore.o
+       src/convert.o src/json_valid.o src/digest.o src/keyset.o src/import.o \
+       src/modify.o src/restore.o
 
 # The install script is assembled from src/sql/*.sql (one file per concern).
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql

@@ -545,11 +545,53 @@ immutable_uri(const char *real)
 	return buf.data;
 }
 
+/*
+ * The hardening of every SQLite handle owsync opens: defensive mode (no SQL
+ * that could corrupt the file, such as writable_schema or journal_mode OFF),
+ * no extension loading, untrusted schema (the file's views, indexes and
+ * defaults may only call functions marked innocuous), no triggers, views
+ * allowed, no ATTACH.  Each call can only fail on a misuse; checked anyway.
+ */
+static bool
+harden(sqlite3 *db)
+{
+	if (sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL) != SQLITE_OK ||
+		sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, NULL) != SQLITE_OK ||
+		sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL) != SQLITE_OK ||
+		sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL) != SQLITE_OK ||
+		sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_VIEW, 1, NULL) != SQLITE_OK)
+		return false;
+	sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
+	return true;
+}
+
+/*
+ * Open filename (a path, or the URI of an immutable open) into conn->db and
+ * harden the handle.  On failure conn is closed and the error reported,
+ * saying it failed to do what.  The caller sets its authorizer last, once
+ * it has configured the handle.
+ */
+static void
+open_hardened(OwsyncConn *conn, const char *filename, int flags, const char *what)
+{
+	sqlite3    *db = NULL;
+	int			rc;
+
+	rc = sqlite3_open_v2(filename, &db, flags, NULL);
+	conn->db = db;
+	if (rc != SQLITE_OK)
+		fail_and_close(conn, rc, what);
+	if (!harden(db))
+	{
+		owsync_close(conn);
+		elog(ERROR, "could not harden SQLite connection");
+	}
+}
+
 static void
 owsync_open(OwsyncConn *conn, ForeignServer *server, OwsyncServerOpts *opts,
 			const char *real)
 {
-	sqlite3    *db = NULL;
 	struct stat st;
 	bool		write = conn->key.write != 0;
 	int			flags = (write ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) |
@@ -588,22 +630,8 @@ owsync_open(OwsyncConn *conn, ForeignServer *server, OwsyncServerOpts *opts,
 	 * read-only (or read-write, never created), and refuse a symlink swapped
 	 * in after the path was resolved
 	 */
-	rc = sqlite3_open_v2(target, &db, flags, NULL);
-	conn->db = db;
-	if (rc != SQLITE_OK)
-		fail_and_close(conn, rc, "open the SQLite file");
-
-	/* Hardening; each call can only fail on a misuse, checked anyway. */
-	if (sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL) != SQLITE_OK ||
-		sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, NULL) != SQLITE_OK ||
-		sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL) != SQLITE_OK ||
-		sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL) != SQLITE_OK ||
-		sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_VIEW, 1, NULL) != SQLITE_OK)
-	{
-		owsync_close(conn);
-		elog(ERROR, "could not harden SQLite connection");
-	}
-	if (owsync_register_digest(db) != SQLITE_OK)
+	open_hardened(conn, target, flags, "open the SQLite file");
+	if (owsync_register_digest(conn->db) != SQLITE_OK)
 	{
 		owsync_close(conn);
 		elog(ERROR, "could not register owsync_digest() on a SQLite connection");
@@ -614,14 +642,59 @@ owsync_open(OwsyncConn *conn, ForeignServer *server, OwsyncServerOpts *opts,
 	 * own read connection (a shared lock in rollback-journal mode) would
 	 * block until the busy timeout.
 	 */
-	if (write && (rc = sqlite3_exec(db, "PRAGMA cache_spill = OFF", NULL, NULL, NULL)) != SQLITE_OK)
+	if (write && (rc = sqlite3_exec(conn->db, "PRAGMA cache_spill = OFF", NULL, NULL, NULL)) != SQLITE_OK)
 		fail_and_close(conn, rc, "configure the write connection");
-	sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
-	sqlite3_busy_handler(db, owsync_busy_handler, conn);
-	sqlite3_progress_handler(db, OWSYNC_PROGRESS_OPS, owsync_progress_handler, NULL);
-	sqlite3_set_authorizer(db, owsync_authorizer, conn);
+	sqlite3_busy_handler(conn->db, owsync_busy_handler, conn);
+	sqlite3_progress_handler(conn->db, OWSYNC_PROGRESS_OPS, owsync_progress_handler, NULL);
+	sqlite3_set_authorizer(conn->db, owsync_authorizer, conn);
 
 	conn->st = st;
+}
+
+/*
+ * A connection of its own, outside the cache and any transaction, on a new
+ * file the caller created and alone uses (restore writes through one):
+ * opened read-write and never created, hardened like every connection, with
+ * the caller's authorizer; no busy wait (nobody else has the file), no
+ * progress handler, no owsync_digest().  label names it in messages.  The
+ * caller closes it with owsync_close_private.
+ */
+OwsyncConn *
+owsync_open_private(const char *label, const char *path, OwsyncAuthorizer authorizer)
+{
+	OwsyncConn *conn = palloc0(sizeof(OwsyncConn));
+
+	conn->servername = pstrdup(label);
+	conn->realpath = pstrdup(path);
+	conn->busy_timeout_ms = 0;
+	open_hardened(conn, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX,
+				  "open the restored file");
+	sqlite3_set_authorizer(conn->db, authorizer, NULL);
+	return conn;
+}
+
+/*
+ * Close a private connection.  With check, a failure to close (statements
+ * left, the file not written) is reported; without, the handle is closed
+ * whatever it holds (error paths).
+ */
+void
+owsync_close_private(OwsyncConn *conn, bool check)
+{
+	int			rc;
+
+	if (conn->db == NULL)
+		return;
+	if (!check)
+	{
+		sqlite3_close_v2(conn->db);
+		conn->db = NULL;
+		return;
+	}
+	rc = sqlite3_close(conn->db);
+	conn->db = NULL;
+	if (rc != SQLITE_OK)
+		owsync_sqlite_error(conn, rc, "close the restored file");
 }
 
 /*

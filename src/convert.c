@@ -42,6 +42,8 @@
 /* 2^53: the largest range in which every integer is an exact double */
 #define OWSYNC_EXACT_DOUBLE_INT ((int64) 1 << 53)
 
+static char *describe_key(const OwsyncRowRef *ref);
+
 static const char *
 storage_class_name(int type)
 {
@@ -164,7 +166,7 @@ input_error_callback(void *arg)
 
 	errcontext("column \"%s\" of SQLite table \"%s\" on server \"%s\", key (%s)",
 			   ctx->col->name, ctx->ref->tablename, ctx->ref->servername,
-			   owsync_describe_key(ctx->ref));
+			   describe_key(ctx->ref));
 }
 
 /* The type's input function on a checked string (numeric, jsonb, dates, others). */
@@ -190,8 +192,8 @@ input_value(OwsyncColumn *col, const OwsyncRowRef *ref, char *str)
  * The key of the current row as "name=value, ..." for error messages.  Runs
  * while an error is being built, so it only reads and never throws.
  */
-char *
-owsync_describe_key(const OwsyncRowRef *ref)
+static char *
+describe_key(const OwsyncRowRef *ref)
 {
 	StringInfoData buf;
 	int			i;
@@ -256,7 +258,7 @@ bad_value(const OwsyncColumn *col, const OwsyncRowRef *ref, int sqlstate,
 			 errmsg("cannot read column \"%s\" of SQLite table \"%s\" on server \"%s\" as %s, key (%s)",
 					col->name, ref->tablename, ref->servername,
 					format_type_with_typemod(col->typid, col->typmod),
-					owsync_describe_key(ref)),
+					describe_key(ref)),
 			 errdetail_internal("%s", detail)));
 }
 

@@ -101,8 +101,8 @@ owsync_quote_ident(StringInfo buf, const char *ident)
 }
 
 /* A text literal; str is in the server encoding and is sent as UTF-8. */
-void
-owsync_quote_literal(StringInfo buf, const char *str)
+static void
+quote_sqlite_literal(StringInfo buf, const char *str)
 {
 	const char *p = pg_server_to_any(str, strlen(str), PG_UTF8);
 
@@ -166,8 +166,12 @@ column_accepts(RelOptInfo *rel, Var *var, TypeFamily fam)
 	OwsyncRelInfo *info = (OwsyncRelInfo *) rel->fdw_private;
 	OwsyncAffinity aff;
 
-	if (var->varattno > info->natts || info->colnames[var->varattno - 1] == NULL ||
-		info->isdigest[var->varattno - 1] || info->israw[var->varattno - 1])
+	OwsyncColumnOpts *col;
+
+	if (var->varattno > info->natts)
+		return false;
+	col = &info->cols[var->varattno - 1];
+	if (col->name == NULL || col->digest || col->raw)
 		return false;
 	if (type_family(var->vartype) != fam)
 		return false;
@@ -184,9 +188,12 @@ static bool
 column_exists(RelOptInfo *rel, Var *var)
 {
 	OwsyncRelInfo *info = (OwsyncRelInfo *) rel->fdw_private;
+	OwsyncColumnOpts *col;
 
-	return var->varattno <= info->natts && info->colnames[var->varattno - 1] != NULL &&
-		!info->isdigest[var->varattno - 1] && !info->israw[var->varattno - 1] &&
+	if (var->varattno > info->natts)
+		return false;
+	col = &info->cols[var->varattno - 1];
+	return col->name != NULL && !col->digest && !col->raw &&
 		info->affinity[var->varattno - 1] != OWA_UNKNOWN;
 }
 
@@ -351,7 +358,7 @@ owsync_is_pushable(RelOptInfo *baserel, Expr *expr)
 static void
 deparse_column(Var *var, DeparseCtx *ctx)
 {
-	owsync_quote_ident(ctx->buf, ctx->info->colnames[var->varattno - 1]);
+	owsync_quote_ident(ctx->buf, ctx->info->cols[var->varattno - 1].name);
 }
 
 /* A datum of an integer, boolean or text type as a SQLite literal. */
@@ -371,7 +378,7 @@ deparse_datum(Datum value, Oid typid, bool isnull, StringInfo buf)
 		appendStringInfoString(buf, OidOutputFunctionCall(out, value));
 	}
 	else
-		owsync_quote_literal(buf, TextDatumGetCString(value));
+		quote_sqlite_literal(buf, TextDatumGetCString(value));
 }
 
 /* The non-column operand: a literal for a Const, ?N for a Param. */
@@ -507,6 +514,26 @@ deparse_cond(Expr *expr, DeparseCtx *ctx)
 	}
 }
 
+/* owsync_digest() over every column but the computed ones, in column order */
+static void
+deparse_digest(StringInfo buf, int natts, const OwsyncColumnOpts *cols)
+{
+	int			i;
+	bool		first = true;
+
+	appendStringInfoString(buf, "owsync_digest(");
+	for (i = 0; i < natts; i++)
+	{
+		if (cols[i].name == NULL || cols[i].digest || cols[i].raw)
+			continue;
+		if (!first)
+			appendStringInfoString(buf, ", ");
+		owsync_quote_ident(buf, cols[i].name);
+		first = false;
+	}
+	appendStringInfoChar(buf, ')');
+}
+
 /*
  * SELECT list and FROM clause.  Columns in attrs_used (all columns when it
  * holds the whole-row reference, none when it is empty) are fetched in
@@ -515,30 +542,10 @@ deparse_cond(Expr *expr, DeparseCtx *ctx)
  * columns are too: keys gets one (result index, name) pair per key column,
  * pointing at the fetched column or at one appended for the purpose.
  */
-/* owsync_digest() over every column but the computed ones, in column order */
-static void
-deparse_digest(StringInfo buf, int natts, char **colnames, bool *isdigest, bool *israw)
-{
-	int			i;
-	bool		first = true;
-
-	appendStringInfoString(buf, "owsync_digest(");
-	for (i = 0; i < natts; i++)
-	{
-		if (colnames[i] == NULL || isdigest[i] || israw[i])
-			continue;
-		if (!first)
-			appendStringInfoString(buf, ", ");
-		owsync_quote_ident(buf, colnames[i]);
-		first = false;
-	}
-	appendStringInfoChar(buf, ')');
-}
-
 void
 owsync_deparse_select(StringInfo buf, const char *sqlite_table, int natts,
-					  char **colnames, bool *iskey, bool *isdigest, bool *israw,
-					  Bitmapset *attrs_used, List **retrieved_attrs, List **keys)
+					  const OwsyncColumnOpts *cols, Bitmapset *attrs_used,
+					  List **retrieved_attrs, List **keys)
 {
 	bool		all = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs_used);
 	int		   *position = palloc(sizeof(int) * Max(natts, 1));
@@ -551,39 +558,39 @@ owsync_deparse_select(StringInfo buf, const char *sqlite_table, int natts,
 	for (i = 0; i < natts; i++)
 	{
 		position[i] = -1;
-		if (colnames[i] == NULL)
+		if (cols[i].name == NULL)
 			continue;			/* dropped column */
 		if (!all && !bms_is_member(i + 1 - FirstLowInvalidHeapAttributeNumber, attrs_used))
 			continue;
 		if (ncols > 0)
 			appendStringInfoString(buf, ", ");
-		if (isdigest[i])
-			deparse_digest(buf, natts, colnames, isdigest, israw);
-		else if (israw[i])
+		if (cols[i].digest)
+			deparse_digest(buf, natts, cols);
+		else if (cols[i].raw)
 		{
 			/* storage class and exact bytes: lossless whatever the value */
 			appendStringInfoString(buf, "(typeof(");
-			owsync_quote_ident(buf, colnames[i]);
+			owsync_quote_ident(buf, cols[i].name);
 			appendStringInfoString(buf, ") || ':' || hex(");
-			owsync_quote_ident(buf, colnames[i]);
+			owsync_quote_ident(buf, cols[i].name);
 			appendStringInfoString(buf, "))");
 		}
 		else
-			owsync_quote_ident(buf, colnames[i]);
+			owsync_quote_ident(buf, cols[i].name);
 		*retrieved_attrs = lappend_int(*retrieved_attrs, i + 1);
 		position[i] = ncols++;
 	}
 	for (i = 0; *retrieved_attrs != NIL && i < natts; i++)
 	{
-		if (colnames[i] == NULL || !iskey[i] || isdigest[i] || israw[i])
+		if (cols[i].name == NULL || !cols[i].key || cols[i].digest || cols[i].raw)
 			continue;
 		if (position[i] < 0)
 		{
 			appendStringInfoString(buf, ", ");
-			owsync_quote_ident(buf, colnames[i]);
+			owsync_quote_ident(buf, cols[i].name);
 			position[i] = ncols++;
 		}
-		*keys = lappend(*keys, list_make2(makeInteger(position[i]), makeString(colnames[i])));
+		*keys = lappend(*keys, list_make2(makeInteger(position[i]), makeString(cols[i].name)));
 	}
 	if (ncols == 0)
 		appendStringInfoString(buf, "NULL");

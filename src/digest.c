@@ -18,18 +18,13 @@
  * the digest, and values are delimited (('ab','c') differs from ('a','bc')).
  *
  * A foreign table column with OPTIONS (digest 'true') is computed this way
- * over all its other columns, in column order (deparse.c).
+ * over all its other columns, in column order (deparse.c).  The same hash of
+ * values held outside SQLite (owsync_hash_values) lets PostgreSQL compute
+ * what SQLite computes for a key (keyset.c).
  *
  *-------------------------------------------------------------------------
  */
 #include "owsync_fdw.h"
-
-#include "catalog/pg_type.h"
-#include "utils/array.h"
-#include "mb/pg_wchar.h"
-#include "utils/builtins.h"
-#include "funcapi.h"
-#include "utils/lsyscache.h"
 
 #define XXH_STATIC_LINKING_ONLY	/* XXH3_state_t on the stack */
 #include <xxhash.h>
@@ -101,7 +96,17 @@ hash_bytes(Hasher *h, unsigned char tag, const void *p, int n)
 		hasher_put(h, p, n);
 }
 
-/* Feed one value (its storage class and exact bytes) to a hash. */
+/* the 8 IEEE bytes of a double, as a number */
+static uint64
+real_bits(double d)
+{
+	uint64		bits;
+
+	memcpy(&bits, &d, sizeof(bits));
+	return bits;
+}
+
+/* Feed one SQLite value (its storage class and exact bytes) to a hash. */
 static void
 hash_value(Hasher *h, sqlite3_value *v)
 {
@@ -111,14 +116,8 @@ hash_value(Hasher *h, sqlite3_value *v)
 			hash_tag(h, TAG_INTEGER, true, (uint64) sqlite3_value_int64(v));
 			break;
 		case SQLITE_FLOAT:
-			{
-				double		d = sqlite3_value_double(v);
-				uint64		bits;
-
-				memcpy(&bits, &d, sizeof(bits));
-				hash_tag(h, TAG_REAL, true, bits);
-				break;
-			}
+			hash_tag(h, TAG_REAL, true, real_bits(sqlite3_value_double(v)));
+			break;
 		case SQLITE_TEXT:
 			{
 				/* text first, then its length: no conversion happens */
@@ -140,56 +139,51 @@ hash_value(Hasher *h, sqlite3_value *v)
 	}
 }
 
-static uint64
-hash_row(int argc, sqlite3_value **argv)
+/* Feed one value held outside SQLite to a hash, as hash_value would. */
+static void
+hash_held_value(Hasher *h, const OwsyncHashValue *v)
+{
+	switch (v->type)
+	{
+		case SQLITE_INTEGER:
+			hash_tag(h, TAG_INTEGER, true, (uint64) v->integer);
+			break;
+		case SQLITE_FLOAT:
+			hash_tag(h, TAG_REAL, true, real_bits(v->real));
+			break;
+		case SQLITE_TEXT:
+			hash_bytes(h, TAG_TEXT, v->bytes, v->len);
+			break;
+		case SQLITE_BLOB:
+			hash_bytes(h, TAG_BLOB, v->bytes, v->len);
+			break;
+		default:
+			hash_tag(h, TAG_NULL, false, 0);
+			break;
+	}
+}
+
+static void
+hasher_init(Hasher *h)
+{
+	h->len = 0;
+	h->streaming = false;
+}
+
+/* owsync_digest(v1, v2, ...) as SQLite calls it. */
+static void
+owsync_digest_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
 	Hasher		h;
 	int			i;
 
-	h.len = 0;
-	h.streaming = false;
+	hasher_init(&h);
 	for (i = 0; i < argc; i++)
 		hash_value(&h, argv[i]);
-	return hasher_digest(&h);
+	sqlite3_result_int64(ctx, (sqlite3_int64) hasher_digest(&h));
 }
 
-static void
-owsync_digest_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-	sqlite3_result_int64(ctx, (sqlite3_int64) hash_row(argc, argv));
-}
-
-/*
- * Key sets.  The hash of a row's key values (hash_row over the key columns,
- * computed by SQLite as owsync_digest(k1, k2, ...)) places the key in one of
- * 2^nbits buckets by its top nbits bits.  The sum of the hashes of a
- * bucket's keys (wrapping, so order-independent) stands for the bucket's key
- * set: equal sums mean equal sets but for a 2^-64 chance.  The sync stores a
- * table's bucket sums at each sync; when keys were inserted or deleted since,
- * only the buckets whose sum moved need their keys compared, not the whole
- * table.
- *
- * A scan of a table's key hashes is kept with the connection until its
- * snapshot ends (up to MAX_KEPT_KEYS of them), so that the keys of the moved
- * buckets are found without a second scan.
- */
-#define MAX_KEY_BITS 16
-#define MAX_KEPT_KEYS (4 * 1024 * 1024)	/* 32 MB */
-
-typedef struct OwsyncKeyScan
-{
-	char	   *query;			/* the SQLite query that produced them */
-	int64		n;
-	uint64	   *hashes;
-} OwsyncKeyScan;
-
-static inline uint32
-key_bucket(uint64 h, int nbits)
-{
-	return nbits == 0 ? 0 : (uint32) (h >> (64 - nbits));
-}
-
-/* Register owsync_digest(); returns a SQLite result code. */
+/* Register owsync_digest() on a SQLite handle; returns a SQLite result code. */
 int
 owsync_register_digest(sqlite3 *db)
 {
@@ -198,309 +192,18 @@ owsync_register_digest(sqlite3 *db)
 									  NULL, owsync_digest_fn, NULL, NULL, NULL);
 }
 
-static int
-check_key_bits(int32 nbits)
-{
-	if (nbits < 0 || nbits > MAX_KEY_BITS)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("bucket bits must be between 0 and %d", MAX_KEY_BITS),
-				 errdetail("The value given was %d.", nbits)));
-	return nbits;
-}
-
-/* "SELECT owsync_digest(k1, k2, ...) FROM <table>" for the key columns of a text[] */
-static char *
-key_query(const char *table, ArrayType *keys)
-{
-	Datum	   *elems;
-	bool	   *nulls;
-	int			nkeys,
-				i;
-	StringInfoData sql;
-
-	deconstruct_array(keys, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &nkeys);
-	if (nkeys == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a key set needs at least one key column")));
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT owsync_digest(");
-	for (i = 0; i < nkeys; i++)
-	{
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("key column names must not be null")));
-		if (i > 0)
-			appendStringInfoString(&sql, ", ");
-		owsync_quote_ident(&sql, TextDatumGetCString(elems[i]));
-	}
-	appendStringInfoString(&sql, ") FROM ");
-	owsync_quote_ident(&sql, table);
-	return sql.data;
-}
-
-static void
-free_key_scan(OwsyncKeyScan *ks)
-{
-	pfree(ks->hashes);
-	pfree(ks->query);
-	pfree(ks);
-}
-
 /*
- * The hash of every key of a table, read in the transaction's snapshot (SQLite
- * reads them from the key's index): from the connection when the last scan
- * was of the same keys, else from SQLite, and then kept with the connection.
+ * The digest SQLite's owsync_digest() gives for these values, computed
+ * without SQLite: equal for equal storage classes and bytes.
  */
-static OwsyncKeyScan *
-scan_keys(OwsyncConn *conn, const char *query)
-{
-	OwsyncKeyScan *ks = conn->keyscan;
-	MemoryContext cxt = owsync_snapshot_context(conn);
-	sqlite3_stmt *stmt;
-	int64		cap = 1024;		/* doubled as needed */
-
-	if (ks && strcmp(ks->query, query) == 0)
-		return ks;
-	if (ks)
-	{
-		free_key_scan(ks);
-		conn->keyscan = NULL;
-	}
-	ks = MemoryContextAllocZero(cxt, sizeof(OwsyncKeyScan));
-	ks->query = MemoryContextStrdup(cxt, query);
-	ks->hashes = MemoryContextAlloc(cxt, sizeof(uint64) * cap);
-	stmt = owsync_prepare(conn, query);
-	PG_TRY();
-	{
-		while (owsync_step(conn, stmt, "hash a table's keys") == SQLITE_ROW)
-		{
-			if (ks->n == cap)
-			{
-				cap *= 2;
-				ks->hashes = repalloc_huge(ks->hashes, sizeof(uint64) * cap);
-			}
-			ks->hashes[ks->n++] = (uint64) sqlite3_column_int64(stmt, 0);
-		}
-	}
-	PG_FINALLY();
-	{
-		sqlite3_finalize(stmt);
-	}
-	PG_END_TRY();
-	return ks;
-}
-
-/* Keep a scan for the next call, or free it when it is too large to keep. */
-static void
-keep_keys(OwsyncConn *conn, OwsyncKeyScan *ks)
-{
-	if (ks->n <= MAX_KEPT_KEYS)
-		conn->keyscan = ks;
-	else
-	{
-		free_key_scan(ks);
-		conn->keyscan = NULL;
-	}
-}
-
-/*
- * owsync.key_buckets(server, table, key_columns, nbits): the bucket sums of a
- * SQLite table's keys as a bigint[] indexed from 0: element 0 is the sum of
- * all buckets (the hash of the whole key set), element 1 + b the sum of
- * bucket b.  Needs USAGE on the server.
- */
-PG_FUNCTION_INFO_V1(owsync_key_buckets);
-
-Datum
-owsync_key_buckets(PG_FUNCTION_ARGS)
-{
-	ForeignServer *server = owsync_usable_server(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	char	   *query = key_query(text_to_cstring(PG_GETARG_TEXT_PP(1)), PG_GETARG_ARRAYTYPE_P(2));
-	int			nbits = check_key_bits(PG_GETARG_INT32(3));
-	int			nbuckets = 1 << nbits;
-	OwsyncConn *conn = owsync_get_connection(server);
-	OwsyncKeyScan *ks = scan_keys(conn, query);
-	uint64	   *sum = palloc0(sizeof(uint64) * (nbuckets + 1));
-	Datum	   *elems = palloc(sizeof(Datum) * (nbuckets + 1));
-	int			dims[1] = {nbuckets + 1};
-	int			lbs[1] = {0};
-	int64		i;
-
-	for (i = 0; i < ks->n; i++)
-	{
-		sum[1 + key_bucket(ks->hashes[i], nbits)] += ks->hashes[i];
-		sum[0] += ks->hashes[i];
-	}
-	keep_keys(conn, ks);
-	for (i = 0; i <= nbuckets; i++)
-		elems[i] = Int64GetDatum((int64) sum[i]);
-	PG_RETURN_ARRAYTYPE_P(construct_md_array(elems, NULL, 1, dims, lbs, INT8OID, 8,
-											 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
-/*
- * owsync.moved_buckets(buckets, stored, added): the buckets (numbered from 0)
- * whose sum in buckets (key_buckets() now) is not the one in stored
- * (key_buckets() at the last sync) plus the hashes of the keys in added (the
- * keys known to be new).  NULL when stored is NULL or has another size.
- */
-PG_FUNCTION_INFO_V1(owsync_moved_buckets);
-
-Datum
-owsync_moved_buckets(PG_FUNCTION_ARGS)
-{
-	ArrayType  *now_a;
-	Datum	   *now,
-			   *stored,
-			   *added = NULL;
-	int			n,
-				nstored,
-				nadded = 0,
-				nbits = 0,
-				i;
-	uint64	   *expect;
-	Datum	   *moved;
-	int			nmoved = 0;
-
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		PG_RETURN_NULL();
-	now_a = PG_GETARG_ARRAYTYPE_P(0);
-	deconstruct_array(now_a, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &now, NULL, &n);
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-					  &stored, NULL, &nstored);
-	if (!PG_ARGISNULL(2))
-		deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-						  &added, NULL, &nadded);
-	if (n != nstored || n < 2 || ((n - 1) & (n - 2)) != 0)
-		PG_RETURN_NULL();		/* not the same buckets, or not buckets */
-	while ((1 << nbits) < n - 1)
-		nbits++;
-
-	expect = palloc(sizeof(uint64) * (n - 1));
-	for (i = 0; i < n - 1; i++)
-		expect[i] = (uint64) DatumGetInt64(stored[i + 1]);
-	for (i = 0; i < nadded; i++)
-	{
-		uint64		h = (uint64) DatumGetInt64(added[i]);
-
-		expect[key_bucket(h, nbits)] += h;
-	}
-	moved = palloc(sizeof(Datum) * (n - 1));
-	for (i = 0; i < n - 1; i++)
-		if ((uint64) DatumGetInt64(now[i + 1]) != expect[i])
-			moved[nmoved++] = Int32GetDatum(i);
-	PG_RETURN_ARRAYTYPE_P(construct_array(moved, nmoved, INT4OID, 4, true, TYPALIGN_INT));
-}
-
-/*
- * owsync.key_hashes(server, table, key_columns, nbits, buckets): the hash of
- * every key of a SQLite table that falls in one of the given buckets (in the
- * transaction's snapshot).  The sync compares them with the hashes of the
- * keys it stored in those buckets.  Needs USAGE on the server.
- */
-PG_FUNCTION_INFO_V1(owsync_key_hashes);
-
-Datum
-owsync_key_hashes(PG_FUNCTION_ARGS)
-{
-	ForeignServer *server = owsync_usable_server(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	char	   *query = key_query(text_to_cstring(PG_GETARG_TEXT_PP(1)), PG_GETARG_ARRAYTYPE_P(2));
-	int			nbits = check_key_bits(PG_GETARG_INT32(3));
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Bitmapset  *wanted = NULL;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	int64		i;
-	OwsyncConn *conn;
-	OwsyncKeyScan *ks;
-
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &n);
-	for (i = 0; i < n; i++)
-	{
-		int32		b = DatumGetInt32(elems[i]);
-
-		if (nulls[i] || b < 0 || b >= (1 << nbits))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("bucket numbers must lie between 0 and %d", (1 << nbits) - 1)));
-		wanted = bms_add_member(wanted, b);
-	}
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	if (wanted == NULL)
-		return (Datum) 0;
-
-	conn = owsync_get_connection(server);
-	ks = scan_keys(conn, query);
-	for (i = 0; i < ks->n; i++)
-		if (bms_is_member(key_bucket(ks->hashes[i], nbits), wanted))
-		{
-			Datum		value = Int64GetDatum((int64) ks->hashes[i]);
-			bool		isnull = false;
-
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
-		}
-	keep_keys(conn, ks);
-	return (Datum) 0;
-}
-
-/*
- * owsync.key_hash(k1 [, k2 ...]): in PostgreSQL, the hash SQLite computes
- * for a key with these values (owsync_digest() of the key columns: text as
- * TEXT in UTF-8, integers as INTEGER).  The digest tables keep it for each
- * key, and the sync adds up the hashes of the new keys the fast path fetched
- * to tell whether they alone account for a key set that moved.  NULL for key
- * types it cannot mirror (the sync then compares the keys themselves).
- */
-PG_FUNCTION_INFO_V1(owsync_key_hash);
-
-Datum
-owsync_key_hash(PG_FUNCTION_ARGS)
+uint64
+owsync_hash_values(const OwsyncHashValue *values, int n)
 {
 	Hasher		h;
 	int			i;
 
-	h.len = 0;
-	h.streaming = false;
-	for (i = 0; i < PG_NARGS(); i++)
-	{
-		Oid			type = get_fn_expr_argtype(fcinfo->flinfo, i);
-
-		if (PG_ARGISNULL(i))
-		{
-			hash_tag(&h, TAG_NULL, false, 0);
-			continue;
-		}
-		switch (type)
-		{
-			case INT2OID:
-			case INT4OID:
-			case INT8OID:
-				{
-					int64		v = type == INT8OID ? PG_GETARG_INT64(i) :
-					type == INT4OID ? PG_GETARG_INT32(i) : PG_GETARG_INT16(i);
-
-					hash_tag(&h, TAG_INTEGER, true, (uint64) v);
-					break;
-				}
-			case TEXTOID:
-			case VARCHAROID:
-				{
-					text	   *t = PG_GETARG_TEXT_PP(i);
-					int			len = VARSIZE_ANY_EXHDR(t);
-					char	   *utf8 = pg_server_to_any(VARDATA_ANY(t), len, PG_UTF8);
-
-					if (utf8 != VARDATA_ANY(t))
-						len = strlen(utf8);
-					hash_bytes(&h, TAG_TEXT, utf8, len);
-					break;
-				}
-			default:
-				PG_RETURN_NULL();
-		}
-	}
-	PG_RETURN_INT64((int64) hasher_digest(&h));
+	hasher_init(&h);
+	for (i = 0; i < n; i++)
+		hash_held_value(&h, &values[i]);
+	return hasher_digest(&h);
 }

@@ -59,7 +59,7 @@ sample_classes(OwsyncConn *conn, const char *table, const char *column)
 {
 	StringInfoData sql;
 	sqlite3_stmt *stmt;
-	int			seen = 0;
+	volatile int seen = 0;
 
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "SELECT DISTINCT typeof(v) FROM (SELECT ");
@@ -171,7 +171,7 @@ static List *
 list_tables(OwsyncConn *conn)
 {
 	sqlite3_stmt *stmt;
-	List	   *tables = NIL;
+	List	   *volatile tables = NIL;
 
 	stmt = owsync_prepare(conn,
 						  "SELECT name FROM sqlite_master WHERE type = 'table' "

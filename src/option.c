@@ -31,6 +31,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/varlena.h"
 
 /* The valid options, and the catalog of the object each one belongs to. */
@@ -662,43 +663,49 @@ owsync_get_table_name(ForeignTable *table)
 	return def ? defGetString(def) : get_rel_name(table->relid);
 }
 
-char *
-owsync_get_column_name(Oid relid, AttrNumber attnum)
-{
-	DefElem    *def = find_option(GetForeignColumnOptions(relid, attnum), "column_name");
-
-	return def ? defGetString(def) : get_attname(relid, attnum, false);
-}
-
-bool
-owsync_get_column_is_key(Oid relid, AttrNumber attnum)
-{
-	DefElem    *def = find_option(GetForeignColumnOptions(relid, attnum), "key");
-
-	return def ? defGetBoolean(def) : false;
-}
-
 /*
- * Option "digest": the column is not read from SQLite but computed there,
- * as owsync_digest() of the table's other columns (digest.c).
+ * The options of one column of a foreign table, read in one pass over its
+ * option list (the validator lets each appear once):
+ *	column_name	the SQLite column; default: the attribute's name
+ *	key			the column identifies the row (writes, error messages)
+ *	digest		the column is not read from SQLite but computed there, as
+ *				owsync_digest() of the table's other columns (digest.c)
+ *	raw			the column reads its SQLite column as text "CLASS:HEX" (the
+ *				storage class and the exact bytes), whatever it holds: how
+ *				the sync keeps a value it cannot convert (quarantine)
  */
-bool
-owsync_get_column_is_digest(Oid relid, AttrNumber attnum)
+void
+owsync_get_column_opts(Oid relid, AttrNumber attnum, OwsyncColumnOpts *opts)
 {
-	DefElem    *def = find_option(GetForeignColumnOptions(relid, attnum), "digest");
+	ListCell   *lc;
 
-	return def ? defGetBoolean(def) : false;
+	memset(opts, 0, sizeof(*opts));
+	foreach(lc, GetForeignColumnOptions(relid, attnum))
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (strcmp(def->defname, "column_name") == 0)
+			opts->name = defGetString(def);
+		else if (strcmp(def->defname, "key") == 0)
+			opts->key = defGetBoolean(def);
+		else if (strcmp(def->defname, "digest") == 0)
+			opts->digest = defGetBoolean(def);
+		else if (strcmp(def->defname, "raw") == 0)
+			opts->raw = defGetBoolean(def);
+	}
+	if (opts->name == NULL)
+		opts->name = get_attname(relid, attnum, false);
 }
 
-/*
- * Option "raw": the column reads its SQLite column as text "CLASS:HEX" (the
- * storage class and the exact bytes), whatever it holds: how the sync keeps
- * a value it cannot convert (quarantine).
- */
-bool
-owsync_get_column_is_raw(Oid relid, AttrNumber attnum)
+/* The options of every column of a foreign table, by attnum - 1 (dropped: all zero). */
+OwsyncColumnOpts *
+owsync_get_all_column_opts(Relation rel)
 {
-	DefElem    *def = find_option(GetForeignColumnOptions(relid, attnum), "raw");
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	OwsyncColumnOpts *cols = palloc0(sizeof(OwsyncColumnOpts) * Max(tupdesc->natts, 1));
 
-	return def ? defGetBoolean(def) : false;
+	for (int i = 0; i < tupdesc->natts; i++)
+		if (!TupleDescAttr(tupdesc, i)->attisdropped)
+			owsync_get_column_opts(RelationGetRelid(rel), i + 1, &cols[i]);
+	return cols;
 }

@@ -111,10 +111,10 @@ reader_open(OwsyncReader *r, Relation rel, ForeignServer *server, const char *sq
 	{
 		AttrNumber	attnum = lfirst_int(lc);
 		Form_pg_attribute att = TupleDescAttr(tupdesc, attnum - 1);
+		OwsyncColumnOpts opts;
 
-		owsync_init_column(&r->cols[i++], attnum,
-						   owsync_get_column_name(RelationGetRelid(rel), attnum),
-						   att->atttypid, att->atttypmod);
+		owsync_get_column_opts(RelationGetRelid(rel), attnum, &opts);
+		owsync_init_column(&r->cols[i++], attnum, opts.name, att->atttypid, att->atttypmod);
 	}
 
 	r->ref.servername = server->servername;
@@ -179,40 +179,34 @@ reader_close(OwsyncReader *r)
 }
 
 /*
- * Column names and key flags of a foreign table, by attnum - 1 (NULL name
- * for dropped columns).
+ * The column options of a foreign table, by attnum - 1 (NULL name for
+ * dropped columns), with the types of its computed columns checked.
  */
-static void
-load_columns(Relation rel, char ***colnames, bool **iskey, bool **isdigest, bool **israw)
+static OwsyncColumnOpts *
+load_columns(Relation rel)
 {
 	TupleDesc	tupdesc = RelationGetDescr(rel);
+	OwsyncColumnOpts *cols = owsync_get_all_column_opts(rel);
 	int			i;
 
-	*colnames = palloc0(sizeof(char *) * Max(tupdesc->natts, 1));
-	*iskey = palloc0(sizeof(bool) * Max(tupdesc->natts, 1));
-	*isdigest = palloc0(sizeof(bool) * Max(tupdesc->natts, 1));
-	*israw = palloc0(sizeof(bool) * Max(tupdesc->natts, 1));
 	for (i = 0; i < tupdesc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
 
 		if (att->attisdropped)
 			continue;
-		(*colnames)[i] = owsync_get_column_name(RelationGetRelid(rel), i + 1);
-		(*iskey)[i] = owsync_get_column_is_key(RelationGetRelid(rel), i + 1);
-		(*isdigest)[i] = owsync_get_column_is_digest(RelationGetRelid(rel), i + 1);
-		(*israw)[i] = owsync_get_column_is_raw(RelationGetRelid(rel), i + 1);
-		if ((*israw)[i] && att->atttypid != TEXTOID)
+		if (cols[i].raw && att->atttypid != TEXTOID)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 					 errmsg("raw column \"%s\" of foreign table \"%s\" must be of type text",
 							NameStr(att->attname), RelationGetRelationName(rel))));
-		if ((*isdigest)[i] && att->atttypid != INT8OID)
+		if (cols[i].digest && att->atttypid != INT8OID)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 					 errmsg("digest column \"%s\" of foreign table \"%s\" must be of type bigint",
 							NameStr(att->attname), RelationGetRelationName(rel))));
 	}
+	return cols;
 }
 
 /* ---------------------------------------------------------------------
@@ -220,18 +214,12 @@ load_columns(Relation rel, char ***colnames, bool **iskey, bool **isdigest, bool
  * ---------------------------------------------------------------------
  */
 
-/*
- * A row count that costs O(log n): max(rowid) of a table (deletes leave gaps,
- * so it can only overestimate; ANALYZE gives the real figure).  Views and
- * tables without rowid get a default: max(rowid) of a view would run it.
- */
-static double
-estimate_rows(OwsyncConn *conn, const char *table)
+/* Is the name a table of the file (not a view)? */
+static bool
+is_sqlite_table(OwsyncConn *conn, const char *table)
 {
 	sqlite3_stmt *stmt;
-	bool		is_table = false;
-	double		rows = OWSYNC_DEFAULT_ROWS;
-	StringInfoData sql;
+	volatile bool is_table = false;
 
 	stmt = owsync_prepare(conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE");
 	PG_TRY();
@@ -245,7 +233,22 @@ estimate_rows(OwsyncConn *conn, const char *table)
 		sqlite3_finalize(stmt);
 	}
 	PG_END_TRY();
-	if (!is_table)
+	return is_table;
+}
+
+/*
+ * A row count that costs O(log n): max(rowid) of a table (deletes leave gaps,
+ * so it can only overestimate; ANALYZE gives the real figure).  Views and
+ * tables without rowid get a default: max(rowid) of a view would run it.
+ */
+static double
+estimate_rows(OwsyncConn *conn, const char *table)
+{
+	sqlite3_stmt *stmt;
+	volatile double rows = OWSYNC_DEFAULT_ROWS;
+	StringInfoData sql;
+
+	if (!is_sqlite_table(conn, table))
 		return rows;
 
 	initStringInfo(&sql);
@@ -283,6 +286,44 @@ typedef struct TableInfo
 	double		rows;
 } TableInfo;
 
+/* Read a table's column names and declared types into ti. */
+static void
+read_table_columns(OwsyncConn *conn, const char *table, TableInfo *ti)
+{
+	sqlite3_stmt *stmt;
+	List	   *volatile names = NIL;
+	List	   *volatile types = NIL;
+	ListCell   *lc;
+	int			i = 0;
+
+	stmt = owsync_prepare(conn, "SELECT name, type FROM pragma_table_info(?1)");
+	PG_TRY();
+	{
+		if (sqlite3_bind_text(stmt, 1, table, -1, SQLITE_STATIC) != SQLITE_OK)
+			owsync_sqlite_error(conn, SQLITE_MISUSE, "bind a table name");
+		while (owsync_step(conn, stmt, "read the table's columns") == SQLITE_ROW)
+		{
+			const char *decl = (const char *) sqlite3_column_text(stmt, 1);
+
+			names = lappend(names, pstrdup((const char *) sqlite3_column_text(stmt, 0)));
+			types = lappend(types, pstrdup(decl ? decl : ""));
+		}
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(stmt);
+	}
+	PG_END_TRY();
+	ti->ncols = list_length(names);
+	ti->names = palloc(sizeof(char *) * Max(ti->ncols, 1));
+	ti->decltypes = palloc(sizeof(char *) * Max(ti->ncols, 1));
+	foreach(lc, names)
+		ti->names[i++] = lfirst(lc);
+	i = 0;
+	foreach(lc, types)
+		ti->decltypes[i++] = lfirst(lc);
+}
+
 static TableInfo *
 table_info(OwsyncConn *conn, const char *table, bool need_rows)
 {
@@ -297,39 +338,9 @@ table_info(OwsyncConn *conn, const char *table, bool need_rows)
 	old = MemoryContextSwitchTo(owsync_snapshot_context(conn));
 	if (ti == NULL)
 	{
-		sqlite3_stmt *stmt;
-		List	   *names = NIL;
-		List	   *types = NIL;
-		int			i = 0;
-
 		ti = palloc0(sizeof(TableInfo));
 		ti->table = pstrdup(table);
-		stmt = owsync_prepare(conn, "SELECT name, type FROM pragma_table_info(?1)");
-		PG_TRY();
-		{
-			if (sqlite3_bind_text(stmt, 1, table, -1, SQLITE_STATIC) != SQLITE_OK)
-				owsync_sqlite_error(conn, SQLITE_MISUSE, "bind a table name");
-			while (owsync_step(conn, stmt, "read the table's columns") == SQLITE_ROW)
-			{
-				const char *decl = (const char *) sqlite3_column_text(stmt, 1);
-
-				names = lappend(names, pstrdup((const char *) sqlite3_column_text(stmt, 0)));
-				types = lappend(types, pstrdup(decl ? decl : ""));
-			}
-		}
-		PG_FINALLY();
-		{
-			sqlite3_finalize(stmt);
-		}
-		PG_END_TRY();
-		ti->ncols = list_length(names);
-		ti->names = palloc(sizeof(char *) * Max(ti->ncols, 1));
-		ti->decltypes = palloc(sizeof(char *) * Max(ti->ncols, 1));
-		foreach(lc, names)
-			ti->names[i++] = lfirst(lc);
-		i = 0;
-		foreach(lc, types)
-			ti->decltypes[i++] = lfirst(lc);
+		read_table_columns(conn, table, ti);
 		conn->tableinfo = lappend(conn->tableinfo, ti);
 	}
 	if (need_rows && !ti->rows_known)
@@ -353,8 +364,8 @@ inspect_sqlite_table(OwsyncRelInfo *info, bool need_rows)
 	{
 		info->affinity[i] = OWA_UNKNOWN;
 		/* SQLite matches column names case-insensitively (ASCII) */
-		for (j = 0; j < ti->ncols && info->colnames[i]; j++)
-			if (pg_strcasecmp(info->colnames[i], ti->names[j]) == 0)
+		for (j = 0; j < ti->ncols && info->cols[i].name; j++)
+			if (pg_strcasecmp(info->cols[i].name, ti->names[j]) == 0)
 				info->affinity[i] = owsync_affinity(ti->decltypes[j]);
 	}
 	return need_rows ? ti->rows : -1;
@@ -375,7 +386,7 @@ owsyncGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntable
 
 	rel = table_open(foreigntableid, NoLock);
 	info->natts = RelationGetDescr(rel)->natts;
-	load_columns(rel, &info->colnames, &info->iskey, &info->isdigest, &info->israw);
+	info->cols = load_columns(rel);
 	table_close(rel, NoLock);
 	info->affinity = palloc(sizeof(OwsyncAffinity) * Max(info->natts, 1));
 
@@ -442,8 +453,7 @@ owsyncGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 	}
 
 	initStringInfo(&sql);
-	owsync_deparse_select(&sql, info->sqlite_table, info->natts, info->colnames,
-						  info->iskey, info->isdigest, info->israw, info->attrs_used,
+	owsync_deparse_select(&sql, info->sqlite_table, info->natts, info->cols, info->attrs_used,
 						  &retrieved, &keys);
 	owsync_deparse_where(&sql, baserel, remote, &params);
 
@@ -571,10 +581,7 @@ owsync_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targro
 	ForeignServer *server = GetForeignServer(table->serverid);
 	TupleDesc	tupdesc = RelationGetDescr(rel);
 	char	   *sqlite_table = owsync_get_table_name(table);
-	char	  **colnames;
-	bool	   *iskey;
-	bool	   *isdigest;
-	bool	   *israw;
+	OwsyncColumnOpts *cols;
 	List	   *retrieved;
 	List	   *keys;
 	StringInfoData sql;
@@ -586,9 +593,9 @@ owsync_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targro
 	double		skip = -1;		/* rows to pass over before the next replacement */
 	int			nsampled = 0;
 
-	load_columns(rel, &colnames, &iskey, &isdigest, &israw);
+	cols = load_columns(rel);
 	initStringInfo(&sql);
-	owsync_deparse_select(&sql, sqlite_table, tupdesc->natts, colnames, iskey, isdigest, israw,
+	owsync_deparse_select(&sql, sqlite_table, tupdesc->natts, cols,
 						  bms_make_singleton(0 - FirstLowInvalidHeapAttributeNumber),
 						  &retrieved, &keys);
 	memset(&r, 0, sizeof(r));

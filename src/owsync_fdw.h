@@ -44,23 +44,32 @@ typedef struct OwsyncServerOpts
 	bool		writable;		/* option writable: takes INSERT/UPDATE/DELETE */
 } OwsyncServerOpts;
 
+/* The options of one column of a foreign table, read together. */
+typedef struct OwsyncColumnOpts
+{
+	char	   *name;			/* SQLite column (option column_name, else the
+								 * attribute's name); NULL for a dropped column */
+	bool		key;			/* option key: the column identifies the row */
+	bool		digest;			/* option digest: owsync_digest() of the other
+								 * columns, computed by SQLite (digest.c) */
+	bool		raw;			/* option raw: the SQLite value as "CLASS:HEX" */
+} OwsyncColumnOpts;
+
 /* GUC owsync.allowed_directories (superuser only; comma-separated) */
 extern char *owsync_allowed_directories;
 
 extern void owsync_define_gucs(void);
 extern void owsync_get_server_opts(ForeignServer *server, OwsyncServerOpts *opts);
 extern char *owsync_get_table_name(ForeignTable *table);
-extern char *owsync_get_column_name(Oid relid, AttrNumber attnum);
-extern bool owsync_get_column_is_key(Oid relid, AttrNumber attnum);
-extern bool owsync_get_column_is_digest(Oid relid, AttrNumber attnum);
-extern bool owsync_get_column_is_raw(Oid relid, AttrNumber attnum);
+extern void owsync_get_column_opts(Oid relid, AttrNumber attnum, OwsyncColumnOpts *opts);
+extern OwsyncColumnOpts *owsync_get_all_column_opts(Relation rel);
 extern char *owsync_resolve_path(const char *path, const char *servername);
 extern char *owsync_resolve_target_path(const char *path, bool superuser_asks);
 extern void owsync_check_write_privilege(Oid userid, const char *servername);
 extern int	owsync_get_batch_size(ForeignServer *server, ForeignTable *table);
 
 /* ------------------------------------------------------------------------
- * connection.c: connection cache, snapshots, SQLite errors
+ * connection.c: hardened SQLite handles, connection cache, snapshots, errors
  * ------------------------------------------------------------------------
  */
 
@@ -99,8 +108,12 @@ typedef struct OwsyncConn
 	MemoryContext cachecxt;		/* facts read in the current snapshot, freed
 								 * when it ends: */
 	List	   *tableinfo;		/* planning facts about tables (owsync_fdw.c) */
-	struct OwsyncKeyScan *keyscan;	/* the last scan of a table's keys (digest.c) */
+	struct OwsyncKeyScan *keyscan;	/* the last scan of a table's keys (keyset.c) */
 } OwsyncConn;
+
+/* A SQLite authorizer callback (sqlite3_set_authorizer). */
+typedef int (*OwsyncAuthorizer) (void *arg, int action, const char *a1, const char *a2,
+								 const char *a3, const char *a4);
 
 extern OwsyncConn *owsync_get_connection(ForeignServer *server);
 extern OwsyncConn *owsync_get_write_connection(ForeignServer *server);
@@ -113,6 +126,9 @@ extern int	owsync_sqlstate(int rc, const char *message);
 extern void owsync_check_unchanged(OwsyncConn *conn);
 extern ForeignServer *owsync_usable_server(const char *name);
 extern void owsync_sqlite_error(OwsyncConn *conn, int rc, const char *what) pg_attribute_noreturn();
+extern OwsyncConn *owsync_open_private(const char *label, const char *path,
+									   OwsyncAuthorizer authorizer);
+extern void owsync_close_private(OwsyncConn *conn, bool check);
 
 /* ------------------------------------------------------------------------
  * convert.c: SQLite values to PostgreSQL datums, loudly
@@ -168,7 +184,6 @@ extern void owsync_init_column(OwsyncColumn *col, AttrNumber attnum, const char 
 							   Oid typid, int32 typmod);
 extern Datum owsync_convert_value(OwsyncColumn *col, sqlite3_stmt *stmt, int idx,
 								  bool *isnull, const OwsyncRowRef *ref);
-extern char *owsync_describe_key(const OwsyncRowRef *ref);
 extern void owsync_bind_datum(OwsyncConn *conn, sqlite3_stmt *stmt, int idx,
 							  Datum value, Oid typid, bool isnull);
 extern void owsync_bind_value(OwsyncConn *conn, sqlite3_stmt *stmt, int idx,
@@ -179,7 +194,24 @@ extern void owsync_bind_value(OwsyncConn *conn, sqlite3_stmt *stmt, int idx,
  * ------------------------------------------------------------------------
  */
 
+/* A value held outside SQLite, hashed as owsync_digest() hashes a SQLite value. */
+typedef struct OwsyncHashValue
+{
+	int			type;			/* SQLITE_INTEGER, _FLOAT, _TEXT, _BLOB or _NULL */
+	int64		integer;		/* SQLITE_INTEGER */
+	double		real;			/* SQLITE_FLOAT */
+	const void *bytes;			/* SQLITE_TEXT (UTF-8) and SQLITE_BLOB */
+	int			len;
+} OwsyncHashValue;
+
 extern int	owsync_register_digest(sqlite3 *db);
+extern uint64 owsync_hash_values(const OwsyncHashValue *values, int n);
+
+/* ------------------------------------------------------------------------
+ * keyset.c: key sets of SQLite tables in buckets (SQL functions only:
+ * owsync_key_buckets, owsync_key_hashes, owsync_moved_buckets, owsync_key_hash)
+ * ------------------------------------------------------------------------
+ */
 
 /* ------------------------------------------------------------------------
  * json_valid.c: a fast check for valid json input
@@ -211,11 +243,8 @@ typedef struct OwsyncRelInfo
 	ForeignServer *server;
 	char	   *sqlite_table;
 	int			natts;
-	char	  **colnames;		/* by attnum - 1; NULL for dropped columns */
+	OwsyncColumnOpts *cols;		/* by attnum - 1; name NULL for dropped columns */
 	OwsyncAffinity *affinity;	/* by attnum - 1 */
-	bool	   *iskey;			/* by attnum - 1 */
-	bool	   *isdigest;		/* by attnum - 1: computed owsync_digest() */
-	bool	   *israw;			/* by attnum - 1: computed "CLASS:HEX" of the column */
 	List	   *remote_conds;	/* RestrictInfos evaluated by SQLite */
 	List	   *local_conds;	/* RestrictInfos evaluated by PostgreSQL */
 	Bitmapset  *attrs_used;		/* offset by FirstLowInvalidHeapAttributeNumber */
@@ -223,11 +252,10 @@ typedef struct OwsyncRelInfo
 
 extern OwsyncAffinity owsync_affinity(const char *decltype);
 extern void owsync_quote_ident(StringInfo buf, const char *ident);
-extern void owsync_quote_literal(StringInfo buf, const char *str);
 extern bool owsync_is_pushable(RelOptInfo *baserel, Expr *expr);
 extern void owsync_deparse_select(StringInfo buf, const char *sqlite_table, int natts,
-								  char **colnames, bool *iskey, bool *isdigest, bool *israw,
-								  Bitmapset *attrs_used, List **retrieved_attrs, List **keys);
+								  const OwsyncColumnOpts *cols, Bitmapset *attrs_used,
+								  List **retrieved_attrs, List **keys);
 extern void owsync_deparse_where(StringInfo buf, RelOptInfo *baserel, List *remote_conds,
 								 List **params);
 extern void owsync_deparse_insert(StringInfo buf, const char *sqlite_table, List *colnames,
@@ -250,5 +278,11 @@ extern void owsync_begin_target_scan(ForeignScanState *node);
  */
 
 extern List *owsync_import_foreign_schema(ImportForeignSchemaStmt *stmt, Oid serverOid);
+
+/* ------------------------------------------------------------------------
+ * restore.c: relations written out as a new SQLite file (SQL function only:
+ * owsync_write_sqlite)
+ * ------------------------------------------------------------------------
+ */
 
 #endif							/* OWSYNC_FDW_H */

@@ -7,22 +7,23 @@
  * client's mirror, with the DDL captured from its source) and
  * owsync.restore_from_schema (a schema Open WebUI created on PostgreSQL,
  * with DDL generated for it).  It gets the statements to replay and, for
- * each SQLite table, the relation holding its rows, and:
+ * each SQLite table, the relation holding its rows, and goes through four
+ * steps:
  *
- *	1. creates a file beside the target under a temporary name (O_EXCL),
- *	2. replays the statements in their order, so that sqlite_master reads
- *	   as the source's did,
- *	3. copies every relation's rows in one SQLite transaction (journal off
- *	   during the load: until the rename, the file is nobody's), each value
- *	   bound in its SQLite form (owsync_bind_value), columns matched by name,
- *	4. checks the file: PRAGMA integrity_check, then every table read back
- *	   through the wrapper's own read conversion (owsync_convert_value) must
- *	   give the same number of rows and the same sum of row hashes as the
- *	   rows written,
- *	5. sets the journal mode (WAL for Open WebUI), fsyncs the file, renames
- *	   it to the target (without overwrite, renameat2(RENAME_NOREPLACE): a
- *	   file that appeared meanwhile is not replaced either) and fsyncs the
- *	   directory.
+ *	create	a file beside the target under a temporary name (O_EXCL);
+ *	write	the statements replayed in their order, so that sqlite_master
+ *			reads as the source's did, then every relation's rows copied in
+ *			one SQLite transaction (the journal in memory and no syncs: until
+ *			the rename, the file is nobody's), each value bound in its SQLite
+ *			form (owsync_bind_value), columns matched by name;
+ *	verify	PRAGMA integrity_check, then every table read back through the
+ *			wrapper's own read conversion (owsync_convert_value) must give
+ *			the same number of rows and the same sum of row hashes as the
+ *			rows written;
+ *	publish	the journal mode set (WAL for Open WebUI), the file fsynced and
+ *			renamed to the target (without overwrite, with
+ *			renameat2(RENAME_NOREPLACE): a file that appeared meanwhile is
+ *			not replaced either), and the directory fsynced.
  *
  * Any error removes the temporary file, so the target is either the
  * complete, checked file or untouched.  A backend killed on the way leaves
@@ -53,7 +54,6 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/timestamp.h"
 #include "utils/timestamp.h"
 
 #define XXH_INLINE_ALL
@@ -560,6 +560,160 @@ check_target(const char *target, bool overwrite, ArrayType *forbidden)
 	return real;
 }
 
+/* The arguments of owsync._write_sqlite, read and checked. */
+typedef struct RestoreRequest
+{
+	char	   *target;			/* the file to write, as given */
+	bool		overwrite;		/* may replace an existing file */
+	char	   *label;			/* names the file in messages */
+	int			nstmts;
+	Datum	   *stmts;			/* the CREATE statements to replay, in order */
+	Datum	   *stmt_labels;	/* what each creates, for messages */
+	int			ntables;
+	RestoreTable *tables;		/* each SQLite table and its relation */
+	char	   *journal_mode;	/* the file's journal mode once written */
+	ArrayType  *forbidden;		/* the files registered clients sync from */
+} RestoreRequest;
+
+/* Read the arguments; refuse nulls, arrays that do not pair up, unknown modes. */
+static void
+read_request(FunctionCallInfo fcinfo, RestoreRequest *req)
+{
+	Datum	   *names,
+			   *rels;
+	int			nlabels,
+				nrels;
+
+	/* a null overwrite means false */
+	for (int i = 0; i < 9; i++)
+		if (i != 1 && PG_ARGISNULL(i))
+			elog(ERROR, "owsync._write_sqlite: arguments must not be null");
+	req->target = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	req->overwrite = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	req->label = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	req->journal_mode = text_to_cstring(PG_GETARG_TEXT_PP(7));
+	req->forbidden = PG_GETARG_ARRAYTYPE_P(8);
+	if (strcmp(req->journal_mode, "wal") != 0 && strcmp(req->journal_mode, "delete") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("journal mode \"%s\" cannot be restored", req->journal_mode),
+				 errhint("Use wal (Open WebUI's) or delete.")));
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, -1, false, TYPALIGN_INT,
+					  &req->stmts, NULL, &req->nstmts);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), TEXTOID, -1, false, TYPALIGN_INT,
+					  &req->stmt_labels, NULL, &nlabels);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(5), TEXTOID, -1, false, TYPALIGN_INT,
+					  &names, NULL, &req->ntables);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(6), REGCLASSOID, 4, true, TYPALIGN_INT,
+					  &rels, NULL, &nrels);
+	if (req->nstmts != nlabels || req->ntables != nrels)
+		elog(ERROR, "owsync._write_sqlite: array lengths differ");
+	req->tables = palloc0(sizeof(RestoreTable) * Max(req->ntables, 1));
+	for (int i = 0; i < req->ntables; i++)
+	{
+		req->tables[i].name = TextDatumGetCString(names[i]);
+		req->tables[i].relid = DatumGetObjectId(rels[i]);
+	}
+}
+
+/* Create: a new, empty temporary file beside the target, ours alone (O_EXCL). */
+static char *
+create_file(const char *real)
+{
+	char	   *tmp = psprintf("%s.owsync-restore-%d", real, MyProcPid);
+	int			fd;
+
+	remove_stale_temps(real);
+	remove_temp(tmp);			/* a leftover of a killed backend with our pid */
+	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL, S_IRUSR | S_IWUSR);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create \"%s\": %m", tmp)));
+	close(fd);
+	return tmp;
+}
+
+/* Write: replay the schema and copy every relation's rows, in one transaction. */
+static void
+write_file(OwsyncConn *conn, RestoreRequest *req)
+{
+	/*
+	 * Nobody else sees the file until the rename: no syncs, and the journal
+	 * in memory (defensive mode refuses journal_mode OFF; a new file has
+	 * next to nothing to journal anyway).
+	 */
+	exec_sqlite(conn, "PRAGMA journal_mode = MEMORY", "set up the restored file");
+	exec_sqlite(conn, "PRAGMA synchronous = OFF", "set up the restored file");
+	exec_sqlite(conn, "PRAGMA locking_mode = EXCLUSIVE", "set up the restored file");
+	exec_sqlite(conn, "PRAGMA cache_size = -32768", "set up the restored file");	/* 32 MB */
+	exec_sqlite(conn, "BEGIN", "start writing the restored file");
+	for (int i = 0; i < req->nstmts; i++)
+		replay_ddl(conn, TextDatumGetCString(req->stmts[i]),
+				   TextDatumGetCString(req->stmt_labels[i]));
+	for (int i = 0; i < req->ntables; i++)
+	{
+		plan_table(conn, &req->tables[i]);
+		copy_table(conn, &req->tables[i]);
+	}
+	exec_sqlite(conn, "COMMIT", "commit the restored file");
+}
+
+/* Verify: the file passes integrity_check and every table reads back as written. */
+static void
+verify_file(OwsyncConn *conn, RestoreRequest *req, TimestampTz t0)
+{
+	check_integrity(conn);
+	elog(DEBUG1, "restore: integrity_check done at %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
+	for (int i = 0; i < req->ntables; i++)
+		check_table(conn, &req->tables[i]);
+	elog(DEBUG1, "restore: read back at %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
+}
+
+/*
+ * Publish: give the file its journal mode, close it, fsync it and rename it
+ * to the target (the target's directory is fsynced by the caller, once the
+ * temporary file can no longer be left behind).
+ */
+static void
+publish_file(OwsyncConn *conn, RestoreRequest *req, const char *tmp, const char *real,
+			 TimestampTz t0)
+{
+	exec_sqlite(conn, "PRAGMA locking_mode = NORMAL", "finish the restored file");
+	exec_sqlite(conn, psprintf("PRAGMA journal_mode = %s", req->journal_mode),
+				"set the journal mode");
+	owsync_close_private(conn, true);
+	elog(DEBUG1, "restore: closed at %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
+
+	fsync_path(tmp, false);
+	elog(DEBUG1, "restore: fsync done at %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
+	if (req->overwrite)
+	{
+		/* an empty write-ahead log of the old file must not meet the new one */
+		unlink(psprintf("%s-wal", real));
+		unlink(psprintf("%s-shm", real));
+		if (rename(tmp, real) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not rename \"%s\" to \"%s\": %m", tmp, real)));
+	}
+	else
+	{
+		/*
+		 * Refuse a target created meanwhile too: rename without replacing
+		 * (or, where the file system cannot, link and unlink).
+		 */
+		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, real, RENAME_NOREPLACE) != 0)
+		{
+			if (errno != EINVAL || link(tmp, real) != 0)
+				ereport(ERROR,
+						(errcode_for_file_access(),
+						 errmsg("could not create \"%s\": %m", real)));
+			unlink(tmp);
+		}
+	}
+}
+
 /*
  * owsync._write_sqlite(target text, overwrite boolean, label text,
  *                      ddl text[], ddl_labels text[],
@@ -569,178 +723,58 @@ check_target(const char *target, bool overwrite, ArrayType *forbidden)
  *
  * ddl: the CREATE statements in sqlite_master's order; tables/relations:
  * each SQLite table and the relation whose rows it gets; forbidden: the
- * files registered clients sync from.
+ * files registered clients sync from.  Create, write, verify, publish; any
+ * error removes the temporary file.
  */
 PG_FUNCTION_INFO_V1(owsync_write_sqlite);
 
 Datum
 owsync_write_sqlite(PG_FUNCTION_ARGS)
 {
-	char	   *target = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	bool		overwrite = PG_GETARG_BOOL(1);
-	char	   *label = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	ArrayType  *ddl = PG_GETARG_ARRAYTYPE_P(3);
-	ArrayType  *ddl_labels = PG_GETARG_ARRAYTYPE_P(4);
-	ArrayType  *tables = PG_GETARG_ARRAYTYPE_P(5);
-	ArrayType  *relations = PG_GETARG_ARRAYTYPE_P(6);
-	char	   *journal_mode = text_to_cstring(PG_GETARG_TEXT_PP(7));
-	ArrayType  *forbidden = PG_GETARG_ARRAYTYPE_P(8);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Datum	   *stmts,
-			   *labels,
-			   *names,
-			   *rels;
-	int			nstmts,
-				nlabels,
-				ntables,
-				nrels;
+	RestoreRequest req;
 	char	   *real;
 	char	   *tmp;
 	char	   *dir;
-	RestoreTable *rt;
-	OwsyncConn	conn;
-	int			fd;
+	OwsyncConn *volatile conn = NULL;
 	TimestampTz t0 = GetCurrentTimestamp();
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(3) || PG_ARGISNULL(4) || PG_ARGISNULL(5) ||
-		PG_ARGISNULL(6) || PG_ARGISNULL(8))
-		elog(ERROR, "owsync._write_sqlite: arguments must not be null");
-	if (strcmp(journal_mode, "wal") != 0 && strcmp(journal_mode, "delete") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("journal mode \"%s\" cannot be restored", journal_mode),
-				 errhint("Use wal (Open WebUI's) or delete.")));
-	deconstruct_array(ddl, TEXTOID, -1, false, TYPALIGN_INT, &stmts, NULL, &nstmts);
-	deconstruct_array(ddl_labels, TEXTOID, -1, false, TYPALIGN_INT, &labels, NULL, &nlabels);
-	deconstruct_array(tables, TEXTOID, -1, false, TYPALIGN_INT, &names, NULL, &ntables);
-	deconstruct_array(relations, REGCLASSOID, 4, true, TYPALIGN_INT, &rels, NULL, &nrels);
-	if (nstmts != nlabels || ntables != nrels)
-		elog(ERROR, "owsync._write_sqlite: array lengths differ");
-
+	read_request(fcinfo, &req);
 	InitMaterializedSRF(fcinfo, 0);
-	real = check_target(target, overwrite, forbidden);
-	tmp = psprintf("%s.owsync-restore-%d", real, MyProcPid);
+	real = check_target(req.target, req.overwrite, req.forbidden);
 	dir = pstrdup(real);
 	get_parent_directory(dir);
 
-	/* the temporary file is ours alone: created here, never an existing one */
-	remove_stale_temps(real);
-	remove_temp(tmp);			/* a leftover of a killed backend with our pid */
-	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL, S_IRUSR | S_IWUSR);
-	if (fd < 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not create \"%s\": %m", tmp)));
-	close(fd);
-
-	memset(&conn, 0, sizeof(conn));
-	conn.servername = label;
-	conn.realpath = tmp;
-	conn.busy_timeout_ms = 0;
-
+	tmp = create_file(real);
 	PG_TRY();
 	{
-		int			rc;
-
-		rc = sqlite3_open_v2(tmp, &conn.db,
-							 SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX, NULL);
-		if (rc != SQLITE_OK)
-			owsync_sqlite_error(&conn, rc, "open the restored file");
-		if (sqlite3_db_config(conn.db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL) != SQLITE_OK ||
-			sqlite3_db_config(conn.db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, NULL) != SQLITE_OK ||
-			sqlite3_db_config(conn.db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL) != SQLITE_OK ||
-			sqlite3_db_config(conn.db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL) != SQLITE_OK)
-			elog(ERROR, "could not harden SQLite connection");
-		sqlite3_limit(conn.db, SQLITE_LIMIT_ATTACHED, 0);
-		sqlite3_set_authorizer(conn.db, restore_authorizer, NULL);
-
-		/*
-		 * Nobody else sees the file until the rename: no syncs, and the
-		 * journal in memory (defensive mode refuses journal_mode OFF; a new
-		 * file has next to nothing to journal anyway).
-		 */
-		exec_sqlite(&conn, "PRAGMA journal_mode = MEMORY", "set up the restored file");
-		exec_sqlite(&conn, "PRAGMA synchronous = OFF", "set up the restored file");
-		exec_sqlite(&conn, "PRAGMA locking_mode = EXCLUSIVE", "set up the restored file");
-		exec_sqlite(&conn, "PRAGMA cache_size = -32768", "set up the restored file");	/* 32 MB */
-		exec_sqlite(&conn, "BEGIN", "start writing the restored file");
-		for (int i = 0; i < nstmts; i++)
-			replay_ddl(&conn, TextDatumGetCString(stmts[i]), TextDatumGetCString(labels[i]));
-
-		rt = palloc0(sizeof(RestoreTable) * ntables);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		for (int i = 0; i < ntables; i++)
-		{
-			rt[i].name = TextDatumGetCString(names[i]);
-			rt[i].relid = DatumGetObjectId(rels[i]);
-			plan_table(&conn, &rt[i]);
-			copy_table(&conn, &rt[i]);
-		}
-		exec_sqlite(&conn, "COMMIT", "commit the restored file");
+		conn = owsync_open_private(req.label, tmp, restore_authorizer);
+		write_file(conn, &req);
 		elog(DEBUG1, "restore: written in %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
-
-		check_integrity(&conn);
-		elog(DEBUG1, "restore: integrity_check done at %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
-		for (int i = 0; i < ntables; i++)
-			check_table(&conn, &rt[i]);
-		elog(DEBUG1, "restore: read back at %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
-
-		exec_sqlite(&conn, "PRAGMA locking_mode = NORMAL", "finish the restored file");
-		exec_sqlite(&conn, psprintf("PRAGMA journal_mode = %s", journal_mode), "set the journal mode");
-		rc = sqlite3_close(conn.db);
-		conn.db = NULL;
-		if (rc != SQLITE_OK)
-			owsync_sqlite_error(&conn, rc, "close the restored file");
-
-		elog(DEBUG1, "restore: closed at %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
-		fsync_path(tmp, false);
-		elog(DEBUG1, "restore: fsync done at %.3f s", (GetCurrentTimestamp() - t0) / 1e6);
-		if (overwrite)
-		{
-			/* an empty write-ahead log of the old file must not meet the new one */
-			unlink(psprintf("%s-wal", real));
-			unlink(psprintf("%s-shm", real));
-			if (rename(tmp, real) != 0)
-				ereport(ERROR,
-						(errcode_for_file_access(),
-						 errmsg("could not rename \"%s\" to \"%s\": %m", tmp, real)));
-		}
-		else
-		{
-			/*
-			 * Refuse a target created meanwhile too: rename without replacing
-			 * (or, where the file system cannot, link and unlink).
-			 */
-			if (renameat2(AT_FDCWD, tmp, AT_FDCWD, real, RENAME_NOREPLACE) != 0)
-			{
-				if (errno != EINVAL || link(tmp, real) != 0)
-					ereport(ERROR,
-							(errcode_for_file_access(),
-							 errmsg("could not create \"%s\": %m", real)));
-				unlink(tmp);
-			}
-		}
+		verify_file(conn, &req, t0);
+		publish_file(conn, &req, tmp, real, t0);
 	}
 	PG_CATCH();
 	{
-		if (conn.db)
-			sqlite3_close_v2(conn.db);
+		if (conn)
+			owsync_close_private(conn, false);
 		remove_temp(tmp);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	fsync_path(dir, true);
 
-	for (int i = 0; i < ntables; i++)
+	for (int i = 0; i < req.ntables; i++)
 	{
 		Datum		v[2];
 		bool		n[2] = {false, false};
 
-		v[0] = CStringGetTextDatum(rt[i].name);
-		v[1] = Int64GetDatum(rt[i].rows);
+		v[0] = CStringGetTextDatum(req.tables[i].name);
+		v[1] = Int64GetDatum(req.tables[i].rows);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
 	}
-	SPI_finish();				/* what the tables hold lives in SPI's memory */
+	SPI_finish();				/* the tables' plans and columns live in SPI's memory */
 	return (Datum) 0;
 }
