@@ -41,6 +41,7 @@ CREATE VIEW owsync.history AS
 SELECT h.run_id, h.client, h.started_at::timestamp(0) AS started, h.mode, h.status,
        round(extract(epoch FROM h.duration), 3) AS seconds,
        CASE WHEN h.error IS NOT NULL THEN owsync._brief(h.error, 30)
+            WHEN h.source_unchanged THEN 'unchanged'
             WHEN h.tables > 0 THEN
                  '+' || h.inserted || ' ~' || h.updated || ' -' || h.deleted
                  || CASE WHEN h.quarantined > 0 THEN ' !' || h.quarantined ELSE '' END
@@ -48,7 +49,7 @@ SELECT h.run_id, h.client, h.started_at::timestamp(0) AS started, h.mode, h.stat
        END AS result
   FROM owsync.history_detail h;
 
-COMMENT ON VIEW owsync.history IS 'one line per sync run for psql: start (session time zone), seconds taken, and the rows changed as +inserted ~updated -deleted !quarantined *conflicts or the error cut short (in full in owsync.history_detail)';
+COMMENT ON VIEW owsync.history IS 'one line per sync run for psql: start (session time zone), seconds taken, and the rows changed as +inserted ~updated -deleted !quarantined *conflicts, unchanged when nothing was committed to the source since the last run, or the error cut short (in full in owsync.history_detail)';
 
 CREATE VIEW owsync.status_detail AS
 SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
