@@ -49,7 +49,7 @@ $$;
 -- client at the new file afterwards.
 CREATE FUNCTION owsync._restore(p_client text, p_target text, p_overwrite boolean, p_options jsonb)
 RETURNS jsonb
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -263,7 +263,7 @@ $$;
 
 CREATE FUNCTION owsync._restore_from_schema(p_schema text, p_target text, p_overwrite boolean, p_options jsonb)
 RETURNS jsonb
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -216,7 +216,7 @@ END
 $$;
 
 CREATE FUNCTION owsync.set_schedule(client text, schedule text) RETURNS text
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -231,6 +231,7 @@ BEGIN
     RETURN coalesce(expr, 'manual');
 END
 $$;
+
 COMMENT ON FUNCTION owsync.set_schedule(text, text) IS
     'schedule a client''s syncs on pg_cron: manual, realtime, 5min, hourly, daily, a cron expression or ''N seconds''; returns the cron expression';
 
@@ -248,18 +249,19 @@ END
 $$;
 
 CREATE FUNCTION owsync.enable_sync(client text) RETURNS void
-LANGUAGE sql
+LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT owsync._set_enabled(client, true);
 END;
 
 CREATE FUNCTION owsync.disable_sync(client text) RETURNS void
-LANGUAGE sql
+LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT owsync._set_enabled(client, false);
 END;
+
 COMMENT ON FUNCTION owsync.disable_sync(text) IS
     'remove a client''s pg_cron job (its schedule is kept for enable_sync); CALL owsync.sync() still works by hand';
 
