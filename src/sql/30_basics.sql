@@ -14,6 +14,16 @@ AS $$
            ('owsync_' || client || '_digest')::name, client::name
 $$;
 
+-- The schema of a client's probe tables: foreign tables over its SQLite file
+-- made while a run looks at the file's schema (46_drift.sql) or at rows it
+-- cannot read (44_sync_table.sql); dropped at the end of the run.
+CREATE FUNCTION owsync._probe_schema(client text) RETURNS name
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ('owsync_' || client || '_probe')::name
+$$;
+
 -- The names of a registered client's objects; an error if it is not registered.
 CREATE FUNCTION owsync._registered(client text,
     OUT server name, OUT src_schema name, OUT digest_schema name, OUT mirror_schema name)
@@ -100,15 +110,24 @@ BEGIN
 END
 $$;
 
--- Does this session hold the advisory lock of a client's runs?  Lock key:
--- (owsync's class id, the client's id).
+-- A client's run lock is the advisory lock (this class id, the client's
+-- client_id): 'osws' read as an integer.  Held by a sync for its run, and
+-- by a restore or resolve_conflict for its transaction.  (No SET clause, so
+-- that a call is folded into the constant.)
+CREATE FUNCTION owsync._run_lock_class() RETURNS integer
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT 1869838195
+$$;
+
+-- Does this session hold a client's run lock (by its client_id)?
 CREATE FUNCTION owsync._holds_lock(p_client_id integer) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT EXISTS (SELECT 1 FROM pg_locks l
                     WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid()
-                      AND l.classid = 1869838195 AND l.objid = p_client_id AND l.objsubid = 2)
+                      AND l.classid = owsync._run_lock_class() AND l.objid = p_client_id AND l.objsubid = 2)
 $$;
 
 -- Wait for a client's run lock and keep it until the end of the transaction
@@ -118,7 +137,7 @@ CREATE FUNCTION owsync._lock_client(p_client text) RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_advisory_xact_lock(1869838195, c.client_id) FROM owsync.client c WHERE c.client = p_client
+    SELECT pg_advisory_xact_lock(owsync._run_lock_class(), c.client_id) FROM owsync.client c WHERE c.client = p_client
 $$;
 
 -- The conditions matching the key columns of two aliases: "a.k = b.k AND ...".

@@ -60,6 +60,36 @@ AS $$
                 ELSE least(16, floor(log(2, nrows / 8.0)))::integer END
 $$;
 
+-- Store what a run learnt about a table in its catalog row: the number of
+-- bits of its key buckets and their hashes (NULL keeps them), and, with
+-- p_window, the watermark and the signature of the fast path's window (as
+-- given: NULL is none).
+CREATE FUNCTION owsync._store_state(t owsync.client_table, p_key_bits integer DEFAULT NULL,
+                                    p_key_buckets bigint[] DEFAULT NULL, p_window boolean DEFAULT false,
+                                    p_watermark bigint DEFAULT NULL, p_window_sig text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE owsync.client_table c
+       SET key_bits = coalesce(p_key_bits, c.key_bits),
+           key_buckets = coalesce(p_key_buckets, c.key_buckets),
+           watermark = CASE WHEN p_window THEN p_watermark ELSE c.watermark END,
+           window_sig = CASE WHEN p_window THEN p_window_sig ELSE c.window_sig END
+     WHERE c.client = t.client AND c.table_name = t.table_name
+$$;
+
+-- The fast path's overlap in a table's watermark unit (options->>'overlap_seconds',
+-- default 60): it reads rows with updated_at >= watermark - overlap, so that
+-- a row committed late with an updated_at a little below the watermark is
+-- still read.
+CREATE FUNCTION owsync._overlap(options jsonb, unit text) RETURNS bigint
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((options ->> 'overlap_seconds')::bigint, 60) * CASE unit WHEN 'ns' THEN 1000000000 ELSE 1 END
+$$;
+
 -- A table compared in full (a reconcile, a table without updated_at) gets
 -- the number of buckets its size calls for now.
 CREATE FUNCTION owsync._resize_buckets(t owsync.client_table, server text, dig text, nrows bigint)
@@ -71,9 +101,8 @@ DECLARE
     bits integer := owsync._key_bits(dig, nrows);
 BEGIN
     IF bits <> t.key_bits THEN
-        UPDATE owsync.client_table c
-           SET key_bits = bits, key_buckets = owsync.key_buckets(server, t.table_name, t.key_columns, bits)
-         WHERE c.client = t.client AND c.table_name = t.table_name;
+        PERFORM owsync._store_state(t, p_key_bits => bits,
+                                    p_key_buckets => owsync.key_buckets(server, t.table_name, t.key_columns, bits));
     END IF;
 END
 $$;
@@ -125,7 +154,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n record := owsync.client_names(t.client);
-    probe name := ('owsync_' || t.client || '_probe')::name;
+    probe name := owsync._probe_schema(t.client);
     raw_table text := format('%I.%I', probe, t.table_name);
     raw jsonb;
 BEGIN
@@ -285,18 +314,14 @@ BEGIN
         rows_read := inserted;
         IF cardinality(t.key_columns) > 0 THEN
             bits := owsync._key_bits(dig, owsync._reload_digests(dig, src, keylist));
-            UPDATE owsync.client_table c
-               SET key_bits = bits, key_buckets = owsync.key_buckets(n.server, t.table_name, t.key_columns, bits)
-             WHERE c.client = t.client AND c.table_name = t.table_name;
+            PERFORM owsync._store_state(t, p_key_bits => bits,
+                                        p_key_buckets => owsync.key_buckets(n.server, t.table_name, t.key_columns, bits));
         END IF;
         IF t.watermark_column IS NOT NULL THEN
             EXECUTE format('SELECT max(%I) FROM %s', t.watermark_column, mirror) INTO newwm;
-            UPDATE owsync.client_table c
-               SET watermark = newwm,
-                   window_sig = owsync._window_sig(src, t.watermark_column,
-                                                   newwm - coalesce((opts ->> 'overlap_seconds')::bigint, 60)
-                                                   * CASE t.watermark_unit WHEN 'ns' THEN 1000000000 ELSE 1 END)
-             WHERE c.client = t.client AND c.table_name = t.table_name;
+            PERFORM owsync._store_state(t, p_window => true, p_watermark => newwm,
+                                        p_window_sig => owsync._window_sig(src, t.watermark_column,
+                                                                           newwm - owsync._overlap(opts, t.watermark_unit)));
         END IF;
         -- after the watermark: the mirror's versions put back do not move it
         IF pending THEN
@@ -320,8 +345,7 @@ BEGIN
     kb := owsync.key_buckets(n.server, t.table_name, t.key_columns, bits);
     khash := kb[0];
     keys_moved := t.key_buckets[0] IS DISTINCT FROM khash;
-    overlap := coalesce((opts ->> 'overlap_seconds')::bigint, 60)
-               * CASE t.watermark_unit WHEN 'ns' THEN 1000000000 ELSE 1 END;
+    overlap := owsync._overlap(opts, t.watermark_unit);
 
     -- A table the file's other changes did not touch is settled without
     -- work tables: its key set did not move, none of its rows waits in
@@ -389,8 +413,7 @@ BEGIN
         IF added IS NOT NULL
            AND owsync._wrap64(t.key_buckets[0] + (SELECT sum(h) FROM unnest(added) h)) = khash THEN
             keys_moved := false;
-            UPDATE owsync.client_table c SET key_buckets = kb
-             WHERE c.client = t.client AND c.table_name = t.table_name;
+            PERFORM owsync._store_state(t, p_key_buckets => kb);
         END IF;
     END IF;
     diff_needed := keys_moved OR use_digests;
@@ -506,8 +529,7 @@ BEGIN
         EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_gone s WHERE %2$s', mirror, on_key);
         GET DIAGNOSTICS deleted = ROW_COUNT;
         EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_gone s WHERE %2$s', dig, on_key);
-        UPDATE owsync.client_table c SET key_buckets = kb
-         WHERE c.client = t.client AND c.table_name = t.table_name;
+        PERFORM owsync._store_state(t, p_key_buckets => kb);
     END IF;
     -- compared in full, the table's buckets follow its size
     IF use_digests THEN
@@ -527,13 +549,11 @@ BEGIN
         -- grows), so when the fast path read its window whole, the staged
         -- rows hold every row of the next window and nothing else: the
         -- signature needs no second read of the file
-        UPDATE owsync.client_table c
-           SET watermark = newwm,
-               window_sig = CASE WHEN newwm IS NULL OR quarantined > 0 THEN NULL
+        PERFORM owsync._store_state(t, p_window => true, p_watermark => newwm,
+            p_window_sig => CASE WHEN newwm IS NULL OR quarantined > 0 THEN NULL
                                  WHEN window_staged
                                  THEN owsync._window_sig('pg_temp.owsync_stage', t.watermark_column, newwm - overlap)
-                                 ELSE owsync._window_sig(src, t.watermark_column, newwm - overlap) END
-         WHERE c.client = t.client AND c.table_name = t.table_name;
+                                 ELSE owsync._window_sig(src, t.watermark_column, newwm - overlap) END);
     END IF;
 END
 $$;

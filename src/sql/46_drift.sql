@@ -50,7 +50,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n record := owsync.client_names(p_client);
-    probe name := ('owsync_' || p_client || '_probe')::name;
+    probe name := owsync._probe_schema(p_client);
     opts jsonb := (SELECT options FROM owsync.client WHERE client = p_client);
     notes text[] := '{}';
     t record;

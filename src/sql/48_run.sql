@@ -92,8 +92,8 @@ BEGIN
     IF reconcile OR p_mode = 'full' THEN
         UPDATE owsync.client SET last_reconcile_at = now() WHERE client = p_client;
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'owsync_' || p_client || '_probe') THEN
-        EXECUTE format('DROP SCHEMA %I CASCADE', 'owsync_' || p_client || '_probe');
+    IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = owsync._probe_schema(p_client)) THEN
+        EXECUTE format('DROP SCHEMA %I CASCADE', owsync._probe_schema(p_client));
     END IF;
     IF EXISTS (SELECT 1 FROM owsync.client_table WHERE client = p_client AND table_name = 'alembic_version') THEN
         EXECUTE format('UPDATE owsync.run SET alembic_revision = (SELECT string_agg(version_num, %L) FROM %I.alembic_version)
@@ -224,7 +224,7 @@ BEGIN
     -- interrupted between its commit and its unlock (it cannot be running
     -- now): let it go.
     WHILE owsync._holds_lock(c.client_id) LOOP
-        PERFORM pg_advisory_unlock(1869838195, c.client_id);
+        PERFORM pg_advisory_unlock(owsync._run_lock_class(), c.client_id);
     END LOOP;
     -- started by pg_cron: its background workers, or its connections (named pg_cron)
     SELECT a.backend_type = 'pg_cron' OR a.application_name = 'pg_cron' INTO scheduled
@@ -257,7 +257,7 @@ BEGIN
         RETURN;					-- skipped by _start_run
     END IF;
     SELECT * INTO c FROM owsync.client WHERE client = r.client;
-    IF NOT pg_try_advisory_lock(1869838195, c.client_id) THEN
+    IF NOT pg_try_advisory_lock(owsync._run_lock_class(), c.client_id) THEN
         PERFORM owsync._skip_run(p_run, 'another sync or a restore of this client was running');
         RETURN;
     END IF;
@@ -302,7 +302,7 @@ BEGIN
     SELECT * INTO r FROM owsync.run WHERE run_id = p_run;
     SELECT * INTO c FROM owsync.client WHERE client = r.client;
     IF owsync._holds_lock(c.client_id) THEN
-        PERFORM pg_advisory_unlock(1869838195, c.client_id);
+        PERFORM pg_advisory_unlock(owsync._run_lock_class(), c.client_id);
     END IF;
     IF r.status = 'skipped' THEN
         RAISE NOTICE 'owsync: this run of client % is skipped: %', r.client, r.error;
