@@ -1,8 +1,8 @@
 -- The basics every feature builds on: the names of a client's objects, the
 -- checks of a client name, of registration and of the caller's rights, a
--- client's run lock, and helpers for keys, settings and errors.  Every
--- dynamic identifier goes through format('%I'); every function pins its
--- search_path.
+-- client's run lock, the plan type of a table's sync, and helpers for keys,
+-- settings and errors.  Every dynamic identifier goes through format('%I');
+-- every function pins its search_path (but _run_lock_class(), a constant).
 
 -- Names of a client's objects (see 20_catalog.sql).
 CREATE FUNCTION owsync.client_names(client text,
@@ -23,6 +23,26 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT ('owsync_' || client || '_probe')::name
 $$;
+
+-- The plan of one table's sync in a run: what its steps work with
+-- (owsync._plan_table(), 44_sync_table.sql).
+CREATE TYPE owsync._sync_plan AS (
+    run_id      bigint,
+    server      name,		-- the client's foreign server
+    mirror      text,		-- the mirror table, qualified and quoted
+    dig         text,		-- the digest table
+    src         text,		-- the foreign table
+    opts        jsonb,		-- the client's options
+    cols        text,		-- the source's columns: a, b, c
+    s_cols      text,		-- s.a, s.b, s.c
+    setlist     text,		-- b = s.b, c = s.c: the columns not in the key
+    keylist     text,		-- the key's columns: k1, k2
+    on_key      text,		-- m.k1 = s.k1 AND m.k2 = s.k2
+    overlap     bigint,		-- the fast path's overlap (owsync._overlap()), once a full reload is ruled out
+    use_digests boolean,	-- every row's digest compared: a reconcile, a table without updated_at
+    quarantine  boolean,	-- a row that cannot be read is quarantined (options->>'on_bad_row')
+    pending     boolean		-- rows changed in the mirror wait: conflicts to look for (40_conflicts.sql)
+);
 
 -- The names of a registered client's objects; an error if it is not registered.
 CREATE FUNCTION owsync._registered(client text,

@@ -19,6 +19,25 @@
 --                then MERGE, updating a row only when its digest changed;
 --   reconcile    incremental with step 3 for every table;
 --   set          a table without key is replaced as a whole, every run.
+--
+-- owsync._sync_table(), at the end of this file, plans the table's sync
+-- (owsync._plan_table()) and runs these steps, each a function:
+--
+--   _full_reload        full and set
+--   _unchanged          nothing moved since the last sync: done
+--   _stage_window       1. the fast path, into the stage
+--   _keys_explained     the key set moved only by rows the fast path staged
+--   _key_diff           2. (narrowed to buckets by _diff_buckets, or whole
+--                       by _diff_all) and 3. with digests
+--   _list_quarantined,  rows to fetch by key: found by 2. or 3., or waiting
+--   _fetch_by_key       in quarantine
+--   _apply              MERGE, then the digests
+--   _apply_deletes      the keys the source lost
+--   _advance_watermark  the watermark and its window's signature
+--
+-- Work tables (temporary, dropped at commit): pg_temp.owsync_stage (rows
+-- read, with their digests), owsync_fetch (keys to fetch), owsync_gone
+-- (keys the source lost), owsync_diff (the whole key diff).
 
 -- The signature of rows of a table: the count and the sum of their digests
 -- (computed by SQLite for a source table; stored, for a digest table), of
@@ -68,15 +87,17 @@ CREATE FUNCTION owsync._store_state(t owsync.client_table, p_key_bits integer DE
                                     p_key_buckets bigint[] DEFAULT NULL, p_window boolean DEFAULT false,
                                     p_watermark bigint DEFAULT NULL, p_window_sig text DEFAULT NULL)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
     UPDATE owsync.client_table c
        SET key_bits = coalesce(p_key_bits, c.key_bits),
            key_buckets = coalesce(p_key_buckets, c.key_buckets),
            watermark = CASE WHEN p_window THEN p_watermark ELSE c.watermark END,
            window_sig = CASE WHEN p_window THEN p_window_sig ELSE c.window_sig END
-     WHERE c.client = t.client AND c.table_name = t.table_name
+     WHERE c.client = t.client AND c.table_name = t.table_name;
+END
 $$;
 
 -- The fast path's overlap in a table's watermark unit (options->>'overlap_seconds',
@@ -84,10 +105,12 @@ $$;
 -- a row committed late with an updated_at a little below the watermark is
 -- still read.
 CREATE FUNCTION owsync._overlap(options jsonb, unit text) RETURNS bigint
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce((options ->> 'overlap_seconds')::bigint, 60) * CASE unit WHEN 'ns' THEN 1000000000 ELSE 1 END
+BEGIN
+    RETURN coalesce((options ->> 'overlap_seconds')::bigint, 60) * CASE unit WHEN 'ns' THEN 1000000000 ELSE 1 END;
+END
 $$;
 
 -- A table compared in full (a reconcile, a table without updated_at) gets
@@ -196,14 +219,12 @@ $$;
 -- in SQLite (using its index), the full key is matched here.  With
 -- quarantine, a batch that cannot be read is retried key by key and a row
 -- that cannot be read alone is quarantined.  Returns rows read, quarantined.
-CREATE FUNCTION owsync._fetch_by_key(t owsync.client_table, cols text, quarantine boolean,
-                                     p_run bigint, OUT fetched bigint, OUT quarantined bigint)
+CREATE FUNCTION owsync._fetch_by_key(t owsync.client_table, p owsync._sync_plan,
+                                     OUT fetched bigint, OUT quarantined bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    src text := format('%I.%I', (owsync.client_names(t.client)).src_schema, t.table_name);
-    keylist text := (SELECT string_agg(format('%I', k), ', ') FROM unnest(t.key_columns) k);
     batch text[];
     got bigint;
     k jsonb;
@@ -218,29 +239,29 @@ BEGIN
         BEGIN
             EXECUTE format('INSERT INTO pg_temp.owsync_stage SELECT %s, owsync_digest FROM %s
                              WHERE %I IN (%s) AND (%s) IN (SELECT %s FROM pg_temp.owsync_fetch)',
-                           cols, src, t.key_columns[1],
+                           p.cols, p.src, t.key_columns[1],
                            (SELECT string_agg(quote_literal(v), ', ') FROM unnest(batch) v),
-                           keylist, keylist);
+                           p.keylist, p.keylist);
             GET DIAGNOSTICS got = ROW_COUNT;
             fetched := fetched + got;
         EXCEPTION WHEN data_exception THEN
-            IF NOT quarantine THEN
+            IF NOT p.quarantine THEN
                 RAISE;
             END IF;
             -- one row at a time: the ones that read go to the stage
             FOR k IN EXECUTE format('SELECT to_jsonb(f) FROM (SELECT %s FROM pg_temp.owsync_fetch
-                                      WHERE %I::text = ANY ($1)) f', keylist, t.key_columns[1])
+                                      WHERE %I::text = ANY ($1)) f', p.keylist, t.key_columns[1])
                        USING batch LOOP
                 cond := (SELECT string_agg(format('%I = %L', e.key, e.value #>> '{}'), ' AND ')
                            FROM jsonb_each(k) e);
                 BEGIN
                     EXECUTE format('INSERT INTO pg_temp.owsync_stage SELECT %s, owsync_digest FROM %s WHERE %s',
-                                   cols, src, cond);
+                                   p.cols, p.src, cond);
                     GET DIAGNOSTICS got = ROW_COUNT;
                     fetched := fetched + got;
                 EXCEPTION WHEN data_exception THEN
                     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
-                    PERFORM owsync._quarantine(t, k, st, concat_ws(': ', msg, nullif(det, '')), p_run);
+                    PERFORM owsync._quarantine(t, k, st, concat_ws(': ', msg, nullif(det, '')), p.run_id);
                     quarantined := quarantined + 1;
                 END;
             END LOOP;
@@ -249,256 +270,323 @@ BEGIN
 END
 $$;
 
--- Sync one table; returns what it did.
-CREATE FUNCTION owsync._sync_table(t owsync.client_table, mode text, reconcile boolean, p_run bigint,
-    OUT path text, OUT rows_read bigint, OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
-    OUT quarantined bigint, OUT key_diff text, OUT conflicts bigint)
+-- What one table's sync works with (owsync._sync_plan): the names of its
+-- relations, the source's columns (a column removed at the source stays in
+-- the mirror only), its key, and what this run does to it.
+CREATE FUNCTION owsync._plan_table(t owsync.client_table, reconcile boolean, p_run bigint)
+RETURNS owsync._sync_plan
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n record := owsync.client_names(t.client);
-    mirror text := format('%I.%I', n.mirror_schema, t.table_name);
-    src text := format('%I.%I', n.src_schema, t.table_name);
-    dig text := format('%I.%I', n.digest_schema, t.table_name);
-    opts jsonb := (SELECT options FROM owsync.client WHERE client = t.client);
-    cols text;
-    keylist text := (SELECT string_agg(format('%I', k), ', ') FROM unnest(t.key_columns) k);
-    on_key text := (SELECT string_agg(format('m.%1$I = s.%1$I', k), ' AND ') FROM unnest(t.key_columns) k);
-    use_digests boolean := reconcile OR t.watermark_column IS NULL;
-    quarantine boolean := coalesce(opts ->> 'on_bad_row', 'abort') = 'quarantine';
-    bits integer := t.key_bits;
-    kb bigint[];
-    khash bigint;
-    moved integer[];
-    diff_needed boolean;
-    narrowed boolean := false;
-    src_h bigint[];
-    keys_moved boolean := true;
-    added bigint[];		-- hashes of the keys the fast path added
-    same boolean;
-    sig text;
-    nrows bigint;
-    f record;
-    overlap bigint;
-    s_cols text;
-    setlist text;
-    newwm bigint;
-    window_staged boolean := false;
-    -- rows changed in the mirror wait: conflicts to look for (47_conflicts.sql)
-    pending boolean := EXISTS (SELECT 1 FROM owsync.mirror_change mc
-                                WHERE mc.client = t.client AND mc.table_name = t.table_name);
+    p owsync._sync_plan;
 BEGIN
-    -- the source's columns (a column removed at the source stays in the mirror only)
+    p.run_id := p_run;
+    p.server := n.server;
+    p.mirror := format('%I.%I', n.mirror_schema, t.table_name);
+    p.src := format('%I.%I', n.src_schema, t.table_name);
+    p.dig := format('%I.%I', n.digest_schema, t.table_name);
+    p.opts := (SELECT options FROM owsync.client WHERE client = t.client);
+    p.keylist := (SELECT string_agg(format('%I', k), ', ') FROM unnest(t.key_columns) k);
+    p.on_key := (SELECT string_agg(format('m.%1$I = s.%1$I', k), ' AND ') FROM unnest(t.key_columns) k);
+    p.use_digests := reconcile OR t.watermark_column IS NULL;
+    p.quarantine := coalesce(p.opts ->> 'on_bad_row', 'abort') = 'quarantine';
+    p.pending := EXISTS (SELECT 1 FROM owsync.mirror_change mc
+                          WHERE mc.client = t.client AND mc.table_name = t.table_name);
     SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),
            string_agg(format('s.%I', a.attname), ', ' ORDER BY a.attnum),
            string_agg(format('%1$I = s.%1$I', a.attname), ', ' ORDER BY a.attnum)
              FILTER (WHERE NOT (a.attname = ANY (t.key_columns)))
-      INTO cols, s_cols, setlist
+      INTO p.cols, p.s_cols, p.setlist
       FROM pg_attribute a
-     WHERE a.attrelid = src::regclass AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE a.attrelid = p.src::regclass AND a.attnum > 0 AND NOT a.attisdropped
        AND a.attname <> 'owsync_digest';
-    rows_read := 0; inserted := 0; updated := 0; deleted := 0; quarantined := 0; key_diff := 'none';
+    RETURN p;
+END
+$$;
+
+-- Full reload (mode full, or a table without key): the mirror and the
+-- digests are replaced by the source's rows, and the key buckets, the
+-- watermark and its window's signature stored.  Rows changed in the mirror
+-- are decided as conflicts, as an incremental run would.
+CREATE FUNCTION owsync._full_reload(t owsync.client_table, p owsync._sync_plan,
+    OUT path text, OUT rows_read bigint, OUT inserted bigint, OUT deleted bigint, OUT conflicts bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bits integer;
+    newwm bigint;
+BEGIN
+    path := CASE WHEN cardinality(t.key_columns) = 0 THEN 'set' ELSE 'full' END;
     conflicts := 0;
-
-    IF mode = 'full' OR cardinality(t.key_columns) = 0 THEN
-      BEGIN
-        path := CASE WHEN cardinality(t.key_columns) = 0 THEN 'set' ELSE 'full' END;
-        IF pending THEN
-            PERFORM owsync._full_conflicts_before(t);
-        END IF;
-        EXECUTE format('DELETE FROM %s', mirror);
-        GET DIAGNOSTICS deleted = ROW_COUNT;
-        EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s', mirror, cols, cols, src);
-        GET DIAGNOSTICS inserted = ROW_COUNT;
-        rows_read := inserted;
-        IF cardinality(t.key_columns) > 0 THEN
-            bits := owsync._key_bits(dig, owsync._reload_digests(dig, src, keylist));
-            PERFORM owsync._store_state(t, p_key_bits => bits,
-                                        p_key_buckets => owsync.key_buckets(n.server, t.table_name, t.key_columns, bits));
-        END IF;
-        IF t.watermark_column IS NOT NULL THEN
-            EXECUTE format('SELECT max(%I) FROM %s', t.watermark_column, mirror) INTO newwm;
-            PERFORM owsync._store_state(t, p_window => true, p_watermark => newwm,
-                                        p_window_sig => owsync._window_sig(src, t.watermark_column,
-                                                                           newwm - owsync._overlap(opts, t.watermark_unit)));
-        END IF;
-        -- after the watermark: the mirror's versions put back do not move it
-        IF pending THEN
-            conflicts := owsync._full_conflicts_after(t, p_run);
-        END IF;
-        RETURN;
-      EXCEPTION WHEN data_exception THEN
-        -- a row could not be read (the reload is undone): with quarantine,
-        -- go row by row below, comparing every row; a table without key
-        -- cannot name its bad row, so the error stands
-        IF NOT quarantine OR cardinality(t.key_columns) = 0 THEN
-            RAISE;
-        END IF;
-        EXECUTE format('DELETE FROM %s', dig);
-        use_digests := true;
-        rows_read := 0; inserted := 0; deleted := 0;
-      END;
+    IF p.pending THEN
+        PERFORM owsync._full_conflicts_before(t);
     END IF;
+    EXECUTE format('DELETE FROM %s', p.mirror);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s', p.mirror, p.cols, p.cols, p.src);
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    rows_read := inserted;
+    IF cardinality(t.key_columns) > 0 THEN
+        bits := owsync._key_bits(p.dig, owsync._reload_digests(p.dig, p.src, p.keylist));
+        PERFORM owsync._store_state(t, p_key_bits => bits,
+                                    p_key_buckets => owsync.key_buckets(p.server, t.table_name, t.key_columns, bits));
+    END IF;
+    IF t.watermark_column IS NOT NULL THEN
+        EXECUTE format('SELECT max(%I) FROM %s', t.watermark_column, p.mirror) INTO newwm;
+        PERFORM owsync._store_state(t, p_window => true, p_watermark => newwm,
+                                    p_window_sig => owsync._window_sig(p.src, t.watermark_column,
+                                                                       newwm - owsync._overlap(p.opts, t.watermark_unit)));
+    END IF;
+    -- after the watermark: the mirror's versions put back do not move it
+    IF p.pending THEN
+        conflicts := owsync._full_conflicts_after(t, p.run_id);
+    END IF;
+END
+$$;
 
-    path := CASE WHEN mode = 'full' THEN 'full' WHEN use_digests THEN 'digest' ELSE 'incremental' END;
-    kb := owsync.key_buckets(n.server, t.table_name, t.key_columns, bits);
-    khash := kb[0];
-    keys_moved := t.key_buckets[0] IS DISTINCT FROM khash;
-    overlap := owsync._overlap(opts, t.watermark_unit);
-
-    -- A table the file's other changes did not touch is settled without
-    -- work tables: its key set did not move, none of its rows waits in
-    -- quarantine, and either the fast path's window has the signature (count
-    -- and digest sum) it had at the end of the last sync, or, with digests
-    -- due (a reconcile, a table without updated_at), the whole table has the
-    -- count and digest sum of the digests stored at the last sync.
-    IF mode <> 'full' AND NOT keys_moved
-       AND NOT EXISTS (SELECT 1 FROM owsync.quarantine q
-                        WHERE q.client = t.client AND q.table_name = t.table_name) THEN
-        IF use_digests THEN
-            sig := owsync._window_sig(src, NULL, NULL);
-            same := sig = owsync._window_sig(dig, NULL, NULL);
-            IF same THEN
-                PERFORM owsync._resize_buckets(t, n.server, dig, split_part(sig, ':', 1)::bigint);
-            END IF;
-        ELSE
-            same := t.watermark IS NOT NULL AND t.window_sig IS NOT NULL
-                    AND owsync._window_sig(src, t.watermark_column, t.watermark - overlap) = t.window_sig;
-        END IF;
+-- The unchanged check: a table the file's other changes did not touch is
+-- settled without work tables.  Its key set did not move (the caller knows),
+-- none of its rows waits in quarantine, and either the fast path's window
+-- has the signature (count and digest sum) it had at the end of the last
+-- sync, or, with digests due (a reconcile, a table without updated_at), the
+-- whole table has the count and digest sum of the digests stored at the
+-- last sync; then it gets the number of buckets its size calls for.
+CREATE FUNCTION owsync._unchanged(t owsync.client_table, p owsync._sync_plan) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sig text;
+    same boolean;
+BEGIN
+    IF EXISTS (SELECT 1 FROM owsync.quarantine q
+                WHERE q.client = t.client AND q.table_name = t.table_name) THEN
+        RETURN false;
+    END IF;
+    IF p.use_digests THEN
+        sig := owsync._window_sig(p.src, NULL, NULL);
+        same := sig = owsync._window_sig(p.dig, NULL, NULL);
         IF same THEN
-            path := 'unchanged';
-            RETURN;
+            PERFORM owsync._resize_buckets(t, p.server, p.dig, split_part(sig, ':', 1)::bigint);
         END IF;
+    ELSE
+        same := t.watermark IS NOT NULL AND t.window_sig IS NOT NULL
+                AND owsync._window_sig(p.src, t.watermark_column, t.watermark - p.overlap) = t.window_sig;
     END IF;
-    -- the previous table's work tables (dropped at commit)
+    RETURN same;
+END
+$$;
+
+-- Fresh work tables for one table, shaped like its mirror (planning them
+-- reads no SQLite): the stage (rows read, with their digests) and the keys
+-- to fetch.  The previous table's are dropped (all go at commit).
+CREATE FUNCTION owsync._new_work_tables(p owsync._sync_plan) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
     IF to_regclass('pg_temp.owsync_stage') IS NOT NULL THEN
         DROP TABLE pg_temp.owsync_stage, pg_temp.owsync_fetch, pg_temp.owsync_gone;
     END IF;
     IF to_regclass('pg_temp.owsync_diff') IS NOT NULL THEN
         DROP TABLE pg_temp.owsync_diff;
     END IF;
-    -- work tables shaped like the mirror (planning them reads no SQLite)
     EXECUTE format('CREATE TEMP TABLE owsync_stage ON COMMIT DROP AS
-                    SELECT %s, 0::bigint AS owsync_digest FROM %s WITH NO DATA', cols, mirror);
+                    SELECT %s, 0::bigint AS owsync_digest FROM %s WITH NO DATA', p.cols, p.mirror);
     EXECUTE format('CREATE TEMP TABLE owsync_fetch ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA',
-                   keylist, mirror);
+                   p.keylist, p.mirror);
+END
+$$;
 
-    -- 1. the fast path
-    IF t.watermark_column IS NOT NULL AND t.watermark IS NOT NULL AND mode <> 'full' THEN
-        BEGIN
-            EXECUTE format('INSERT INTO pg_temp.owsync_stage SELECT %s, owsync_digest FROM %s WHERE %I >= $1',
-                           cols, src, t.watermark_column)
-              USING t.watermark - overlap;
-            GET DIAGNOSTICS rows_read = ROW_COUNT;
-            window_staged := true;
-        EXCEPTION WHEN data_exception THEN
-            IF NOT quarantine THEN
-                RAISE;
-            END IF;
-            -- a row in the range could not be read: fetch the range by key
-            EXECUTE format('INSERT INTO pg_temp.owsync_fetch SELECT %s FROM %s WHERE %I >= $1',
-                           keylist, src, t.watermark_column)
-              USING t.watermark - overlap;
-        END;
+-- The fast path: the rows with updated_at >= watermark - overlap (the
+-- condition runs in SQLite) into the stage.  With quarantine, a window that
+-- cannot be read is listed for fetching by key instead.  Returns the rows
+-- staged, and whether the window was staged whole.
+CREATE FUNCTION owsync._stage_window(t owsync.client_table, p owsync._sync_plan,
+                                     OUT staged bigint, OUT whole boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    staged := 0;
+    whole := false;
+    BEGIN
+        EXECUTE format('INSERT INTO pg_temp.owsync_stage SELECT %s, owsync_digest FROM %s WHERE %I >= $1',
+                       p.cols, p.src, t.watermark_column)
+          USING t.watermark - p.overlap;
+        GET DIAGNOSTICS staged = ROW_COUNT;
+        whole := true;
+    EXCEPTION WHEN data_exception THEN
+        IF NOT p.quarantine THEN
+            RAISE;
+        END IF;
+        -- a row in the range could not be read: fetch the range by key
+        EXECUTE format('INSERT INTO pg_temp.owsync_fetch SELECT %s FROM %s WHERE %I >= $1',
+                       p.keylist, p.src, t.watermark_column)
+          USING t.watermark - p.overlap;
+    END;
+END
+$$;
+
+-- Did the key set move only by new rows the fast path staged?  Then its
+-- hash is the last one plus theirs, no key needs comparing, and the new
+-- buckets (kb) are stored.  Returns the hashes of the staged keys the
+-- digests lack, and whether they explain the move.
+CREATE FUNCTION owsync._keys_explained(t owsync.client_table, p owsync._sync_plan, kb bigint[],
+                                       OUT added bigint[], OUT explained boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('SELECT array_agg(owsync.key_hash(%1$s)) FROM pg_temp.owsync_stage s
+                     WHERE NOT EXISTS (SELECT 1 FROM %2$s m WHERE %3$s)',
+                   (SELECT string_agg(format('s.%I', k), ', ') FROM unnest(t.key_columns) k), p.dig, p.on_key)
+      INTO added;
+    explained := false;
+    IF added IS NOT NULL
+       AND owsync._wrap64(t.key_buckets[0] + (SELECT sum(h) FROM unnest(added) h)) = kb[0] THEN
+        explained := true;
+        PERFORM owsync._store_state(t, p_key_buckets => kb);
     END IF;
+END
+$$;
 
-    -- the key set moved only by new rows the fast path fetched: then its
-    -- hash is the last one plus theirs, and no key needs comparing
-    IF keys_moved AND NOT use_digests AND t.key_buckets IS NOT NULL THEN
-        EXECUTE format('SELECT array_agg(owsync.key_hash(%1$s)) FROM pg_temp.owsync_stage s
-                         WHERE NOT EXISTS (SELECT 1 FROM %2$s m WHERE %3$s)',
-                       (SELECT string_agg(format('s.%I', k), ', ') FROM unnest(t.key_columns) k), dig, on_key)
-          INTO added;
-        IF added IS NOT NULL
-           AND owsync._wrap64(t.key_buckets[0] + (SELECT sum(h) FROM unnest(added) h)) = khash THEN
-            keys_moved := false;
-            PERFORM owsync._store_state(t, p_key_buckets => kb);
+-- The key diff narrowed to buckets: in a large table whose key set changed
+-- by a few keys, only the buckets whose hash moved (beyond the keys the fast
+-- path added) are compared: the stored keys of those buckets (by their
+-- hash, through its index) against the hashes of the source's keys in
+-- them.  A stored key the source lacks is gone.  A source key that neither
+-- the mirror nor the fast path has (a row inserted with an old updated_at)
+-- needs the whole diff: then it returns false.  (Keys are told apart by
+-- their 64-bit hash here; a reconcile compares them in full.)
+CREATE FUNCTION owsync._diff_buckets(t owsync.client_table, p owsync._sync_plan, kb bigint[], added bigint[])
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bits integer := t.key_bits;
+    moved integer[] := owsync.moved_buckets(kb, t.key_buckets, added);
+    src_h bigint[];
+    narrowed boolean := false;
+BEGIN
+    IF cardinality(moved) BETWEEN 1 AND (1 << bits) / 8 THEN
+        src_h := ARRAY(SELECT owsync.key_hashes(p.server, t.table_name, t.key_columns, bits, moved));
+        EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM unnest($1) h
+                                            WHERE h <> ALL ($2)
+                                              AND NOT EXISTS (SELECT 1 FROM %s d WHERE d.owsync_key_hash = h))',
+                       p.dig)
+          INTO narrowed USING src_h, coalesce(added, '{}');
+        IF narrowed THEN
+            -- bucket b holds the hashes [b << (64 - bits), (b + 1) << (64 - bits)),
+            -- read as unsigned; signed, bucket b >= 2^(bits - 1) is below 0
+            EXECUTE format('INSERT INTO pg_temp.owsync_gone
+                            SELECT %1$s FROM unnest($1::bigint[]) r(lo)
+                              JOIN %2$s d ON d.owsync_key_hash BETWEEN r.lo AND r.lo + $2
+                             WHERE d.owsync_key_hash <> ALL ($3)',
+                           (SELECT string_agg(format('d.%I', k), ', ') FROM unnest(t.key_columns) k), p.dig)
+              USING (SELECT array_agg((CASE WHEN b >= 1 << (bits - 1) THEN b - (1 << bits) ELSE b END)::bigint
+                                      << (64 - bits))
+                       FROM unnest(moved) b),
+                    ((1::bigint << (63 - bits)) - 1) * 2 + 1,
+                    src_h;
         END IF;
     END IF;
-    diff_needed := keys_moved OR use_digests;
+    RETURN narrowed;
+END
+$$;
 
-    -- 2. and 3. one pass, when needed, over the source's keys (and digests)
-    -- streamed from SQLite against the digests (the mirror's key set, but
-    -- narrow), as a hash full join: keys the mirror lacks, keys the source
-    -- lost, and (with digests) keys whose digest changed
+-- The whole key diff, and with digests the digest compare, in one pass: the
+-- source's keys (and digests) streamed from SQLite against the digest table
+-- (the mirror's key set, but narrow) as a hash full join.  Keys the source
+-- lost are gone; keys the mirror lacks and (with digests) keys whose digest
+-- changed are listed for fetching, unless the fast path staged them.
+CREATE FUNCTION owsync._diff_all(t owsync.client_table, p owsync._sync_plan) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE TEMP TABLE owsync_diff ON COMMIT DROP AS
+                    SELECT %1$s, s.owsync_digest IS NULL AS gone
+                      FROM (SELECT %2$s%3$s FROM %4$s) s
+                      FULL JOIN %5$s m ON %6$s
+                     WHERE s.%7$I IS NULL OR m.%7$I IS NULL%8$s',
+                   (SELECT string_agg(format('coalesce(s.%1$I, m.%1$I) AS %1$I', k), ', ')
+                      FROM unnest(t.key_columns) k),
+                   p.keylist,
+                   CASE WHEN p.use_digests THEN ', owsync_digest' ELSE ', 0::bigint AS owsync_digest' END,
+                   p.src, p.dig, p.on_key, t.key_columns[1],
+                   CASE WHEN p.use_digests THEN ' OR s.owsync_digest <> m.owsync_digest' ELSE '' END);
+    EXECUTE format('INSERT INTO pg_temp.owsync_gone SELECT %1$s FROM pg_temp.owsync_diff WHERE gone', p.keylist);
+    EXECUTE format('INSERT INTO pg_temp.owsync_fetch
+                      SELECT %1$s FROM pg_temp.owsync_diff WHERE NOT gone
+                      EXCEPT SELECT %1$s FROM pg_temp.owsync_stage', p.keylist);
+END
+$$;
+
+-- The key diff, when the key set moved or digests are due: keys the source
+-- lost into pg_temp.owsync_gone, keys to fetch into pg_temp.owsync_fetch;
+-- narrowed to the moved buckets when it can be.  Returns how far it
+-- compared: none, buckets or all.
+CREATE FUNCTION owsync._key_diff(t owsync.client_table, p owsync._sync_plan, kb bigint[], added bigint[],
+                                 keys_moved boolean)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    diff_needed boolean := keys_moved OR p.use_digests;
+    narrowed boolean := false;
+BEGIN
     EXECUTE format('CREATE TEMP TABLE owsync_gone ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA',
-                   keylist, mirror);
-    -- In a large table whose key set changed by a few keys, only the buckets
-    -- whose hash moved (beyond the keys the fast path added) are compared:
-    -- the stored keys of those buckets (by their hash, through its index)
-    -- against the hashes of the source's keys in them.  A stored key the source lacks is gone; a source key that
-    -- neither the mirror nor the fast path has (a row inserted with an old
-    -- updated_at) needs the whole diff below.  (Keys are told apart by their
-    -- 64-bit hash here; a reconcile compares them in full.)
-    IF diff_needed AND NOT use_digests AND bits > 0 THEN
-        moved := owsync.moved_buckets(kb, t.key_buckets, added);
-        IF cardinality(moved) BETWEEN 1 AND (1 << bits) / 8 THEN
-            src_h := ARRAY(SELECT owsync.key_hashes(n.server, t.table_name, t.key_columns, bits, moved));
-            EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM unnest($1) h
-                                                WHERE h <> ALL ($2)
-                                                  AND NOT EXISTS (SELECT 1 FROM %s d WHERE d.owsync_key_hash = h))',
-                           dig)
-              INTO narrowed USING src_h, coalesce(added, '{}');
-            IF narrowed THEN
-                -- bucket b holds the hashes [b << (64 - bits), (b + 1) << (64 - bits)),
-                -- read as unsigned; signed, bucket b >= 2^(bits - 1) is below 0
-                EXECUTE format('INSERT INTO pg_temp.owsync_gone
-                                SELECT %1$s FROM unnest($1::bigint[]) r(lo)
-                                  JOIN %2$s d ON d.owsync_key_hash BETWEEN r.lo AND r.lo + $2
-                                 WHERE d.owsync_key_hash <> ALL ($3)',
-                               (SELECT string_agg(format('d.%I', k), ', ') FROM unnest(t.key_columns) k), dig)
-                  USING (SELECT array_agg((CASE WHEN b >= 1 << (bits - 1) THEN b - (1 << bits) ELSE b END)::bigint
-                                          << (64 - bits))
-                           FROM unnest(moved) b),
-                        ((1::bigint << (63 - bits)) - 1) * 2 + 1,
-                        src_h;
-            END IF;
-        END IF;
+                   p.keylist, p.mirror);
+    IF diff_needed AND NOT p.use_digests AND t.key_bits > 0 THEN
+        narrowed := owsync._diff_buckets(t, p, kb, added);
     END IF;
     IF diff_needed AND NOT narrowed THEN
-        EXECUTE format('CREATE TEMP TABLE owsync_diff ON COMMIT DROP AS
-                        SELECT %1$s, s.owsync_digest IS NULL AS gone
-                          FROM (SELECT %2$s%3$s FROM %4$s) s
-                          FULL JOIN %5$s m ON %6$s
-                         WHERE s.%7$I IS NULL OR m.%7$I IS NULL%8$s',
-                       (SELECT string_agg(format('coalesce(s.%1$I, m.%1$I) AS %1$I', k), ', ')
-                          FROM unnest(t.key_columns) k),
-                       keylist,
-                       CASE WHEN use_digests THEN ', owsync_digest' ELSE ', 0::bigint AS owsync_digest' END,
-                       src, dig, on_key, t.key_columns[1],
-                       CASE WHEN use_digests THEN ' OR s.owsync_digest <> m.owsync_digest' ELSE '' END);
-        EXECUTE format('INSERT INTO pg_temp.owsync_gone SELECT %1$s FROM pg_temp.owsync_diff WHERE gone', keylist);
-        EXECUTE format('INSERT INTO pg_temp.owsync_fetch
-                          SELECT %1$s FROM pg_temp.owsync_diff WHERE NOT gone
-                          EXCEPT SELECT %1$s FROM pg_temp.owsync_stage', keylist);
+        PERFORM owsync._diff_all(t, p);
     END IF;
-    key_diff := CASE WHEN narrowed THEN 'buckets' WHEN diff_needed THEN 'all' ELSE 'none' END;
-    -- rows in quarantine are retried every run (one gone from the source
-    -- reads as nothing, and leaves the quarantine)
+    RETURN CASE WHEN narrowed THEN 'buckets' WHEN diff_needed THEN 'all' ELSE 'none' END;
+END
+$$;
+
+-- Rows in quarantine are retried every run: their keys are listed for
+-- fetching (one gone from the source reads as nothing, and leaves the
+-- quarantine).
+CREATE FUNCTION owsync._list_quarantined(t owsync.client_table, p owsync._sync_plan) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
     IF EXISTS (SELECT 1 FROM owsync.quarantine q WHERE q.client = t.client AND q.table_name = t.table_name) THEN
         EXECUTE format('INSERT INTO pg_temp.owsync_fetch
                           SELECT %1$s FROM jsonb_populate_recordset(NULL::pg_temp.owsync_fetch,
                                   (SELECT jsonb_agg(q.key) FROM owsync.quarantine q
                                     WHERE q.client = $1 AND q.table_name = $2))
                           EXCEPT SELECT %1$s FROM pg_temp.owsync_stage
-                          EXCEPT SELECT %1$s FROM pg_temp.owsync_fetch', keylist)
+                          EXCEPT SELECT %1$s FROM pg_temp.owsync_fetch', p.keylist)
           USING t.client, t.table_name;
     END IF;
-    f := owsync._fetch_by_key(t, cols, quarantine, p_run);
-    rows_read := rows_read + f.fetched;
-    quarantined := f.quarantined;
-    -- rows changed in the mirror: conflicts decided, the rows the mirror keeps held out of the apply
-    IF pending THEN
-        conflicts := owsync._hold_conflicts(t, p_run, keys_moved);
-    END IF;
+END
+$$;
 
-    -- apply: insert new rows, update rows whose digest changed
+-- Apply the stage to the mirror: new rows inserted, rows whose digest
+-- changed updated (MERGE), then the digests stored.  Rows held out for
+-- conflicts (40_conflicts.sql) go back into the stage before the digests,
+-- which follow the source.  Returns the rows inserted and updated.
+CREATE FUNCTION owsync._apply(p owsync._sync_plan, OUT inserted bigint, OUT updated bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
     EXECUTE format('SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM %1$s m WHERE %2$s)),
                            count(*) FILTER (WHERE EXISTS (SELECT 1 FROM %1$s m WHERE %2$s)
                                               AND NOT EXISTS (SELECT 1 FROM %3$s m WHERE %2$s
                                                                  AND m.owsync_digest = s.owsync_digest))
-                      FROM pg_temp.owsync_stage s', mirror, on_key, dig)
+                      FROM pg_temp.owsync_stage s', p.mirror, p.on_key, p.dig)
       INTO inserted, updated;
     EXECUTE format('MERGE INTO %1$s m
                     USING (SELECT s.*, d.owsync_digest AS owsync_old_digest
@@ -507,53 +595,144 @@ BEGIN
                      %5$s
                      WHEN NOT MATCHED THEN
                           INSERT (%6$s) VALUES (%7$s)',
-                   mirror, dig, keylist, on_key,
+                   p.mirror, p.dig, p.keylist, p.on_key,
                    -- a table of key columns only has nothing to update
-                   CASE WHEN setlist IS NOT NULL
+                   CASE WHEN p.setlist IS NOT NULL
                         THEN 'WHEN MATCHED AND s.owsync_old_digest IS DISTINCT FROM s.owsync_digest THEN UPDATE SET '
-                             || setlist
+                             || p.setlist
                         ELSE '' END,
-                   cols, s_cols);
-    IF pending THEN
-        PERFORM owsync._release_held();		-- the digests and the watermark follow the source
+                   p.cols, p.s_cols);
+    IF p.pending THEN
+        PERFORM owsync._release_held();
     END IF;
     EXECUTE format('INSERT INTO %1$s AS d (%2$s, owsync_digest) SELECT %2$s, owsync_digest FROM pg_temp.owsync_stage
                     ON CONFLICT (%2$s) DO UPDATE SET owsync_digest = EXCLUDED.owsync_digest
-                    WHERE d.owsync_digest IS DISTINCT FROM EXCLUDED.owsync_digest', dig, keylist);
+                    WHERE d.owsync_digest IS DISTINCT FROM EXCLUDED.owsync_digest', p.dig, p.keylist);
+END
+$$;
 
-    -- hard deletes: keys the source no longer has (none when its key set
-    -- did not move), by key; analyzed so that a few keys are deleted
-    -- through the index rather than by hashing the whole table
+-- Hard deletes: the keys the source lost (pg_temp.owsync_gone) leave the
+-- mirror and the digests, by key, and the key set's new buckets (kb) are
+-- stored; analyzed first, so that a few keys are deleted through the index
+-- rather than by hashing the whole table.  Returns the rows deleted.
+CREATE FUNCTION owsync._apply_deletes(t owsync.client_table, p owsync._sync_plan, kb bigint[]) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    deleted bigint;
+BEGIN
+    ANALYZE pg_temp.owsync_gone;
+    EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_gone s WHERE %2$s', p.mirror, p.on_key);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_gone s WHERE %2$s', p.dig, p.on_key);
+    PERFORM owsync._store_state(t, p_key_buckets => kb);
+    RETURN deleted;
+END
+$$;
+
+-- Advance the watermark to the highest value of the snapshot (never now()),
+-- with the signature of the next run's window.  That window lies inside
+-- this run's (the watermark only grows), so when the fast path staged its
+-- window whole (window_staged), the stage holds every row of the next
+-- window and nothing else: the signature needs no second read of the file.
+-- No signature while rows are quarantined.
+CREATE FUNCTION owsync._advance_watermark(t owsync.client_table, p owsync._sync_plan, window_staged boolean,
+                                          quarantined bigint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    newwm bigint;
+BEGIN
+    EXECUTE format('SELECT max(%I) FROM pg_temp.owsync_stage', t.watermark_column) INTO newwm;
+    newwm := greatest(t.watermark, newwm);
+    PERFORM owsync._store_state(t, p_window => true, p_watermark => newwm,
+        p_window_sig => CASE WHEN newwm IS NULL OR quarantined > 0 THEN NULL
+                             WHEN window_staged
+                             THEN owsync._window_sig('pg_temp.owsync_stage', t.watermark_column, newwm - p.overlap)
+                             ELSE owsync._window_sig(p.src, t.watermark_column, newwm - p.overlap) END);
+END
+$$;
+
+-- Sync one table: the steps above, top to bottom.  Returns what it did.
+CREATE FUNCTION owsync._sync_table(t owsync.client_table, mode text, reconcile boolean, p_run bigint,
+    OUT path text, OUT rows_read bigint, OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
+    OUT quarantined bigint, OUT key_diff text, OUT conflicts bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p owsync._sync_plan := owsync._plan_table(t, reconcile, p_run);
+    kb bigint[];				-- the source's key buckets now ([0]: the whole key set)
+    keys_moved boolean;
+    window_staged boolean := false;
+    added bigint[];				-- hashes of the keys the fast path added
+    explained boolean;
+    fetched bigint;
+    nrows bigint;
+BEGIN
+    rows_read := 0; inserted := 0; updated := 0; deleted := 0; quarantined := 0; key_diff := 'none';
+    conflicts := 0;
+
+    IF mode = 'full' OR cardinality(t.key_columns) = 0 THEN
+        BEGIN
+            SELECT * INTO path, rows_read, inserted, deleted, conflicts FROM owsync._full_reload(t, p);
+            RETURN;
+        EXCEPTION WHEN data_exception THEN
+            -- a row could not be read (the reload is undone): with quarantine,
+            -- go row by row below, comparing every row; a table without key
+            -- cannot name its bad row, so the error stands
+            IF NOT p.quarantine OR cardinality(t.key_columns) = 0 THEN
+                RAISE;
+            END IF;
+            EXECUTE format('DELETE FROM %s', p.dig);
+            p.use_digests := true;
+        END;
+    END IF;
+
+    path := CASE WHEN mode = 'full' THEN 'full' WHEN p.use_digests THEN 'digest' ELSE 'incremental' END;
+    kb := owsync.key_buckets(p.server, t.table_name, t.key_columns, t.key_bits);
+    keys_moved := t.key_buckets[0] IS DISTINCT FROM kb[0];
+    p.overlap := owsync._overlap(p.opts, t.watermark_unit);
+    IF mode <> 'full' AND NOT keys_moved THEN
+        IF owsync._unchanged(t, p) THEN
+            path := 'unchanged';
+            RETURN;
+        END IF;
+    END IF;
+
+    PERFORM owsync._new_work_tables(p);
+    IF t.watermark_column IS NOT NULL AND t.watermark IS NOT NULL AND mode <> 'full' THEN
+        SELECT * INTO rows_read, window_staged FROM owsync._stage_window(t, p);
+    END IF;
+    IF keys_moved AND NOT p.use_digests AND t.key_buckets IS NOT NULL THEN
+        SELECT * INTO added, explained FROM owsync._keys_explained(t, p, kb);
+        keys_moved := NOT explained;
+    END IF;
+    key_diff := owsync._key_diff(t, p, kb, added, keys_moved);
+    PERFORM owsync._list_quarantined(t, p);
+    SELECT * INTO fetched, quarantined FROM owsync._fetch_by_key(t, p);
+    rows_read := rows_read + fetched;
+    -- rows changed in the mirror: conflicts decided, the rows the mirror keeps held out of the apply
+    IF p.pending THEN
+        conflicts := owsync._hold_conflicts(t, p_run, keys_moved);
+    END IF;
+
+    SELECT * INTO inserted, updated FROM owsync._apply(p);
     IF keys_moved THEN
-        ANALYZE pg_temp.owsync_gone;
-        EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_gone s WHERE %2$s', mirror, on_key);
-        GET DIAGNOSTICS deleted = ROW_COUNT;
-        EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_gone s WHERE %2$s', dig, on_key);
-        PERFORM owsync._store_state(t, p_key_buckets => kb);
+        deleted := owsync._apply_deletes(t, p, kb);
     END IF;
     -- compared in full, the table's buckets follow its size
-    IF use_digests THEN
-        EXECUTE format('SELECT count(*) FROM %s', dig) INTO nrows;
-        PERFORM owsync._resize_buckets(t, n.server, dig, nrows);
+    IF p.use_digests THEN
+        EXECUTE format('SELECT count(*) FROM %s', p.dig) INTO nrows;
+        PERFORM owsync._resize_buckets(t, p.server, p.dig, nrows);
     END IF;
-
     -- quarantined rows not quarantined again by this run read fine now, or are gone
     DELETE FROM owsync.quarantine q
      WHERE q.client = t.client AND q.table_name = t.table_name AND q.last_run <> p_run;
-
-    -- the new watermark: the highest value of the snapshot, never now()
     IF t.watermark_column IS NOT NULL THEN
-        EXECUTE format('SELECT max(%I) FROM pg_temp.owsync_stage', t.watermark_column) INTO newwm;
-        newwm := greatest(t.watermark, newwm);
-        -- the next run's window lies inside this run's (the watermark only
-        -- grows), so when the fast path read its window whole, the staged
-        -- rows hold every row of the next window and nothing else: the
-        -- signature needs no second read of the file
-        PERFORM owsync._store_state(t, p_window => true, p_watermark => newwm,
-            p_window_sig => CASE WHEN newwm IS NULL OR quarantined > 0 THEN NULL
-                                 WHEN window_staged
-                                 THEN owsync._window_sig('pg_temp.owsync_stage', t.watermark_column, newwm - overlap)
-                                 ELSE owsync._window_sig(src, t.watermark_column, newwm - overlap) END);
+        PERFORM owsync._advance_watermark(t, p, window_staged, quarantined);
     END IF;
 END
 $$;
