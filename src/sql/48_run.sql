@@ -5,25 +5,85 @@
 -- together or not at all.  Each table is synced by owsync._sync_table()
 -- (44_sync_table.sql).
 
--- One run's work, without transaction control: every table of the client,
--- each error naming its table.  Returns the run id.
+-- Settings for a run's own statements, to the end of its transaction: hash
+-- joins in memory, no JIT (plans are small and run once), staged values
+-- compressed like the mirror's.
+CREATE FUNCTION owsync._run_settings() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM set_config('work_mem', '32MB', true);
+    PERFORM set_config('jit', 'off', true);
+    -- key diffs join unsorted keys: hash joins, never sort 100k text keys
+    PERFORM set_config('enable_mergejoin', 'off', true);
+    IF owsync._has_lz4() THEN
+        PERFORM set_config('default_toast_compression', 'lz4', true);
+    END IF;
+END
+$$;
+
+-- Sync every table of a client (but those removed at the source), each error
+-- naming its table: tables new at the source are loaded in full, tables
+-- with a new column compared in full.  Each table gets its row in
+-- owsync.run_table, and a progress NOTICE when interactive.
+CREATE FUNCTION owsync._sync_tables(p_client text, p_mode text, reconcile boolean, p_run bigint,
+                                    new_tables text[], widened text[], interactive boolean) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t owsync.client_table;
+    r record;
+    started timestamptz;
+    secs numeric;
+    st text; msg text; det text; hnt text;
+BEGIN
+    FOR t IN SELECT * FROM owsync.client_table WHERE client = p_client AND removed_at IS NULL
+              ORDER BY table_name LOOP
+        started := clock_timestamp();
+        PERFORM set_config('application_name', left(format('owsync %s: %s', p_client, t.table_name), 63), true);
+        BEGIN
+            r := owsync._sync_table(t,
+                                    CASE WHEN t.table_name = ANY (new_tables) THEN 'full' ELSE p_mode END,
+                                    reconcile OR t.table_name = ANY (widened), p_run);
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+                                    det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+            PERFORM owsync._reraise(st, msg, det, hnt, t.table_name);
+        END;
+        INSERT INTO owsync.run_table (run_id, table_name, path, rows_read, inserted, updated, deleted,
+                                      quarantined, conflicts, key_diff, seconds)
+        VALUES (p_run, t.table_name, r.path, r.rows_read, r.inserted, r.updated, r.deleted, r.quarantined,
+                r.conflicts, r.key_diff, round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
+        secs := extract(epoch FROM clock_timestamp() - started)::numeric;
+        CONTINUE WHEN NOT interactive;
+        RAISE NOTICE 'owsync %.%: % read, % inserted, % updated, % deleted% (%, % s, % rows/s)',
+            p_client, t.table_name, r.rows_read, r.inserted, r.updated, r.deleted,
+            CASE WHEN r.quarantined > 0 THEN format(', %s quarantined', r.quarantined) ELSE '' END
+            || CASE WHEN r.conflicts > 0 THEN format(', %s conflicts', r.conflicts) ELSE '' END,
+            r.path, round(secs, 3), round(r.rows_read / greatest(secs, 0.001));
+    END LOOP;
+END
+$$;
+
+-- One run's work, without transaction control: the source's schema
+-- captured and its drift applied, then every table synced unless nothing
+-- was committed to the file since the last run, then what the run found
+-- recorded.  Returns the run id.
 CREATE FUNCTION owsync._run(p_client text, p_mode text, p_run bigint DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c owsync.client;
-    t owsync.client_table;
-    r record;
     rid bigint := p_run;
     reconcile boolean;
     interactive boolean;		-- progress NOTICEs: not for pg_cron's runs (its log)
-    started timestamptz;
-    secs numeric;
     drift record;
     cap record;
     n record := owsync.client_names(p_client);
-    st text; msg text; det text; hnt text;
+    probe name := owsync._probe_schema(p_client);
     was_applying text := owsync._applying('on');	-- the run's writes are not mirror changes
 BEGIN
     SELECT * INTO c FROM owsync.client WHERE client = p_client;
@@ -32,15 +92,7 @@ BEGIN
         RETURNING run_id INTO rid;
     END IF;
     interactive := NOT (SELECT x.scheduled FROM owsync.run x WHERE x.run_id = rid);
-    -- for the run's own statements: hash joins in memory, no JIT (plans
-    -- are small and run once), staged values compressed like the mirror's
-    PERFORM set_config('work_mem', '32MB', true);
-    PERFORM set_config('jit', 'off', true);
-    -- key diffs join unsorted keys: hash joins, never sort 100k text keys
-    PERFORM set_config('enable_mergejoin', 'off', true);
-    IF owsync._has_lz4() THEN
-        PERFORM set_config('default_toast_compression', 'lz4', true);
-    END IF;
+    PERFORM owsync._run_settings();
     reconcile := p_mode = 'reconcile'
                  OR (p_mode = 'incremental' AND
                      (c.last_reconcile_at IS NULL OR
@@ -60,40 +112,16 @@ BEGIN
             RAISE NOTICE 'owsync %: nothing committed to the source since the last run', p_client;
         END IF;
     ELSE
-
-    FOR t IN SELECT * FROM owsync.client_table WHERE client = p_client AND removed_at IS NULL
-              ORDER BY table_name LOOP
-        started := clock_timestamp();
-        PERFORM set_config('application_name', left(format('owsync %s: %s', p_client, t.table_name), 63), true);
-        BEGIN
-            r := owsync._sync_table(t,
-                                    CASE WHEN t.table_name = ANY (drift.new_tables) THEN 'full' ELSE p_mode END,
-                                    reconcile OR t.table_name = ANY (drift.widened), rid);
-        EXCEPTION WHEN OTHERS OR query_canceled THEN
-            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                                    det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
-            PERFORM owsync._reraise(st, msg, det, hnt, t.table_name);
-        END;
-        INSERT INTO owsync.run_table (run_id, table_name, path, rows_read, inserted, updated, deleted,
-                                      quarantined, conflicts, key_diff, seconds)
-        VALUES (rid, t.table_name, r.path, r.rows_read, r.inserted, r.updated, r.deleted, r.quarantined,
-                r.conflicts, r.key_diff, round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
-        secs := extract(epoch FROM clock_timestamp() - started)::numeric;
-        CONTINUE WHEN NOT interactive;
-        RAISE NOTICE 'owsync %.%: % read, % inserted, % updated, % deleted% (%, % s, % rows/s)',
-            p_client, t.table_name, r.rows_read, r.inserted, r.updated, r.deleted,
-            CASE WHEN r.quarantined > 0 THEN format(', %s quarantined', r.quarantined) ELSE '' END
-            || CASE WHEN r.conflicts > 0 THEN format(', %s conflicts', r.conflicts) ELSE '' END,
-            r.path, round(secs, 3), round(r.rows_read / greatest(secs, 0.001));
-    END LOOP;
+        PERFORM owsync._sync_tables(p_client, p_mode, reconcile, rid, drift.new_tables, drift.widened,
+                                    interactive);
     END IF;
     UPDATE owsync.client SET change_marker = cap.change_marker WHERE client = p_client;
 
     IF reconcile OR p_mode = 'full' THEN
         UPDATE owsync.client SET last_reconcile_at = now() WHERE client = p_client;
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = owsync._probe_schema(p_client)) THEN
-        EXECUTE format('DROP SCHEMA %I CASCADE', owsync._probe_schema(p_client));
+    IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = probe) THEN
+        EXECUTE format('DROP SCHEMA %I CASCADE', probe);
     END IF;
     IF EXISTS (SELECT 1 FROM owsync.client_table WHERE client = p_client AND table_name = 'alembic_version') THEN
         EXECUTE format('UPDATE owsync.run SET alembic_revision = (SELECT string_agg(version_num, %L) FROM %I.alembic_version)
