@@ -70,13 +70,15 @@ $$;
 -- bucket, none for small tables and for keys without owsync_key_hash in the
 -- digest table (keys of types the hash does not cover).
 CREATE FUNCTION owsync._key_bits(dig text, nrows bigint) RETURNS integer
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN nrows < 16 OR NOT EXISTS (SELECT 1 FROM pg_attribute a
+BEGIN
+    RETURN CASE WHEN nrows < 16 OR NOT EXISTS (SELECT 1 FROM pg_attribute a
                                                 WHERE a.attrelid = dig::regclass AND a.attname = 'owsync_key_hash')
                 THEN 0
-                ELSE least(16, floor(log(2, nrows / 8.0)))::integer END
+                ELSE least(16, floor(log(2, nrows / 8.0)))::integer END;
+END
 $$;
 
 -- Store what a run learnt about a table in its catalog row: the number of
@@ -337,8 +339,8 @@ BEGIN
     IF t.watermark_column IS NOT NULL THEN
         EXECUTE format('SELECT max(%I) FROM %s', t.watermark_column, p.mirror) INTO newwm;
         PERFORM owsync._store_state(t, p_window => true, p_watermark => newwm,
-                                    p_window_sig => owsync._window_sig(p.src, t.watermark_column,
-                                                                       newwm - owsync._overlap(p.opts, t.watermark_unit)));
+            p_window_sig => owsync._window_sig(p.src, t.watermark_column,
+                                               newwm - owsync._overlap(p.opts, t.watermark_unit)));
     END IF;
     -- after the watermark: the mirror's versions put back do not move it
     IF p.pending THEN
