@@ -39,6 +39,7 @@ RETURNS bigint[]
 AS 'MODULE_PATHNAME', 'owsync_key_buckets'
 LANGUAGE C STRICT VOLATILE;
 
+-- The hash of a SQLite table's whole key set: element 0 of key_buckets().
 CREATE FUNCTION owsync.key_set_hash(server text, "table" text, key_columns text[])
 RETURNS bigint
 LANGUAGE sql STRICT VOLATILE

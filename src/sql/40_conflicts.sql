@@ -351,6 +351,8 @@ BEGIN
 END
 $$;
 
+-- After the apply: the held rows go back into the stage, for the digests and
+-- the watermark.
 CREATE FUNCTION owsync._release_held() RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -387,6 +389,9 @@ BEGIN
 END
 $$;
 
+-- After the reload: what the source did to each candidate, the conflicts
+-- decided, the mirror's version put back where it won.  Returns the number
+-- of conflicts.
 CREATE FUNCTION owsync._full_conflicts_after(t owsync.client_table, p_run bigint) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp

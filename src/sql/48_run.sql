@@ -270,6 +270,8 @@ BEGIN
 END
 $$;
 
+-- sync()'s work between its commits: the run lock, the run in a
+-- subtransaction, its outcome recorded and accounted for.
 CREATE FUNCTION owsync._work_run(p_run bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -316,6 +318,8 @@ BEGIN
 END
 $$;
 
+-- sync()'s last step: the run lock let go; a skipped run reported, a failed
+-- one raised again with its SQLSTATE.
 CREATE FUNCTION owsync._finish_run(p_run bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -350,6 +354,8 @@ BEGIN
 END
 $$;
 
+-- CALL owsync.sync(client, mode): the three steps above, with a commit
+-- between each.
 CREATE PROCEDURE owsync.sync(client text, mode text DEFAULT 'incremental')
 LANGUAGE plpgsql
 AS $$

@@ -215,6 +215,8 @@ BEGIN
 END
 $$;
 
+-- Set a client's schedule and make its pg_cron job match; returns the cron
+-- expression ('manual' without a job).
 CREATE FUNCTION owsync.set_schedule(client text, schedule text) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -248,6 +250,7 @@ BEGIN
 END
 $$;
 
+-- Give a client its pg_cron job back, on its kept schedule.
 CREATE FUNCTION owsync.enable_sync(client text) RETURNS void
 LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -255,6 +258,7 @@ BEGIN ATOMIC
     SELECT owsync._set_enabled(client, true);
 END;
 
+-- Remove a client's pg_cron job; its schedule is kept.
 CREATE FUNCTION owsync.disable_sync(client text) RETURNS void
 LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp

@@ -209,6 +209,7 @@ BEGIN
 END
 $$;
 
+-- A discovery report's counts, by action.
 CREATE FUNCTION owsync._discover_counts(report jsonb,
     OUT registered integer, OUT already_registered integer, OUT not_registered integer)
 LANGUAGE sql IMMUTABLE
