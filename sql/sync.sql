@@ -141,19 +141,19 @@ SELECT * FROM pg_temp.check('acme_quantabase_io');
 
 -- a second sync of a client while one runs returns at once as skipped (the
 -- running one is played by this session holding the client's lock)
-SELECT pg_advisory_lock(1869838195, client_id) IS NULL AS locked
+SELECT pg_advisory_lock(owsync._run_lock_class(), client_id) IS NULL AS locked
   FROM owsync.client WHERE client = 'acme_quantabase_io';
 \setenv PGHOST :HOST
 \setenv PGPORT :PORT
 \setenv PGDATABASE :DBNAME
 \! psql -X -q -c "SET client_min_messages = notice" -c "CALL owsync.sync('acme_quantabase_io')" 2>&1
-SELECT pg_advisory_unlock(1869838195, client_id) FROM owsync.client WHERE client = 'acme_quantabase_io';
+SELECT pg_advisory_unlock(owsync._run_lock_class(), client_id) FROM owsync.client WHERE client = 'acme_quantabase_io';
 SELECT mode, status, error FROM owsync.run ORDER BY run_id DESC LIMIT 1;
 -- other clients are not blocked by it
-SELECT pg_advisory_lock(1869838195, client_id) IS NULL AS locked
+SELECT pg_advisory_lock(owsync._run_lock_class(), client_id) IS NULL AS locked
   FROM owsync.client WHERE client = 'acme_quantabase_io';
 \! psql -X -q -c "SET client_min_messages = warning" -c "CALL owsync.sync('fresh_example_com')" 2>&1 && echo "fresh_example_com synced"
-SELECT pg_advisory_unlock(1869838195, client_id) FROM owsync.client WHERE client = 'acme_quantabase_io';
+SELECT pg_advisory_unlock(owsync._run_lock_class(), client_id) FROM owsync.client WHERE client = 'acme_quantabase_io';
 
 -- a cancelled run (statement_timeout, while it waits for a lock another
 -- session holds on a mirror table) is recorded as failed with its SQLSTATE,

@@ -1,22 +1,19 @@
--- The foreign data wrapper: handler, validator and the wrapper itself.
--- Every object is schema-qualified: the install script must not depend on search_path.
+-- The wrapper's C functions: its handler and validator (the wrapper itself is
+-- created with the catalog, 20_catalog.sql), and the SQLite-side functions
+-- the sync calls.  Every object is schema-qualified: the install script must
+-- not depend on search_path.
 
-CREATE FUNCTION owsync.owsync_fdw_handler()
+-- CREATE OR REPLACE: the wrapper depends on it (an upgrade replaces it in place).
+CREATE OR REPLACE FUNCTION owsync.owsync_fdw_handler()
 RETURNS fdw_handler
 AS 'MODULE_PATHNAME', 'owsync_fdw_handler'
 LANGUAGE C STRICT;
 
-CREATE FUNCTION owsync.owsync_fdw_validator(text[], oid)
+-- CREATE OR REPLACE: the wrapper depends on it (an upgrade replaces it in place).
+CREATE OR REPLACE FUNCTION owsync.owsync_fdw_validator(text[], oid)
 RETURNS void
 AS 'MODULE_PATHNAME', 'owsync_fdw_validator'
 LANGUAGE C STRICT;
-
-CREATE FOREIGN DATA WRAPPER owsync_fdw
-  HANDLER owsync.owsync_fdw_handler
-  VALIDATOR owsync.owsync_fdw_validator;
-
-COMMENT ON FOREIGN DATA WRAPPER owsync_fdw IS
-  'read-only access to Open WebUI SQLite files (one server per file, one foreign table per SQLite table)';
 
 -- The SQLite library this module runs against (for bug reports and status views).
 CREATE FUNCTION owsync.sqlite_version()
@@ -42,6 +39,7 @@ RETURNS bigint[]
 AS 'MODULE_PATHNAME', 'owsync_key_buckets'
 LANGUAGE C STRICT VOLATILE;
 
+-- The hash of a SQLite table's whole key set: element 0 of key_buckets().
 CREATE FUNCTION owsync.key_set_hash(server text, "table" text, key_columns text[])
 RETURNS bigint
 LANGUAGE sql STRICT VOLATILE
@@ -64,7 +62,9 @@ AS 'MODULE_PATHNAME', 'owsync_key_hashes'
 LANGUAGE C STRICT VOLATILE ROWS 1000;
 
 -- The hash of a key with these values, as SQLite computes it for key_buckets().
-CREATE FUNCTION owsync.key_hash(VARIADIC "any")
+-- CREATE OR REPLACE: the generated column owsync_key_hash of digest tables
+-- depends on it (an upgrade replaces it in place).
+CREATE OR REPLACE FUNCTION owsync.key_hash(VARIADIC "any")
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'owsync_key_hash'
 LANGUAGE C IMMUTABLE PARALLEL SAFE;

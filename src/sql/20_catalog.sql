@@ -1,4 +1,8 @@
--- The sync catalog: registered clients, their tables, and the history of runs.
+-- The catalog: registered clients, their tables, the history of runs, rows
+-- changed in the mirror and conflicts; the wrapper; the owsync_admin role.
+-- Created once, by CREATE EXTENSION: an upgrade changes these objects by
+-- ALTER.  Every other file defines only routines, types, views, policies
+-- and grants, and can run again over an installed catalog.
 --
 -- Per client (named like imc_quantabase_io) there are:
 --   server  owsync_<client>          the SQLite file (owsync_fdw)
@@ -20,8 +24,8 @@ CREATE TABLE owsync.client (
     consecutive_failures integer NOT NULL DEFAULT 0,	-- failed runs since the last success
     next_attempt_at   timestamptz,		-- after a failure: scheduled runs before it are skipped
     alerting          boolean NOT NULL DEFAULT false,	-- a 'failing' alert was sent, no 'recovered' yet
-    reader_role       name,			-- reads the mirror (options->'reader_role'), see 70_security.sql
-    cron_schedule     text,			-- the schedule of its pg_cron job (NULL: none), see 45_schedule.sql
+    reader_role       name,			-- reads the mirror (options->'reader_role'), see 90_security.sql
+    cron_schedule     text,			-- the schedule of its pg_cron job (NULL: none), see 50_schedule.sql
     CONSTRAINT client_name CHECK (client ~ '^[a-z_][a-z0-9_]*$' AND length(client) <= 48)
 );
 
@@ -85,7 +89,7 @@ CREATE TABLE owsync.run_table (
     updated    bigint NOT NULL,
     deleted    bigint NOT NULL,
     quarantined bigint NOT NULL DEFAULT 0,
-    conflicts  bigint NOT NULL DEFAULT 0,	-- source changes of rows changed in the mirror (47_conflicts.sql)
+    conflicts  bigint NOT NULL DEFAULT 0,	-- source changes of rows changed in the mirror (40_conflicts.sql)
     key_diff   text NOT NULL DEFAULT 'none'	-- the source's keys compared with the mirror's:
                CHECK (key_diff IN ('none', 'buckets', 'all')),	-- not, in moved buckets, all
     seconds    numeric NOT NULL,
@@ -124,6 +128,44 @@ CREATE TABLE owsync.alert (
 );
 CREATE INDEX alert_client ON owsync.alert (client, alert_id DESC);
 
+-- A row of a mirror table changed by anyone but the sync, pending until a
+-- run looks at it (40_conflicts.sql): one entry per key.
+CREATE TABLE owsync.mirror_change (
+    client     text NOT NULL REFERENCES owsync.client ON DELETE CASCADE,
+    table_name text NOT NULL,
+    key        jsonb NOT NULL,			-- {"key column": value, ...}
+    op         text NOT NULL CHECK (op IN ('insert', 'update', 'delete')),	-- since the sync's version
+    old_row    json,					-- the row as the sync left it, or the source's version the
+										-- mirror kept its own over (NULL: none)
+    new_row    json,					-- the row now (NULL: deleted)
+    changed_at timestamptz NOT NULL,	-- the last edit
+    changed_by name NOT NULL,			-- its session user
+    PRIMARY KEY (client, table_name, key)
+);
+
+-- A row changed in the mirror and at the source, both versions, and how it
+-- was decided (40_conflicts.sql).
+CREATE TABLE owsync.conflict (
+    conflict_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    client      text NOT NULL,
+    table_name  text NOT NULL,
+    key         jsonb NOT NULL,
+    run_id      bigint NOT NULL,		-- the run that found it (pending: the last that saw the source change)
+    detected_at timestamptz NOT NULL DEFAULT now(),
+    policy      text NOT NULL,
+    mirror_op   text NOT NULL CHECK (mirror_op IN ('insert', 'update', 'delete')),
+    source_op   text NOT NULL CHECK (source_op IN ('insert', 'update', 'delete')),
+    mirror_row  json,					-- the mirror's version (NULL: deleted)
+    source_row  json,					-- the source's version (NULL: deleted)
+    decided     text CHECK (decided IN ('source', 'target')),	-- NULL: pending (manual)
+    decided_at  timestamptz,
+    resolved_by name,					-- who resolved it by hand (NULL: the policy)
+    note        text
+);
+CREATE INDEX conflict_client ON owsync.conflict (client, conflict_id DESC);
+CREATE INDEX conflict_run ON owsync.conflict (run_id);
+CREATE UNIQUE INDEX conflict_pending ON owsync.conflict (client, table_name, key) WHERE decided IS NULL;
+
 -- pg_dump keeps owsync's catalog with the data it describes (tables created
 -- by an extension are otherwise left out of a dump).
 -- (one call per statement: each updates the extension's catalog row)
@@ -138,3 +180,33 @@ SELECT pg_catalog.pg_extension_config_dump('owsync.client_client_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('owsync.source_schema_schema_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('owsync.run_run_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('owsync.alert_alert_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('owsync.mirror_change', '');
+SELECT pg_catalog.pg_extension_config_dump('owsync.conflict', '');
+SELECT pg_catalog.pg_extension_config_dump('owsync.conflict_conflict_id_seq', '');
+
+-- The wrapper (its functions: 10_fdw.sql).
+CREATE FOREIGN DATA WRAPPER owsync_fdw
+  HANDLER owsync.owsync_fdw_handler
+  VALIDATOR owsync.owsync_fdw_validator;
+
+COMMENT ON FOREIGN DATA WRAPPER owsync_fdw IS
+  'read-only access to Open WebUI SQLite files (one server per file, one foreign table per SQLite table)';
+
+-- Row level security on the tables roles may read (the policies: 90_security.sql).
+ALTER TABLE owsync.client ENABLE ROW LEVEL SECURITY;
+ALTER TABLE owsync.run ENABLE ROW LEVEL SECURITY;
+ALTER TABLE owsync.run_table ENABLE ROW LEVEL SECURITY;
+ALTER TABLE owsync.quarantine ENABLE ROW LEVEL SECURITY;
+ALTER TABLE owsync.alert ENABLE ROW LEVEL SECURITY;
+ALTER TABLE owsync.mirror_change ENABLE ROW LEVEL SECURITY;
+ALTER TABLE owsync.conflict ENABLE ROW LEVEL SECURITY;
+
+-- The role whose members manage clients (see 90_security.sql), created when
+-- missing; it stays when the extension is dropped.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'owsync_admin') THEN
+        CREATE ROLE owsync_admin NOLOGIN;
+    END IF;
+END
+$$;

@@ -3,6 +3,7 @@
 -- checking and renaming is owsync._write_sqlite (src/restore.c); this file
 -- decides what to write.
 
+-- The writing side of a restore, in C: relations into a new SQLite file.
 CREATE FUNCTION owsync._write_sqlite(target text, overwrite boolean, label text,
                                      ddl text[], ddl_labels text[],
                                      tables text[], relations regclass[],
@@ -49,7 +50,7 @@ $$;
 -- client at the new file afterwards.
 CREATE FUNCTION owsync._restore(p_client text, p_target text, p_overwrite boolean, p_options jsonb)
 RETURNS jsonb
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -129,6 +130,8 @@ BEGIN
 END
 $$;
 
+-- CALL owsync.restore(client, target_path [, overwrite, options]): see
+-- owsync._restore().
 CREATE PROCEDURE owsync.restore(client text, target_path text, overwrite boolean DEFAULT false,
                                 options jsonb DEFAULT '{}', INOUT report jsonb DEFAULT NULL)
 LANGUAGE plpgsql
@@ -261,9 +264,11 @@ BEGIN
 END
 $$;
 
+-- Write a schema Open WebUI created on PostgreSQL into target_path, with
+-- the DDL of a registered client ({"ddl_from_client": ...}) or generated.
 CREATE FUNCTION owsync._restore_from_schema(p_schema text, p_target text, p_overwrite boolean, p_options jsonb)
 RETURNS jsonb
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -347,6 +352,8 @@ BEGIN
 END
 $$;
 
+-- CALL owsync.restore_from_schema(schema, target_path [, overwrite, options]):
+-- see owsync._restore_from_schema().
 CREATE PROCEDURE owsync.restore_from_schema(schema text, target_path text, overwrite boolean DEFAULT false,
                                             options jsonb DEFAULT '{}', INOUT report jsonb DEFAULT NULL)
 LANGUAGE plpgsql

@@ -1,7 +1,8 @@
 -- What an operator reads in psql.  Two views for people, each one line per
 -- row within 120 columns (times as ages, errors cut to their first line), and
 -- the same facts with every column typed and in full in the _detail views,
--- for queries, scripts and the full error text.
+-- for queries, scripts and the full error text.  The views run as their
+-- caller (security_invoker): a role sees the rows its policies let it see.
 
 -- '12s', '3m05s', '2h07m', '4d03h': a duration the way an eye reads it.
 CREATE FUNCTION owsync._age(span interval) RETURNS text
@@ -24,7 +25,7 @@ SELECT CASE WHEN length(l) > width THEN left(l, width - 3) || '...' ELSE l END
   FROM (SELECT split_part(message, E'\n', 1)) AS x(l)
 $$;
 
-CREATE VIEW owsync.history_detail AS
+CREATE VIEW owsync.history_detail WITH (security_invoker = true) AS
 SELECT r.run_id, r.client, r.mode, r.status, r.scheduled, r.started_at, r.source_unchanged,
        r.finished_at - r.started_at AS duration,
        t.tables, t.rows_read, t.inserted, t.updated, t.deleted, t.quarantined, t.conflicts,
@@ -37,10 +38,11 @@ SELECT r.run_id, r.client, r.mode, r.status, r.scheduled, r.started_at, r.source
 
 COMMENT ON VIEW owsync.history_detail IS 'one row per sync run: status, per-run row counts (conflicts: rows changed in the mirror and at the source, see owsync.conflicts), the error of a failed run in full';
 
-CREATE VIEW owsync.history AS
+CREATE VIEW owsync.history WITH (security_invoker = true) AS
 SELECT h.run_id, h.client, h.started_at::timestamp(0) AS started, h.mode, h.status,
        round(extract(epoch FROM h.duration), 3) AS seconds,
        CASE WHEN h.error IS NOT NULL THEN owsync._brief(h.error, 30)
+            WHEN h.source_unchanged THEN 'unchanged'
             WHEN h.tables > 0 THEN
                  '+' || h.inserted || ' ~' || h.updated || ' -' || h.deleted
                  || CASE WHEN h.quarantined > 0 THEN ' !' || h.quarantined ELSE '' END
@@ -48,9 +50,9 @@ SELECT h.run_id, h.client, h.started_at::timestamp(0) AS started, h.mode, h.stat
        END AS result
   FROM owsync.history_detail h;
 
-COMMENT ON VIEW owsync.history IS 'one line per sync run for psql: start (session time zone), seconds taken, and the rows changed as +inserted ~updated -deleted !quarantined *conflicts or the error cut short (in full in owsync.history_detail)';
+COMMENT ON VIEW owsync.history IS 'one line per sync run for psql: start (session time zone), seconds taken, and the rows changed as +inserted ~updated -deleted !quarantined *conflicts, unchanged when nothing was committed to the source since the last run, or the error cut short (in full in owsync.history_detail)';
 
-CREATE VIEW owsync.status_detail AS
+CREATE VIEW owsync.status_detail WITH (security_invoker = true) AS
 SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
        last.started_at AS last_run_at, last.status AS last_status, last.error AS last_error,
        c.consecutive_failures AS failures, c.next_attempt_at,
@@ -73,7 +75,7 @@ SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
 
 COMMENT ON VIEW owsync.status_detail IS 'one row per client: schedule and its pg_cron job, last run and its outcome, failures in a row and the backoff, next run, last success, lag, rows in the mirror (statistics), quarantined rows, rows changed in the mirror (pending in owsync.mirror_change), conflicts pending resolution';
 
-CREATE VIEW owsync.status AS
+CREATE VIEW owsync.status WITH (security_invoker = true) AS
 SELECT d.client, d.enabled, d.schedule, d.cron_job,
        d.last_status || ' ' || owsync._age(now() - d.last_run_at) || ' ago' AS last_run,
        CASE WHEN d.next_run_at <= now() THEN 'due'
@@ -90,7 +92,7 @@ COMMENT ON VIEW owsync.status IS 'one line per client for psql: schedule and pg_
 
 -- One row per client, every column a number: the shape postgres_exporter's
 -- custom queries turn into Prometheus metrics (docs/postgres_exporter.yaml).
-CREATE VIEW owsync.metrics AS
+CREATE VIEW owsync.metrics WITH (security_invoker = true) AS
 SELECT c.client,
        c.enabled::integer AS enabled,
        (c.schedule <> 'manual')::integer AS scheduled,
@@ -120,3 +122,11 @@ SELECT c.client,
                        FROM owsync.run r WHERE r.client = c.client) n ON true;
 
 COMMENT ON VIEW owsync.metrics IS 'one row per client, numbers only (runs counted over the kept history): for postgres_exporter, see docs/postgres_exporter.yaml';
+
+-- One row per conflict, for people (both versions are in owsync.conflict).
+CREATE VIEW owsync.conflicts WITH (security_invoker = true) AS
+SELECT x.conflict_id, x.client, x.table_name, x.key, x.policy, x.mirror_op, x.source_op,
+       coalesce(x.decided, 'pending') AS winner, x.detected_at, x.decided_at, x.resolved_by, x.run_id, x.note
+  FROM owsync.conflict x;
+
+COMMENT ON VIEW owsync.conflicts IS 'one row per conflict (a row changed in the mirror and at the source): the key, the policy, what each side did, the winner (source, target, or pending until owsync.resolve_conflict), when; both versions in owsync.conflict';

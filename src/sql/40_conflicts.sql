@@ -45,62 +45,12 @@
 -- source did not change stays pending and is no conflict.  Conflicts never
 -- fail a run; each run counts them per table (owsync.run_table.conflicts).
 --
--- Row images are json, not jsonb (a deviation from the first design): json
--- keeps the exact text of json columns, so a version put back into the
--- mirror (a full sync, resolve_conflict) is byte for byte the one taken.
-
-CREATE TABLE owsync.mirror_change (
-    client     text NOT NULL REFERENCES owsync.client ON DELETE CASCADE,
-    table_name text NOT NULL,
-    key        jsonb NOT NULL,			-- {"key column": value, ...}
-    op         text NOT NULL CHECK (op IN ('insert', 'update', 'delete')),	-- since the sync's version
-    old_row    json,					-- the row as the sync left it, or the source's version the
-										-- mirror kept its own over (NULL: none)
-    new_row    json,					-- the row now (NULL: deleted)
-    changed_at timestamptz NOT NULL,	-- the last edit
-    changed_by name NOT NULL,			-- its session user
-    PRIMARY KEY (client, table_name, key)
-);
-
-CREATE TABLE owsync.conflict (
-    conflict_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    client      text NOT NULL,
-    table_name  text NOT NULL,
-    key         jsonb NOT NULL,
-    run_id      bigint NOT NULL,		-- the run that found it (pending: the last that saw the source change)
-    detected_at timestamptz NOT NULL DEFAULT now(),
-    policy      text NOT NULL,
-    mirror_op   text NOT NULL CHECK (mirror_op IN ('insert', 'update', 'delete')),
-    source_op   text NOT NULL CHECK (source_op IN ('insert', 'update', 'delete')),
-    mirror_row  json,					-- the mirror's version (NULL: deleted)
-    source_row  json,					-- the source's version (NULL: deleted)
-    decided     text CHECK (decided IN ('source', 'target')),	-- NULL: pending (manual)
-    decided_at  timestamptz,
-    resolved_by name,					-- who resolved it by hand (NULL: the policy)
-    note        text
-);
-CREATE INDEX conflict_client ON owsync.conflict (client, conflict_id DESC);
-CREATE INDEX conflict_run ON owsync.conflict (run_id);
-CREATE UNIQUE INDEX conflict_pending ON owsync.conflict (client, table_name, key) WHERE decided IS NULL;
-
-SELECT pg_catalog.pg_extension_config_dump('owsync.mirror_change', '');
-SELECT pg_catalog.pg_extension_config_dump('owsync.conflict', '');
-SELECT pg_catalog.pg_extension_config_dump('owsync.conflict_conflict_id_seq', '');
-
-CREATE VIEW owsync.conflicts AS
-SELECT x.conflict_id, x.client, x.table_name, x.key, x.policy, x.mirror_op, x.source_op,
-       coalesce(x.decided, 'pending') AS winner, x.detected_at, x.decided_at, x.resolved_by, x.run_id, x.note
-  FROM owsync.conflict x;
-
-COMMENT ON VIEW owsync.conflicts IS 'one row per conflict (a row changed in the mirror and at the source): the key, the policy, what each side did, the winner (source, target, or pending until owsync.resolve_conflict), when; both versions in owsync.conflict';
-
--- The conditions matching the key columns of two aliases: "a.k = b.k AND ...".
-CREATE FUNCTION owsync._key_match(keys text[], a text, b text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT string_agg(format('%s.%I = %s.%I', a, k, b, k), ' AND ') FROM unnest(keys) k
-$$;
+-- Row images are json, not jsonb: json keeps the exact text of json
+-- columns, so a version put back into the mirror (a full sync,
+-- resolve_conflict) is byte for byte the one taken.
+--
+-- The tables mirror_change and conflict are in 20_catalog.sql, the view
+-- conflicts in 60_views.sql.
 
 -- The valid values of options->>'conflict_policy' (NULL: source_wins).
 CREATE FUNCTION owsync._check_conflict_policy(p_client text, p_options jsonb) RETURNS void
@@ -150,8 +100,11 @@ $$;
 -- The trigger of every mirror table with a key (its arguments: the key
 -- columns); the mirror schema is named after the client.  An UPDATE that
 -- changes the key is a delete of the old key and an insert of the new one.
-CREATE FUNCTION owsync._mirror_changed() RETURNS trigger
-LANGUAGE plpgsql
+-- SECURITY DEFINER: whoever may write to a mirror table has its changes
+-- recorded.  CREATE OR REPLACE: every mirror table's trigger depends on it
+-- (an upgrade replaces it in place).
+CREATE OR REPLACE FUNCTION owsync._mirror_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -207,20 +160,6 @@ BEGIN
                  AND t.tgname = 'owsync_mirror_change' LOOP
         EXECUTE format('DROP TRIGGER owsync_mirror_change ON %s', tr.rel);
     END LOOP;
-END
-$$;
-
--- The sync's own writes are not recorded (see above): on, or back to what
--- it was; returns what it was.
-CREATE FUNCTION owsync._applying(p_value text) RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    was text := coalesce(current_setting('owsync.applying', true), 'off');
-BEGIN
-    PERFORM set_config('owsync.applying', coalesce(p_value, 'off'), true);
-    RETURN was;
 END
 $$;
 
@@ -412,6 +351,8 @@ BEGIN
 END
 $$;
 
+-- After the apply: the held rows go back into the stage, for the digests and
+-- the watermark.
 CREATE FUNCTION owsync._release_held() RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -448,6 +389,9 @@ BEGIN
 END
 $$;
 
+-- After the reload: what the source did to each candidate, the conflicts
+-- decided, the mirror's version put back where it won.  Returns the number
+-- of conflicts.
 CREATE FUNCTION owsync._full_conflicts_after(t owsync.client_table, p_run bigint) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -494,7 +438,7 @@ $$;
 -- whose mirror change the policy let win (target_wins, newest_wins), to give
 -- the row back to the source.  Waits for a running sync of the client.
 CREATE FUNCTION owsync.resolve_conflict(conflict_id bigint, winner text) RETURNS void
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

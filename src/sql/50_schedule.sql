@@ -215,8 +215,10 @@ BEGIN
 END
 $$;
 
+-- Set a client's schedule and make its pg_cron job match; returns the cron
+-- expression ('manual' without a job).
 CREATE FUNCTION owsync.set_schedule(client text, schedule text) RETURNS text
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -231,6 +233,7 @@ BEGIN
     RETURN coalesce(expr, 'manual');
 END
 $$;
+
 COMMENT ON FUNCTION owsync.set_schedule(text, text) IS
     'schedule a client''s syncs on pg_cron: manual, realtime, 5min, hourly, daily, a cron expression or ''N seconds''; returns the cron expression';
 
@@ -247,19 +250,22 @@ BEGIN
 END
 $$;
 
+-- Give a client its pg_cron job back, on its kept schedule.
 CREATE FUNCTION owsync.enable_sync(client text) RETURNS void
-LANGUAGE sql
+LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT owsync._set_enabled(client, true);
 END;
 
+-- Remove a client's pg_cron job; its schedule is kept.
 CREATE FUNCTION owsync.disable_sync(client text) RETURNS void
-LANGUAGE sql
+LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT owsync._set_enabled(client, false);
 END;
+
 COMMENT ON FUNCTION owsync.disable_sync(text) IS
     'remove a client''s pg_cron job (its schedule is kept for enable_sync); CALL owsync.sync() still works by hand';
 

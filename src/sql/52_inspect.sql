@@ -7,7 +7,7 @@
 CREATE FUNCTION owsync.pending(client text)
 RETURNS TABLE (table_name text, updated_since_sync bigint, new_rows bigint,
                changed_rows bigint, deleted_rows bigint)
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -51,7 +51,7 @@ $$;
 CREATE FUNCTION owsync.verify(client text)
 RETURNS TABLE (table_name text, source_rows bigint, mirror_rows bigint,
                missing bigint, extra bigint, differing bigint)
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -1,172 +1,13 @@
--- Registering and unregistering clients.  Every dynamic identifier goes
--- through format('%I'); every function pins its search_path.
+-- Registering, unregistering and discovering clients: the orchestrators,
+-- on top of every feature (tables, runs, schedules, readers).
 
--- Names of a client's objects (see 20_catalog.sql).
-CREATE FUNCTION owsync.client_names(client text,
-    OUT server name, OUT src_schema name, OUT digest_schema name, OUT mirror_schema name)
-LANGUAGE sql IMMUTABLE STRICT
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT ('owsync_' || client)::name, ('owsync_' || client || '_src')::name,
-           ('owsync_' || client || '_digest')::name, client::name
-$$;
-
--- The names of a registered client's objects; an error if it is not registered.
-CREATE FUNCTION owsync._registered(client text,
-    OUT server name, OUT src_schema name, OUT digest_schema name, OUT mirror_schema name)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM owsync.client c WHERE c.client = _registered.client) THEN
-        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-            MESSAGE = format('client %L is not registered', client),
-            HINT = 'Register it with owsync.register_client().';
-    END IF;
-    SELECT * INTO server, src_schema, digest_schema, mirror_schema FROM owsync.client_names(client);
-END
-$$;
-
-CREATE FUNCTION owsync._check_client_name(client text) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF client IS NULL OR client !~ '^[a-z_][a-z0-9_]*$' THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('invalid client name %L', client),
-            DETAIL = 'A client name is a lower-case identifier: letters a-z, digits and underscores, not starting with a digit.',
-            HINT = 'A domain like imc.quantabase.io is given as imc_quantabase_io.';
-    END IF;
-    IF length(client) > 48 THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('client name %L is too long', client),
-            DETAIL = 'A client name has at most 48 characters, so that the names of its schemas fit in 63 bytes.';
-    END IF;
-    IF client LIKE 'pg\_%' OR client IN ('owsync', 'public', 'information_schema', 'cron') THEN
-        RAISE EXCEPTION USING ERRCODE = 'reserved_name',
-            MESSAGE = format('client name %L is reserved', client),
-            DETAIL = 'The mirror schema of a client is named after it; this name belongs to the system or to owsync.';
-    END IF;
-END
-$$;
-
--- Where the server can store large values compressed with lz4 (DESIGN: the
--- write side is the bottleneck; lz4 halves it).
-CREATE FUNCTION owsync._has_lz4() RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'default_toast_compression'
-$$;
-
--- Open WebUI tables that count time in nanoseconds (time.time_ns()), the
--- others count seconds; used when a table is empty at registration.
-CREATE FUNCTION owsync._ns_tables() RETURNS text[]
-LANGUAGE sql IMMUTABLE
-AS $$
-    SELECT ARRAY['automation', 'calendar', 'calendar_event', 'calendar_event_attendee',
-                 'channel', 'channel_member', 'channel_webhook', 'message', 'note']
-$$;
-
--- Set up one source table: its digest column, mirror table, digest table and
--- catalog row.  The foreign table exists (IMPORT FOREIGN SCHEMA made it).
-CREATE FUNCTION owsync._add_table(p_client text, p_table text) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    n record := owsync.client_names(p_client);
-    opts jsonb;
-    ft regclass;
-    cols text;
-    keys text[];
-    wm text;
-    unit text;
-    maxwm bigint;
-    col record;
-BEGIN
-    SELECT options INTO opts FROM owsync.client WHERE client = p_client;
-    ft := format('%I.%I', n.src_schema, p_table)::regclass;
-    IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = ft AND attname = 'owsync_digest') THEN
-        RAISE EXCEPTION USING ERRCODE = 'duplicate_column',
-            MESSAGE = format('SQLite table %I of client %L has a column named owsync_digest', p_table, p_client),
-            DETAIL = 'owsync_digest is the name of the digest column owsync adds to every foreign table.';
-    END IF;
-    EXECUTE format('ALTER FOREIGN TABLE %s ADD COLUMN owsync_digest bigint OPTIONS (digest %L)', ft, 'true');
-
-    -- the mirror: same names, same types, the source key as primary key
-    SELECT string_agg(format('%I %s%s', a.attname, format_type(a.atttypid, a.atttypmod),
-                             CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END), ', ' ORDER BY a.attnum),
-           array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE 'key=true' = ANY (a.attfdwoptions))
-      INTO cols, keys
-      FROM pg_attribute a
-     WHERE a.attrelid = ft AND a.attnum > 0 AND NOT a.attisdropped AND a.attname <> 'owsync_digest';
-    keys := coalesce(keys, '{}');
-    EXECUTE format('CREATE TABLE %I.%I (%s%s)', n.mirror_schema, p_table, cols,
-                   CASE WHEN cardinality(keys) > 0
-                        THEN format(', PRIMARY KEY (%s)',
-                                    (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k))
-                        ELSE '' END);
-    PERFORM owsync._grant_reader(p_client, p_table);
-    PERFORM owsync._watch_mirror(p_client, p_table, keys);
-    IF owsync._has_lz4() THEN
-        FOR col IN SELECT a.attname FROM pg_attribute a
-                    WHERE a.attrelid = format('%I.%I', n.mirror_schema, p_table)::regclass
-                      AND a.attnum > 0 AND a.atttypid IN ('text'::regtype, 'json'::regtype,
-                                                          'jsonb'::regtype, 'bytea'::regtype) LOOP
-            EXECUTE format('ALTER TABLE %I.%I ALTER COLUMN %I SET COMPRESSION lz4',
-                           n.mirror_schema, p_table, col.attname);
-        END LOOP;
-    END IF;
-
-    -- the watermark: updated_at as an integer, in seconds or nanoseconds
-    IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = ft AND attname = 'updated_at'
-                                            AND atttypid = 'bigint'::regtype) THEN
-        wm := 'updated_at';
-        EXECUTE format('SELECT max(updated_at) FROM %s', ft) INTO maxwm;
-        unit := coalesce(opts -> 'units' ->> p_table,
-                         CASE WHEN maxwm > 100000000000000 THEN 'ns'		-- past 1e14: not seconds
-                              WHEN maxwm IS NOT NULL THEN 's'
-                              WHEN p_table = ANY (owsync._ns_tables()) THEN 'ns'
-                              ELSE 's' END);
-        EXECUTE format('CREATE INDEX ON %I.%I (updated_at)', n.mirror_schema, p_table);
-    END IF;
-
-    -- the digests at the last sync, by key (tables without a key have none),
-    -- and the hash of each key (for keys of types SQLite hashes alike): a
-    -- key diff narrowed to the buckets of keys that moved finds them by it
-    IF cardinality(keys) > 0 THEN
-        EXECUTE format('CREATE TABLE %I.%I (%s, owsync_digest bigint NOT NULL%s, PRIMARY KEY (%s))',
-                       n.digest_schema, p_table,
-                       (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', '
-                                          ORDER BY a.attnum)
-                          FROM pg_attribute a WHERE a.attrelid = ft AND a.attname = ANY (keys)),
-                       CASE WHEN NOT EXISTS (SELECT 1 FROM pg_attribute a
-                                              WHERE a.attrelid = ft AND a.attname = ANY (keys)
-                                                AND a.atttypid NOT IN ('text'::regtype, 'varchar'::regtype,
-                                                                       'int2'::regtype, 'int4'::regtype,
-                                                                       'int8'::regtype))
-                            THEN format(', owsync_key_hash bigint GENERATED ALWAYS AS (owsync.key_hash(%s)) STORED',
-                                        (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k))
-                            ELSE '' END,
-                       (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k));
-        IF EXISTS (SELECT 1 FROM pg_attribute a
-                    WHERE a.attrelid = format('%I.%I', n.digest_schema, p_table)::regclass
-                      AND a.attname = 'owsync_key_hash') THEN
-            EXECUTE format('CREATE INDEX ON %I.%I (owsync_key_hash)', n.digest_schema, p_table);
-        END IF;
-    END IF;
-
-    INSERT INTO owsync.client_table (client, table_name, key_columns, watermark_column, watermark_unit)
-    VALUES (p_client, p_table, keys, wm, unit);
-END
-$$;
-
+-- Register a client: its server, schemas, tables and pg_cron job, and its
+-- first sync, all in one transaction.  Returns its tables and the rows
+-- each took.
 CREATE FUNCTION owsync.register_client(client text, database text,
                                        schedule text DEFAULT 'manual', options jsonb DEFAULT '{}')
 RETURNS TABLE (table_name text, key_columns text[], watermark text, rows bigint)
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -240,9 +81,12 @@ BEGIN
 END
 $$;
 
+-- Unregister a client: its server, internal schemas and pg_cron job go; its
+-- mirror stays (a schema of plain tables) unless drop_data; its history
+-- stays.
 CREATE FUNCTION owsync.unregister_client(client text, drop_data boolean DEFAULT false)
 RETURNS void
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -365,6 +209,7 @@ BEGIN
 END
 $$;
 
+-- A discovery report's counts, by action.
 CREATE FUNCTION owsync._discover_counts(report jsonb,
     OUT registered integer, OUT already_registered integer, OUT not_registered integer)
 LANGUAGE sql IMMUTABLE
