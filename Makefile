@@ -1,15 +1,27 @@
 # owsync_fdw: PGXS build.  PostgreSQL 15 by default; override with
 #   make PG_CONFIG=/usr/lib/postgresql/16/bin/pg_config
 EXTENSION  = owsync_fdw
-EXTVERSION = 0.1
+EXTVERSION = 0.2
+# Earlier versions an installed cluster upgrades from, straight to this one.
+UPGRADE_FROM = 0.1
 MODULE_big = owsync_fdw
 OBJS = src/owsync_fdw.o src/option.o src/connection.o src/deparse.o \
        src/convert.o src/json_valid.o src/digest.o src/keyset.o src/import.o \
        src/modify.o src/restore.o
 
-# The install script is assembled from src/sql/*.sql (one file per concern).
-DATA_built = $(EXTENSION)--$(EXTVERSION).sql
-EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql results/ regression.diffs regression.out output_iso/
+# The install script is assembled from src/sql/*.sql (one file per concern, in name order).
+# An upgrade script from an earlier version V is assembled from src/upgrade/prologue.sql (the
+# installed routines and views go), the catalog steps from V on (src/upgrade/catalog-*.sql:
+# what changes in tables), and every file of src/sql but the header and the install-only
+# catalog: so an upgraded cluster has exactly the routines of a fresh install.  The install
+# scripts of earlier versions are kept as released (src/upgrade/owsync_fdw--V.sql), for the
+# upgrade test.
+SQL_SRC      = $(sort $(wildcard src/sql/*.sql))
+SQL_ONCE     = src/sql/00_header.sql src/sql/20_catalog.sql
+SQL_UPGRADES = $(foreach v,$(UPGRADE_FROM),$(EXTENSION)--$(v)--$(EXTVERSION).sql)
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql $(SQL_UPGRADES)
+DATA = $(foreach v,$(UPGRADE_FROM),src/upgrade/$(EXTENSION)--$(v).sql)
+EXTRA_CLEAN = $(DATA_built) results/ regression.diffs regression.out output_iso/
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --load-extension=plpgsql
@@ -24,8 +36,14 @@ include $(PGXS)
 # Every object depends on the shared header (PGXS does not track headers).
 $(OBJS): src/owsync_fdw.h
 
-$(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_SRC)
 	cat $^ > $@
+
+$(EXTENSION)--%--$(EXTVERSION).sql: src/upgrade/prologue.sql $(wildcard src/upgrade/catalog-*.sql) $(SQL_SRC)
+	{ printf '%s\n' '\echo Use "ALTER EXTENSION $(EXTENSION) UPDATE" to load this file. \quit'; \
+	  cat src/upgrade/prologue.sql \
+	      $$(ls src/upgrade/catalog-*.sql 2>/dev/null | sort -V | sed -n '\|catalog-$*--|,$$p') \
+	      $(filter-out $(SQL_ONCE),$(SQL_SRC)); } > $@
 
 # The fast json check has an SSE2 path (x86-64) and a portable one; compile
 # the portable one too, so that a build on other CPUs cannot break unseen.

@@ -1,0 +1,140 @@
+--
+-- Upgrade: a cluster holding registered, synced clients of owsync_fdw 0.1 is
+-- upgraded by ALTER EXTENSION owsync_fdw UPDATE.  Nothing is lost (every row
+-- of owsync's tables, the digests and the mirrors), the clients sync on
+-- incrementally (no table reloaded), their reader roles, conflicts and pg_cron
+-- jobs work as before, and the upgraded extension is the one a fresh install
+-- makes (routines, views, tables, grants, policies).
+--
+\set SHOW_CONTEXT never
+CREATE EXTENSION pg_cron;
+CREATE EXTENSION owsync_fdw VERSION '0.1';
+\! rm -rf /tmp/owsync_regress/upgrade && mkdir -p /tmp/owsync_regress/upgrade && cd /tmp/owsync_regress/upgrade && python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour legacy --size tiny --seed 12 --journal wal --out legacy.db >/dev/null && python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour fresh --size tiny --seed 13 --journal wal --out fresh.db >/dev/null && chmod -R a+rwX .
+SET owsync.allowed_directories = '/tmp/owsync_regress/upgrade';
+SET client_min_messages = warning;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/test/fixtures/compare.sql
+
+-- Every row of owsync's tables, of the digest tables and of the mirrors, as
+-- a count and an md5 per table.
+CREATE FUNCTION pg_temp.state() RETURNS TABLE (rel text, n bigint, digest text)
+LANGUAGE plpgsql AS $$
+DECLARE
+  t record;
+BEGIN
+  FOR t IN SELECT c.oid::regclass::text AS name FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
+            WHERE c.relkind = 'r' AND (s.nspname IN ('owsync', 'legacy_example_com', 'fresh_example_com')
+                                       OR s.nspname LIKE 'owsync\_%\_digest')
+            ORDER BY 1 LOOP
+    rel := t.name;
+    EXECUTE format('SELECT count(*), md5(coalesce(string_agg(x::text, E''\n'' ORDER BY x::text), '''')) FROM %s x',
+                   t.name) INTO n, digest;
+    RETURN NEXT;
+  END LOOP;
+END $$;
+
+-- The extension's definition as the catalog holds it: every routine (its
+-- whole definition and grants), view, table column, constraint, policy and
+-- table grant of schema owsync.
+CREATE FUNCTION pg_temp.definition() RETURNS TABLE (kind text, name text, def text)
+LANGUAGE sql AS $$
+  SELECT 'routine', p.oid::regprocedure::text, md5(pg_get_functiondef(p.oid)) || ' ' || coalesce(p.proacl::text, '')
+    FROM pg_proc p WHERE p.pronamespace = 'owsync'::regnamespace
+  UNION ALL
+  SELECT 'view', c.relname, md5(pg_get_viewdef(c.oid)) || ' ' || coalesce(c.relacl::text, '')
+         || coalesce(c.reloptions::text, '')
+    FROM pg_class c WHERE c.relnamespace = 'owsync'::regnamespace AND c.relkind = 'v'
+  UNION ALL
+  SELECT 'column', a.attrelid::regclass::text || '.' || a.attname,
+         format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+         || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+   WHERE c.relnamespace = 'owsync'::regnamespace AND c.relkind IN ('r', 'c') AND a.attnum > 0 AND NOT a.attisdropped
+  UNION ALL
+  SELECT 'constraint', con.conrelid::regclass::text || ' ' || con.conname, pg_get_constraintdef(con.oid)
+    FROM pg_constraint con WHERE con.connamespace = 'owsync'::regnamespace
+  UNION ALL
+  SELECT 'index', i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = 'owsync'::regnamespace
+  UNION ALL
+  SELECT 'policy', p.tablename || ' ' || p.policyname, p.cmd || ' ' || p.roles::text || ' ' || coalesce(p.qual, '')
+    FROM pg_policies p WHERE p.schemaname = 'owsync'
+  UNION ALL
+  SELECT 'table', c.relname, coalesce(c.relacl::text, '') || ' rls ' || c.relrowsecurity
+    FROM pg_class c WHERE c.relnamespace = 'owsync'::regnamespace AND c.relkind IN ('r', 'S')
+  UNION ALL
+  SELECT 'member', pg_describe_object(d.classid, d.objid, d.objsubid), ''
+    FROM pg_depend d WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+     AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'owsync_fdw')
+$$;
+
+-- 0.1: two clients, one with a reader role, a conflict policy and a
+-- schedule; synced twice; a row changed in its mirror (a pending mirror change)
+SELECT extversion FROM pg_extension WHERE extname = 'owsync_fdw';
+SELECT count(*) AS tables FROM owsync.register_client('legacy_example_com', '/tmp/owsync_regress/upgrade/legacy.db',
+    'hourly', '{"reader_role": true, "conflict_policy": "target_wins"}');
+SELECT count(*) AS tables FROM owsync.register_client('fresh_example_com', '/tmp/owsync_regress/upgrade/fresh.db');
+CALL owsync.sync('legacy_example_com');
+CALL owsync.sync('fresh_example_com');
+UPDATE legacy_example_com.chat SET title = 'edited in PostgreSQL'
+ WHERE id = (SELECT id FROM legacy_example_com.chat ORDER BY id COLLATE "C" LIMIT 1 OFFSET 1);
+SELECT * FROM pg_temp.check('legacy_example_com');
+SELECT * FROM pg_temp.check('fresh_example_com');
+CREATE TEMP TABLE before AS SELECT * FROM pg_temp.state();
+CREATE TEMP TABLE before_watermarks AS SELECT client, table_name, watermark FROM owsync.client_table;
+SELECT count(*) AS relations, sum(n) AS rows FROM before;
+SELECT jobname, command FROM cron.job ORDER BY jobname;
+
+-- the upgrade
+ALTER EXTENSION owsync_fdw UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'owsync_fdw';
+
+-- nothing lost: every table holds the same rows
+SELECT coalesce(b.rel, a.rel) AS rel, b.n AS rows_before, a.n AS rows_after
+  FROM before b FULL JOIN pg_temp.state() a USING (rel)
+ WHERE b.digest IS DISTINCT FROM a.digest;
+SELECT jobname, command FROM cron.job ORDER BY jobname;
+
+-- the clients sync on: the file's changes (silent edits, an import with old
+-- timestamps, hard deletes) arrive incrementally, no table is reloaded, the
+-- watermarks go on from where they were, and the conflict with the mirror's
+-- edit is decided by the client's policy as before
+\! cd /tmp/owsync_regress/upgrade && sqlite3 legacy.db < "$PG_ABS_SRCDIR/test/fixtures/mutations.sql"
+CALL owsync.sync('legacy_example_com');
+CALL owsync.sync('fresh_example_com');
+SELECT client, mode, status, inserted, updated, deleted, conflicts
+  FROM owsync.history_detail WHERE run_id > (SELECT max(run_id) - 2 FROM owsync.run) ORDER BY run_id;
+SELECT path, count(*) AS tables FROM owsync.run_table
+ WHERE run_id > (SELECT max(run_id) - 2 FROM owsync.run) GROUP BY path ORDER BY path;
+SELECT count(*) AS watermarks_gone_back FROM before_watermarks b
+  JOIN owsync.client_table ct USING (client, table_name) WHERE ct.watermark < b.watermark;
+SELECT table_name, policy, mirror_op, source_op, winner FROM owsync.conflicts;
+-- the mirror's edit given up for the source's version, and a reconcile for
+-- the edit that did not bump updated_at: the mirrors equal their files
+SELECT owsync.resolve_conflict(conflict_id, 'source') FROM owsync.conflicts;
+CALL owsync.sync('legacy_example_com', 'reconcile');
+SELECT * FROM pg_temp.check('legacy_example_com');
+SELECT * FROM pg_temp.check('fresh_example_com');
+-- the reader role reads its client's mirror and status, as before
+SET ROLE legacy_example_com_reader;
+SELECT count(*) > 0 AS reads_chats FROM legacy_example_com.chat;
+SELECT client FROM owsync.status;
+RESET ROLE;
+
+-- the upgraded extension is the one a fresh install makes
+CREATE TEMP TABLE upgraded AS SELECT * FROM pg_temp.definition();
+SELECT owsync.unregister_client('legacy_example_com', drop_data => true);
+SELECT owsync.unregister_client('fresh_example_com', drop_data => true);
+DROP EXTENSION owsync_fdw;
+CREATE EXTENSION owsync_fdw;
+SELECT kind, count(*) FROM upgraded GROUP BY kind ORDER BY kind;
+(SELECT 'only after the upgrade' AS side, * FROM upgraded EXCEPT SELECT 'only after the upgrade', * FROM pg_temp.definition())
+UNION ALL
+(SELECT 'only in a fresh install', * FROM pg_temp.definition() EXCEPT SELECT 'only in a fresh install', * FROM upgraded)
+ORDER BY 1, 2, 3;
+
+DROP EXTENSION owsync_fdw;
+DROP EXTENSION pg_cron;
+DROP ROLE legacy_example_com_reader;
+\! rm -rf /tmp/owsync_regress/upgrade
