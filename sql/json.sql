@@ -4,7 +4,7 @@
 -- decided by PostgreSQL's parser).
 --
 CREATE EXTENSION owsync_fdw;
-\! rm -rf /tmp/owsync_regress/json && mkdir -p /tmp/owsync_regress/json && sqlite3 /tmp/owsync_regress/json/j.db < "$PG_ABS_SRCDIR/test/fixtures/json.sql" && chmod -R a+rwX /tmp/owsync_regress/json
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" json
 SET owsync.allowed_directories = '/tmp/owsync_regress/json';
 CREATE SERVER regress_json FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/json/j.db');

@@ -23,17 +23,16 @@ SET owsync.allowed_directories = '/tmp/owsync_regress/live';
 \setenv PGUSER :USER
 \setenv PGDATABASE :DBNAME
 \setenv LIVE /tmp/owsync_regress/live
-\! rm -rf "$LIVE" && mkdir -p "$LIVE" && chmod 777 "$LIVE"
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" live
 
 -- ---------------------------------------------------------------------
 -- 1. Snapshots (WAL mode)
 -- ---------------------------------------------------------------------
-\! sqlite3 "$LIVE/wal.db" "PRAGMA journal_mode = WAL; CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE b (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO a VALUES (1, 'a1'); INSERT INTO b VALUES (1, 'b1');" && chmod 666 "$LIVE"/wal.db*
 -- Open WebUI keeps the file open while it runs; so does this stand-in (its
 -- -shm file exists), which makes PostgreSQL take ordinary WAL snapshots.  A
 -- file nobody has open is read differently (see stopped_writer).
 \! { sh -c 'echo $$ > "$LIVE/holder.pid"; echo "SELECT count(*) FROM a;"; exec sleep 120' | sqlite3 "$LIVE/wal.db"; } >/dev/null 2>&1 &
-\! for i in $(seq 1 200); do [ -e "$LIVE/wal.db-shm" ] && break; sleep 0.05; done; cd "$LIVE" && ls
+\! for i in $(seq 1 200); do [ -e "$LIVE/wal.db-shm" ] && break; sleep 0.05; done; cd "$LIVE" && ls wal.db*
 CREATE SERVER regress_live_wal FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/live/wal.db');
 CREATE FOREIGN TABLE regress_live_a (id bigint, v text)
@@ -112,7 +111,6 @@ COMMIT PREPARED 'regress_live_prepared';
 -- ---------------------------------------------------------------------
 -- 2. busy_timeout: a rollback-journal file locked by a writer
 -- ---------------------------------------------------------------------
-\! sqlite3 "$LIVE/del.db" "PRAGMA journal_mode = DELETE; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'before');" && chmod 666 "$LIVE/del.db"
 CREATE SERVER regress_live_del FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/live/del.db', busy_timeout '300');
 CREATE FOREIGN TABLE regress_live_del_t (id bigint, v text)
@@ -148,7 +146,6 @@ SELECT clock_timestamp() - :'t0'::timestamptz >= interval '1 s' AS waited_for_wr
 -- ---------------------------------------------------------------------
 -- 3. Cancel of a scan that never ends
 -- ---------------------------------------------------------------------
-\! sqlite3 "$LIVE/inf.db" "CREATE VIEW inf AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c;" && chmod 666 "$LIVE/inf.db"
 CREATE SERVER regress_live_inf FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/live/inf.db');
 CREATE FOREIGN TABLE regress_live_inf (x bigint) SERVER regress_live_inf OPTIONS (table 'inf');
@@ -198,7 +195,6 @@ RESET statement_timeout;
 -- ---------------------------------------------------------------------
 -- 4. A file replaced at the same path (another inode)
 -- ---------------------------------------------------------------------
-\! sqlite3 "$LIVE/rep.db" "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'original file');" && chmod 666 "$LIVE/rep.db"
 CREATE SERVER regress_live_rep FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/live/rep.db');
 CREATE FOREIGN TABLE regress_live_rep_t (id bigint, v text)
@@ -223,7 +219,6 @@ SELECT id, v FROM regress_live_rep_t ORDER BY id;
 -- ---------------------------------------------------------------------
 -- 5. Changed server options reopen the file
 -- ---------------------------------------------------------------------
-\! sqlite3 "$LIVE/other.db" "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'other file');" && chmod 666 "$LIVE/other.db"
 ALTER SERVER regress_live_rep OPTIONS (SET database '/tmp/owsync_regress/live/other.db');
 SELECT id, v FROM regress_live_rep_t ORDER BY id;
 -- the option dropped and added again, naming the first file

@@ -7,7 +7,7 @@
 --
 \set SHOW_CONTEXT never
 CREATE EXTENSION owsync_fdw;
-\! rm -rf /tmp/owsync_regress/restore && mkdir -p /tmp/owsync_regress/restore/out /tmp/owsync_regress/restore/elsewhere && cd /tmp/owsync_regress/restore && for f in "legacy" "fresh" "legacy --no-pk"; do set -- $f; python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour $1 $2 --size tiny --seed 5 --journal wal --out "$1$2.db" >/dev/null; done; chmod -R a+rwX .
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" restore
 SET owsync.allowed_directories = '/tmp/owsync_regress/restore';
 SET client_min_messages = warning;
 \getenv abs_srcdir PG_ABS_SRCDIR
@@ -23,7 +23,7 @@ SELECT count(*) AS tables FROM owsync.register_client('nopk_example_com', '/tmp/
 
 -- the sources change (a new chat, an edited message, a deleted chat, a
 -- boolean, JSON null and SQL NULL), the mirrors follow
-\! cd /tmp/owsync_regress/restore && for f in legacy.db fresh.db legacy--no-pk.db; do sqlite3 $f "INSERT INTO chat (id, user_id, title, archived, created_at, updated_at, chat, meta) SELECT 'restored-chat', user_id, 'snow ☃ and a quote ''', 1, strftime('%s','now'), strftime('%s','now'), '{\"messages\": [], \"n\": 1.50}', 'null' FROM chat LIMIT 1; UPDATE chat SET title = '', share_id = NULL, updated_at = strftime('%s','now') WHERE id = (SELECT id FROM chat ORDER BY id LIMIT 1 OFFSET 1); DELETE FROM chat WHERE id = (SELECT id FROM chat ORDER BY id LIMIT 1 OFFSET 2);" || exit 1; done
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" restore-changes
 CALL owsync.sync('legacy_example_com');
 CALL owsync.sync('fresh_example_com');
 CALL owsync.sync('nopk_example_com', 'reconcile');

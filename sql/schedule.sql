@@ -7,7 +7,7 @@
 --
 \set SHOW_CONTEXT never
 CREATE EXTENSION owsync_fdw;
-\! rm -rf /tmp/owsync_regress/schedule && mkdir -p /tmp/owsync_regress/schedule && cd /tmp/owsync_regress/schedule && python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour fresh --size tiny --seed 41 --journal wal --out a.db >/dev/null && cp a.db b.db && chmod -R a+rwX .
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" schedule
 SET owsync.allowed_directories = '/tmp/owsync_regress/schedule';
 ALTER DATABASE contrib_regression SET owsync.allowed_directories = '/tmp/owsync_regress/schedule';
 SET client_min_messages = warning;

@@ -8,7 +8,7 @@
 CREATE EXTENSION pg_cron;
 CREATE DATABASE regress_owsync_remote;
 ALTER DATABASE regress_owsync_remote SET owsync.allowed_directories = '/tmp/owsync_regress/schedule_remote';
-\! rm -rf /tmp/owsync_regress/schedule_remote && mkdir -p /tmp/owsync_regress/schedule_remote && python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour fresh --size tiny --seed 71 --journal wal --out /tmp/owsync_regress/schedule_remote/far.db >/dev/null && chmod -R a+rwX /tmp/owsync_regress/schedule_remote
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" schedule_remote
 \c regress_owsync_remote
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;

@@ -5,7 +5,7 @@
 -- locks, and the transaction fails (retry) if a writer changed it meanwhile.
 --
 CREATE EXTENSION owsync_fdw;
-\! rm -rf /tmp/owsync_regress/stopped && mkdir -p /tmp/owsync_regress/stopped && cd /tmp/owsync_regress/stopped && sqlite3 w.db "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'one');" >/dev/null && chmod -R a+rwX . && ls
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" stopped_writer
 SET owsync.allowed_directories = '/tmp/owsync_regress/stopped';
 CREATE SERVER regress_stopped FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/stopped/w.db');
@@ -47,8 +47,8 @@ SELECT count(*) FROM regress_stopped_t;
 
 -- a writer that died with commits only in its -wal, and the -shm gone (a
 -- copied deployment): reading needs recovery, which would create files
-\! cd /tmp/owsync_regress/stopped && sqlite3 crash.db "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'one');" >/dev/null && chmod a+rw crash.db
-\! cd /tmp/owsync_regress/stopped && (echo "PRAGMA wal_autocheckpoint=0; INSERT INTO t VALUES (2, 'two');"; sleep 30) | sqlite3 crash.db >/dev/null 2>&1 & echo $! > /tmp/owsync_regress/stopped.pid; sleep 1; kill -9 $(cat /tmp/owsync_regress/stopped.pid); rm -f /tmp/owsync_regress/stopped.pid /tmp/owsync_regress/stopped/crash.db-shm; ls /tmp/owsync_regress/stopped/crash.db*
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" stopped_writer-crashed
+\! ls /tmp/owsync_regress/stopped/crash.db*
 CREATE SERVER regress_crash FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/stopped/crash.db');
 CREATE FOREIGN TABLE regress_crash_t (id bigint OPTIONS (key 'true'), v text)

@@ -6,7 +6,7 @@
 --
 \set SHOW_CONTEXT never
 CREATE EXTENSION owsync_fdw;
-\! rm -rf /tmp/owsync_regress/sync && mkdir -p /tmp/owsync_regress/sync && cd /tmp/owsync_regress/sync && for f in "legacy" "fresh" "legacy --no-pk"; do set -- $f; python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour $1 $2 --size tiny --seed 11 --journal wal --out "$1$2.db" >/dev/null; done; chmod -R a+rwX .
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" sync
 SET owsync.allowed_directories = '/tmp/owsync_regress/sync';
 SET client_min_messages = warning;
 

@@ -28,7 +28,7 @@ CREATE EXTENSION owsync_fdw;
 \setenv PGUSER :USER
 \setenv PGDATABASE :DBNAME
 \setenv W /tmp/owsync_regress/sync_writer
-\! rm -rf "$W" && mkdir -p "$W" && python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour fresh --size small --seed 5 --journal wal --out "$W/webui.db" >/dev/null && chmod -R a+rwX "$W"
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" sync_writer
 SET owsync.allowed_directories = '/tmp/owsync_regress/sync_writer';
 SET client_min_messages = warning;
 

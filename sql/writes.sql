@@ -8,9 +8,7 @@ CREATE EXTENSION owsync_fdw;
 
 -- Fixtures: w.db (rollback journal) is written; ro.db is a copy served
 -- read-only; wal.db is a WAL file nobody has open (no -shm).
-\! rm -rf /tmp/owsync_regress/writes && mkdir -p /tmp/owsync_regress/writes && chmod 777 /tmp/owsync_regress/writes
-\! sqlite3 /tmp/owsync_regress/writes/w.db "CREATE TABLE vals(id TEXT PRIMARY KEY, i BIGINT, b BOOLEAN, j JSON, s TEXT, d DATE, ts DATETIME, r REAL, n NUMERIC, x BLOB); CREATE TABLE pair(a INTEGER NOT NULL, b TEXT NOT NULL, v TEXT NOT NULL DEFAULT 'sqlite default', PRIMARY KEY (a, b)); CREATE TABLE many(id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE nokey(v TEXT); INSERT INTO nokey VALUES ('x'); INSERT INTO pair VALUES (1, 'a', 'one'), (1, 'b', 'two'), (2, 'a', 'three');"
-\! cd /tmp/owsync_regress/writes && cp w.db ro.db && sqlite3 wal.db "PRAGMA journal_mode = WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'wal');" >/dev/null && chmod 666 *.db
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" writes
 SET owsync.allowed_directories = '/tmp/owsync_regress/writes';
 
 CREATE SERVER regress_w FOREIGN DATA WRAPPER owsync_fdw
