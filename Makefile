@@ -13,6 +13,7 @@ EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql results/ regression.diffs regressi
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --load-extension=plpgsql
+ISOLATION = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
 
 PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wmissing-prototypes -Wpointer-arith
 SHLIB_LINK += -lsqlite3 -lxxhash

@@ -16,6 +16,7 @@ SET client_min_messages = warning;
 \setenv PGHOST :HOST
 \setenv PGPORT :PORT
 \setenv PGDATABASE :DBNAME
+\i :abs_srcdir/test/fixtures/wait_for.sql
 
 SELECT count(*) AS tables FROM owsync.register_client('legacy_example_com', '/tmp/owsync_regress/restore/legacy.db');
 SELECT count(*) AS tables FROM owsync.register_client('fresh_example_com', '/tmp/owsync_regress/restore/fresh.db');
@@ -88,14 +89,20 @@ ALTER TABLE legacy_example_com.user DROP COLUMN extra;
 
 -- a backend terminated mid-way (it waits for a lock on a mirror table after
 -- writing the tables before it) leaves no file at the target either
+-- (what a restore holding the client's run lock does to other runs:
+-- specs/run_lock.spec)
 BEGIN;
 LOCK TABLE legacy_example_com.user IN ACCESS EXCLUSIVE MODE;
-\! (psql -X -q -c "SET owsync.allowed_directories = '/tmp/owsync_regress/restore'" -c "SET application_name = 'regress_restore'" -c "CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/killed.db')" >/dev/null 2>&1 &); sleep 2
--- meanwhile the restore holds the client's run lock: a sync is skipped
-\! psql -X -q -c "SET owsync.allowed_directories = '/tmp/owsync_regress/restore'" -c "CALL owsync.sync('legacy_example_com')" 2>&1
-SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'regress_restore' AND wait_event_type = 'Lock';
+\! (psql -X -q -c "SET owsync.allowed_directories = '/tmp/owsync_regress/restore'" -c "SET application_name = 'regress_restore'" -c "CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/killed.db')" >/dev/null 2>&1 &)
+SELECT pg_temp.wait_for($$SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                                          WHERE application_name = 'regress_restore' AND wait_event_type = 'Lock')$$) AS restore_waits;
+SELECT pid AS restore_pid FROM pg_stat_activity WHERE application_name = 'regress_restore' \gset
+SELECT pg_terminate_backend(:restore_pid);
 COMMIT;
-\! sleep 1; ls /tmp/owsync_regress/restore/out | sed 's/restore-[0-9]*/restore-PID/'
+-- once its process is gone (the next restore removes what a dead one left)
+\setenv RESTORE_PID :restore_pid
+\! for i in $(seq 1 600); do [ -d "/proc/$RESTORE_PID" ] || break; sleep 0.05; done; [ -d "/proc/$RESTORE_PID" ] && echo "the terminated backend is still there"
+\! ls /tmp/owsync_regress/restore/out | sed 's/restore-[0-9]*/restore-PID/'
 -- the next restore to that path removes what was left, and is not hindered
 CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/killed.db') \gset
 \! cd /tmp/owsync_regress/restore && $COMPARE legacy.db out/killed.db | tail -1 && ls out

@@ -35,19 +35,7 @@ SET client_min_messages = warning;
 -- mirror and source compared, every column of every row as text (as in sync)
 \getenv abs_srcdir PG_ABS_SRCDIR
 \i :abs_srcdir/test/fixtures/compare.sql
--- waits until a query returns true (at most 60 s); returns its last result
-CREATE FUNCTION pg_temp.wait_for(q text) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-  ok boolean;
-BEGIN
-  FOR i IN 1 .. 1200 LOOP
-    EXECUTE q INTO ok;
-    EXIT WHEN ok;
-    PERFORM pg_sleep(0.05);
-  END LOOP;
-  RETURN ok;
-END $$;
+\i :abs_srcdir/test/fixtures/wait_for.sql
 
 SELECT count(*) AS tables, sum(rows) AS rows
   FROM owsync.register_client('writer_example_com', '/tmp/owsync_regress/sync_writer/webui.db');
