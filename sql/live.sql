@@ -117,10 +117,11 @@ CREATE FOREIGN TABLE regress_live_del_t (id bigint, v text)
   SERVER regress_live_del OPTIONS (table 't');
 SELECT id, v FROM regress_live_del_t ORDER BY id;
 
--- A writer takes an EXCLUSIVE lock and holds it for 5 seconds before it
--- commits.  Wait until it holds it: its journal file exists.
-\! { (echo "BEGIN EXCLUSIVE; INSERT INTO t VALUES (2, 'written under lock');"; sleep 5; echo "COMMIT;") | sqlite3 "$LIVE/del.db"; } >/dev/null 2>&1 &
-\! for i in $(seq 1 200); do [ -e "$LIVE/del.db-journal" ] && break; sleep 0.05; done; [ -e "$LIVE/del.db-journal" ] && echo "writer holds the lock"
+-- A writer takes an EXCLUSIVE lock and holds it until told to commit
+-- (test/fixtures/sqlite_writer.sh).  Wait until it holds it: its journal
+-- file exists.
+\! sh "$PG_ABS_SRCDIR/test/fixtures/sqlite_writer.sh" "$LIVE/del.db" "$LIVE/writer" "BEGIN EXCLUSIVE; INSERT INTO t VALUES (2, 'written under lock');" "COMMIT;" &
+\! sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$LIVE/writer/1.done" && [ -e "$LIVE/del.db-journal" ] && echo "writer holds the lock"
 
 -- busy_timeout 300 ms: gives up with 55P03 after having waited that long
 SELECT clock_timestamp() AS t0 \gset
@@ -137,11 +138,12 @@ SELECT id, v FROM regress_live_del_t ORDER BY id;
 RESET statement_timeout;
 SELECT clock_timestamp() - :'t0'::timestamptz < interval '3 s' AS ended_long_before_the_lock;
 
--- busy_timeout 10 s, longer than the rest of the lock: waits (at least one
--- more second of the writer's 5), then reads what the writer committed
+-- busy_timeout 10 s: the read waits, and returns what the writer committed
+-- (told to, by another process, once the read has waited 300 ms)
+\! sh "$PG_ABS_SRCDIR/test/fixtures/on_query.sh" touch 'SELECT id, v FROM regress_live_del_t%' 300 "$LIVE/writer/2.go" &
 SELECT clock_timestamp() AS t0 \gset
 SELECT id, v FROM regress_live_del_t ORDER BY id;
-SELECT clock_timestamp() - :'t0'::timestamptz >= interval '1 s' AS waited_for_writer;
+SELECT clock_timestamp() - :'t0'::timestamptz >= interval '300 ms' AS waited_for_writer;
 
 -- ---------------------------------------------------------------------
 -- 3. Cancel of a scan that never ends
@@ -177,16 +179,15 @@ RESET statement_timeout;
 -- the session and the connection to the server are still usable
 SELECT x FROM regress_live_inf LIMIT 3;
 
--- (b) pg_cancel_backend from another session, which retries until it finds
--- the query running.  statement_timeout is only a safety net: should the
--- cancel not come, the test fails with a different message instead of
--- hanging.
+-- (b) pg_cancel_backend from another process, once the query has run for
+-- 200 ms.  statement_timeout is only a safety net: should the cancel not
+-- come, the test fails with a different message instead of hanging.
 SET statement_timeout = '60s';
-\! (for i in $(seq 1 150); do sleep 0.2; [ "$(psql -X -A -t -c "SELECT bool_or(pg_cancel_backend(pid)) FROM (SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT count(*) FROM regress_live_inf%' AND pid <> pg_backend_pid() OFFSET 0) s")" = t ] && break; done) >/dev/null 2>&1 &
+\! sh "$PG_ABS_SRCDIR/test/fixtures/on_query.sh" cancel 'SELECT count(*) FROM regress_live_inf%' 200 &
 SELECT count(*) FROM regress_live_inf;
 \echo :LAST_ERROR_SQLSTATE
 SELECT x FROM regress_live_inf LIMIT 3;
-\! (for i in $(seq 1 150); do sleep 0.2; [ "$(psql -X -A -t -c "SELECT bool_or(pg_cancel_backend(pid)) FROM (SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT count(*) FROM regress_live_inf%' AND pid <> pg_backend_pid() OFFSET 0) s")" = t ] && break; done) >/dev/null 2>&1 &
+\! sh "$PG_ABS_SRCDIR/test/fixtures/on_query.sh" cancel 'SELECT count(*) FROM regress_live_inf%' 200 &
 SELECT count(*) FROM regress_live_inf WHERE x < 0;
 \echo :LAST_ERROR_SQLSTATE
 SELECT x FROM regress_live_inf LIMIT 3;

@@ -35,15 +35,20 @@ SELECT * FROM regress_stopped_t ORDER BY id;
 
 -- while a writer has the file open (its -shm exists) reads take a normal
 -- WAL snapshot: the writer's later commit neither shows nor fails the reader
-\! cd /tmp/owsync_regress/stopped && (echo "INSERT INTO t VALUES (3, 'three');"; sleep 4; echo "INSERT INTO t VALUES (4, 'four');") | sqlite3 w.db >/dev/null 2>&1 & sleep 2
+-- (the writer commits row 3, keeps the file open, and commits row 4 when
+-- told: test/fixtures/sqlite_writer.sh)
+\setenv W /tmp/owsync_regress/stopped
+\! sh "$PG_ABS_SRCDIR/test/fixtures/sqlite_writer.sh" "$W/w.db" "$W/writer" "INSERT INTO t VALUES (3, 'three');" "INSERT INTO t VALUES (4, 'four');" &
+\! sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$W/writer/1.done"
 BEGIN;
 SELECT count(*) FROM regress_stopped_t;
-SELECT pg_sleep(5);
+\! touch "$W/writer/2.go" && sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$W/writer/2.done"
 SELECT count(*) FROM regress_stopped_t;
 COMMIT;
-\! sleep 1
+-- the writer has closed the file; the next transaction sees its last row
+\! sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$W/writer/exited"
 SELECT count(*) FROM regress_stopped_t;
-\! ls /tmp/owsync_regress/stopped
+\! cd /tmp/owsync_regress/stopped && ls w.db*
 
 -- a writer that died with commits only in its -wal, and the -shm gone (a
 -- copied deployment): reading needs recovery, which would create files
