@@ -88,9 +88,9 @@ ALTER TABLE legacy_example_com.user DROP COLUMN extra;
 \! ls -a /tmp/owsync_regress/restore/out
 
 -- a backend terminated mid-way (it waits for a lock on a mirror table after
--- writing the tables before it) leaves no file at the target either
--- (what a restore holding the client's run lock does to other runs:
--- specs/run_lock.spec)
+-- writing the tables before it) leaves no file at the target either.  (How
+-- such a waiting restore holds off other runs of the client:
+-- specs/run_lock.spec.)
 BEGIN;
 LOCK TABLE legacy_example_com.user IN ACCESS EXCLUSIVE MODE;
 \! (psql -X -q -c "SET owsync.allowed_directories = '/tmp/owsync_regress/restore'" -c "SET application_name = 'regress_restore'" -c "CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/killed.db')" >/dev/null 2>&1 &)
