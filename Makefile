@@ -25,6 +25,7 @@ EXTRA_CLEAN = $(DATA_built) results/ regression.diffs regression.out output_iso/
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --load-extension=plpgsql
+ISOLATION = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
 
 PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wmissing-prototypes -Wpointer-arith
 SHLIB_LINK += -lsqlite3 -lxxhash

@@ -6,7 +6,7 @@
 --
 \set SHOW_CONTEXT never
 CREATE EXTENSION owsync_fdw;
-\! rm -rf /tmp/owsync_regress/access && mkdir -p /tmp/owsync_regress/access && cd /tmp/owsync_regress/access && python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour fresh --size tiny --seed 61 --journal wal --out a.db >/dev/null && cp a.db b.db && python3 -c "import os, shutil; d = os.path.join('/tmp/owsync_regress/access', \"x'); drop schema public; --\", 'data'); os.makedirs(d); shutil.copy('a.db', os.path.join(d, 'webui.db'))" && chmod -R a+rwX .
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" access
 SET owsync.allowed_directories = '/tmp/owsync_regress/access';
 SET client_min_messages = warning;
 SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = 'owsync_admin';

@@ -9,7 +9,7 @@
 CREATE EXTENSION owsync_fdw;
 -- item: a key and updated_at (seconds); note: a text key, no updated_at
 -- (digests only); other: a table nobody edits in PostgreSQL
-\! rm -rf /tmp/owsync_regress/conflicts && mkdir -p /tmp/owsync_regress/conflicts && sqlite3 /tmp/owsync_regress/conflicts/webui.db "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL, meta JSON, updated_at INTEGER NOT NULL); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12) INSERT INTO item SELECT i, 'item' || i, '{ \"n\" :  ' || i || ' }', 1000 + i FROM n; CREATE TABLE note (id TEXT PRIMARY KEY, body TEXT); INSERT INTO note VALUES ('a', 'note a'), ('b', 'note b'), ('c', 'note c'); CREATE TABLE other (id INTEGER PRIMARY KEY, v TEXT, updated_at INTEGER NOT NULL); INSERT INTO other VALUES (1, 'one', 1000);" && chmod -R a+rwX /tmp/owsync_regress/conflicts
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" conflicts
 SET owsync.allowed_directories = '/tmp/owsync_regress/conflicts';
 SET client_min_messages = warning;
 

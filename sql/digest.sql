@@ -5,8 +5,7 @@
 -- updated_at moving.
 --
 CREATE EXTENSION owsync_fdw;
-\! rm -rf /tmp/owsync_regress/digest && mkdir -p /tmp/owsync_regress/digest && chmod 777 /tmp/owsync_regress/digest
-\! sqlite3 /tmp/owsync_regress/digest/d.db "CREATE TABLE v (id INTEGER PRIMARY KEY, x); INSERT INTO v VALUES (1, 5), (2, '5'), (3, x'35'), (4, 5.5), (5, NULL), (6, ''), (7, 'null'), (8, 0), (9, 0.0), (10, replace(hex(zeroblob(300)), '00', 'a')); CREATE TABLE pair (id INTEGER PRIMARY KEY, a TEXT, b TEXT); INSERT INTO pair VALUES (1, 'ab', 'c'), (2, 'a', 'bc'), (3, 'ab', 'c');" && chmod 666 /tmp/owsync_regress/digest/d.db
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" digest
 SET owsync.allowed_directories = '/tmp/owsync_regress/digest';
 CREATE SERVER regress_digest FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/digest/d.db');

@@ -7,7 +7,7 @@
 --
 \set SHOW_CONTEXT never
 CREATE EXTENSION owsync_fdw;
-\! D=/tmp/owsync_regress/discover && rm -rf $D /tmp/owsync_regress/discover_outside && mkdir -p $D/srv/imc.quantabase.io/data $D/srv/Acme-Example.COM/data $D/srv/9lives/data $D/srv/empty/data $D/srv/broken/data $D/srv/elsewhere $D/srv/owsync/data /tmp/owsync_regress/discover_outside/data && for c in imc.quantabase.io Acme-Example.COM 9lives owsync; do python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour fresh --size tiny --seed 51 --journal wal --out $D/srv/$c/data/webui.db >/dev/null; done && cp $D/srv/9lives/data/webui.db /tmp/owsync_regress/discover_outside/data/webui.db && ln -s /tmp/owsync_regress/discover_outside $D/srv/escape && printf 'not a database at all, just text' > $D/srv/broken/data/webui.db && mkdir $D/srv/empty/data/webui.db && cp $D/srv/9lives/data/webui.db $D/srv/elsewhere/webui.db && chmod -R a+rwX $D /tmp/owsync_regress/discover_outside
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" discover
 SET owsync.allowed_directories = '/tmp/owsync_regress/discover';
 SET client_min_messages = warning;
 
@@ -31,7 +31,7 @@ SELECT e ->> 'path' AS path, e ->> 'client' AS client, e ->> 'action' AS action
 SELECT client, database, schedule FROM owsync.client ORDER BY 1;
 SELECT count(*) AS chats FROM imc_quantabase_io.chat;
 -- again: nothing new; a new deployment appears and is registered
-\! D=/tmp/owsync_regress/discover && mkdir -p $D/srv/new.example.org/data && cp $D/srv/9lives/data/webui.db $D/srv/new.example.org/data/webui.db && chmod -R a+rwX $D/srv/new.example.org
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" discover-new
 CALL owsync.discover('/tmp/owsync_regress/discover/srv/*/data/webui.db', 'manual') \gset
 SELECT :registered AS registered, :already_registered AS already_registered, :not_registered AS not_registered;
 SELECT e ->> 'path' AS path, e ->> 'client' AS client, e ->> 'action' AS action
@@ -43,7 +43,7 @@ SELECT e ->> 'path' AS path, e ->> 'client' AS client, e ->> 'action' AS action
   FROM jsonb_array_elements(:'report') e;
 -- a name taken by another file is reported, not overwritten; a schedule
 -- other than manual needs pg_cron (not installed here), and the file says so
-\! D=/tmp/owsync_regress/discover && mkdir -p $D/other/9lives/data $D/other/needs.cron/data && cp $D/srv/9lives/data/webui.db $D/other/9lives/data/webui.db && cp $D/srv/9lives/data/webui.db $D/other/needs.cron/data/webui.db && chmod -R a+rwX $D/other
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" discover-other
 CALL owsync.discover('/tmp/owsync_regress/discover/other/*/data/webui.db', 'hourly') \gset
 SELECT :registered AS registered, :already_registered AS already_registered, :not_registered AS not_registered;
 SELECT e ->> 'path' AS path, e ->> 'client' AS client, e ->> 'action' AS action

@@ -6,7 +6,7 @@
 --
 \set SHOW_CONTEXT never
 CREATE EXTENSION owsync_fdw;
-\! rm -rf /tmp/owsync_regress/drift && mkdir -p /tmp/owsync_regress/drift && python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour legacy --size tiny --seed 21 --journal wal --out /tmp/owsync_regress/drift/webui.db >/dev/null && chmod -R a+rwX /tmp/owsync_regress/drift
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" drift
 SET owsync.allowed_directories = '/tmp/owsync_regress/drift';
 SET client_min_messages = warning;
 SELECT count(*) AS tables FROM owsync.register_client('drift_example_com', '/tmp/owsync_regress/drift/webui.db');

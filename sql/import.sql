@@ -4,8 +4,7 @@
 -- have no primary key.  Every table is read, every value converted.
 --
 CREATE EXTENSION owsync_fdw;
-\! rm -rf /tmp/owsync_regress/import && mkdir -p /tmp/owsync_regress/import
-\! cd /tmp/owsync_regress/import && for f in "legacy" "fresh" "legacy --no-pk"; do set -- $f; python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour $1 $2 --size tiny --seed 7 --out "$1$2.db" >/dev/null || echo "generator failed: $f"; done; chmod -R a+rwX /tmp/owsync_regress/import; ls
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" import
 SET owsync.allowed_directories = '/tmp/owsync_regress/import';
 CREATE SERVER regress_legacy FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/import/legacy.db');
@@ -111,7 +110,6 @@ IMPORT FOREIGN SCHEMA main EXCEPT (chat, chat_message) FROM SERVER regress_fresh
 SELECT count(*) FROM pg_class WHERE relnamespace = 'regress_rest'::regnamespace;
 
 -- identifiers that are keywords, mixed case, quotes and spaces
-\! sqlite3 /tmp/owsync_regress/import/names.db < "$PG_ABS_SRCDIR/test/fixtures/names.sql" && chmod a+rw /tmp/owsync_regress/import/names.db
 CREATE SERVER regress_names FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/import/names.db');
 CREATE SCHEMA regress_names;

@@ -23,17 +23,16 @@ SET owsync.allowed_directories = '/tmp/owsync_regress/live';
 \setenv PGUSER :USER
 \setenv PGDATABASE :DBNAME
 \setenv LIVE /tmp/owsync_regress/live
-\! rm -rf "$LIVE" && mkdir -p "$LIVE" && chmod 777 "$LIVE"
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" live
 
 -- ---------------------------------------------------------------------
 -- 1. Snapshots (WAL mode)
 -- ---------------------------------------------------------------------
-\! sqlite3 "$LIVE/wal.db" "PRAGMA journal_mode = WAL; CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE b (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO a VALUES (1, 'a1'); INSERT INTO b VALUES (1, 'b1');" && chmod 666 "$LIVE"/wal.db*
 -- Open WebUI keeps the file open while it runs; so does this stand-in (its
 -- -shm file exists), which makes PostgreSQL take ordinary WAL snapshots.  A
 -- file nobody has open is read differently (see stopped_writer).
 \! { sh -c 'echo $$ > "$LIVE/holder.pid"; echo "SELECT count(*) FROM a;"; exec sleep 120' | sqlite3 "$LIVE/wal.db"; } >/dev/null 2>&1 &
-\! for i in $(seq 1 200); do [ -e "$LIVE/wal.db-shm" ] && break; sleep 0.05; done; cd "$LIVE" && ls
+\! for i in $(seq 1 200); do [ -e "$LIVE/wal.db-shm" ] && break; sleep 0.05; done; cd "$LIVE" && ls wal.db*
 CREATE SERVER regress_live_wal FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/live/wal.db');
 CREATE FOREIGN TABLE regress_live_a (id bigint, v text)
@@ -112,17 +111,17 @@ COMMIT PREPARED 'regress_live_prepared';
 -- ---------------------------------------------------------------------
 -- 2. busy_timeout: a rollback-journal file locked by a writer
 -- ---------------------------------------------------------------------
-\! sqlite3 "$LIVE/del.db" "PRAGMA journal_mode = DELETE; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'before');" && chmod 666 "$LIVE/del.db"
 CREATE SERVER regress_live_del FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/live/del.db', busy_timeout '300');
 CREATE FOREIGN TABLE regress_live_del_t (id bigint, v text)
   SERVER regress_live_del OPTIONS (table 't');
 SELECT id, v FROM regress_live_del_t ORDER BY id;
 
--- A writer takes an EXCLUSIVE lock and holds it for 5 seconds before it
--- commits.  Wait until it holds it: its journal file exists.
-\! { (echo "BEGIN EXCLUSIVE; INSERT INTO t VALUES (2, 'written under lock');"; sleep 5; echo "COMMIT;") | sqlite3 "$LIVE/del.db"; } >/dev/null 2>&1 &
-\! for i in $(seq 1 200); do [ -e "$LIVE/del.db-journal" ] && break; sleep 0.05; done; [ -e "$LIVE/del.db-journal" ] && echo "writer holds the lock"
+-- A writer takes an EXCLUSIVE lock and holds it until told to commit
+-- (test/fixtures/sqlite_writer.sh).  Wait until it holds it: its journal
+-- file exists.
+\! sh "$PG_ABS_SRCDIR/test/fixtures/sqlite_writer.sh" "$LIVE/del.db" "$LIVE/writer" "BEGIN EXCLUSIVE; INSERT INTO t VALUES (2, 'written under lock');" "COMMIT;" &
+\! sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$LIVE/writer/1.done" && [ -e "$LIVE/del.db-journal" ] && echo "writer holds the lock"
 
 -- busy_timeout 300 ms: gives up with 55P03 after having waited that long
 SELECT clock_timestamp() AS t0 \gset
@@ -139,16 +138,16 @@ SELECT id, v FROM regress_live_del_t ORDER BY id;
 RESET statement_timeout;
 SELECT clock_timestamp() - :'t0'::timestamptz < interval '3 s' AS ended_long_before_the_lock;
 
--- busy_timeout 10 s, longer than the rest of the lock: waits (at least one
--- more second of the writer's 5), then reads what the writer committed
+-- busy_timeout 10 s: the read waits, and returns what the writer committed
+-- (told to, by another process, once the read has waited 300 ms)
+\! sh "$PG_ABS_SRCDIR/test/fixtures/on_query.sh" touch 'SELECT id, v FROM regress_live_del_t%' 300 "$LIVE/writer/2.go" &
 SELECT clock_timestamp() AS t0 \gset
 SELECT id, v FROM regress_live_del_t ORDER BY id;
-SELECT clock_timestamp() - :'t0'::timestamptz >= interval '1 s' AS waited_for_writer;
+SELECT clock_timestamp() - :'t0'::timestamptz >= interval '300 ms' AS waited_for_writer;
 
 -- ---------------------------------------------------------------------
 -- 3. Cancel of a scan that never ends
 -- ---------------------------------------------------------------------
-\! sqlite3 "$LIVE/inf.db" "CREATE VIEW inf AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c;" && chmod 666 "$LIVE/inf.db"
 CREATE SERVER regress_live_inf FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/live/inf.db');
 CREATE FOREIGN TABLE regress_live_inf (x bigint) SERVER regress_live_inf OPTIONS (table 'inf');
@@ -180,16 +179,15 @@ RESET statement_timeout;
 -- the session and the connection to the server are still usable
 SELECT x FROM regress_live_inf LIMIT 3;
 
--- (b) pg_cancel_backend from another session, which retries until it finds
--- the query running.  statement_timeout is only a safety net: should the
--- cancel not come, the test fails with a different message instead of
--- hanging.
+-- (b) pg_cancel_backend from another process, once the query has run for
+-- 200 ms.  statement_timeout is only a safety net: should the cancel not
+-- come, the test fails with a different message instead of hanging.
 SET statement_timeout = '60s';
-\! (for i in $(seq 1 150); do sleep 0.2; [ "$(psql -X -A -t -c "SELECT bool_or(pg_cancel_backend(pid)) FROM (SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT count(*) FROM regress_live_inf%' AND pid <> pg_backend_pid() OFFSET 0) s")" = t ] && break; done) >/dev/null 2>&1 &
+\! sh "$PG_ABS_SRCDIR/test/fixtures/on_query.sh" cancel 'SELECT count(*) FROM regress_live_inf%' 200 &
 SELECT count(*) FROM regress_live_inf;
 \echo :LAST_ERROR_SQLSTATE
 SELECT x FROM regress_live_inf LIMIT 3;
-\! (for i in $(seq 1 150); do sleep 0.2; [ "$(psql -X -A -t -c "SELECT bool_or(pg_cancel_backend(pid)) FROM (SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT count(*) FROM regress_live_inf%' AND pid <> pg_backend_pid() OFFSET 0) s")" = t ] && break; done) >/dev/null 2>&1 &
+\! sh "$PG_ABS_SRCDIR/test/fixtures/on_query.sh" cancel 'SELECT count(*) FROM regress_live_inf%' 200 &
 SELECT count(*) FROM regress_live_inf WHERE x < 0;
 \echo :LAST_ERROR_SQLSTATE
 SELECT x FROM regress_live_inf LIMIT 3;
@@ -198,7 +196,6 @@ RESET statement_timeout;
 -- ---------------------------------------------------------------------
 -- 4. A file replaced at the same path (another inode)
 -- ---------------------------------------------------------------------
-\! sqlite3 "$LIVE/rep.db" "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'original file');" && chmod 666 "$LIVE/rep.db"
 CREATE SERVER regress_live_rep FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/live/rep.db');
 CREATE FOREIGN TABLE regress_live_rep_t (id bigint, v text)
@@ -223,7 +220,6 @@ SELECT id, v FROM regress_live_rep_t ORDER BY id;
 -- ---------------------------------------------------------------------
 -- 5. Changed server options reopen the file
 -- ---------------------------------------------------------------------
-\! sqlite3 "$LIVE/other.db" "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'other file');" && chmod 666 "$LIVE/other.db"
 ALTER SERVER regress_live_rep OPTIONS (SET database '/tmp/owsync_regress/live/other.db');
 SELECT id, v FROM regress_live_rep_t ORDER BY id;
 -- the option dropped and added again, naming the first file

@@ -3,7 +3,7 @@
 -- proof that pushed clauses select exactly the rows PostgreSQL would.
 --
 CREATE EXTENSION owsync_fdw;
-\! rm -rf /tmp/owsync_regress/pushdown && mkdir -p /tmp/owsync_regress/pushdown && sqlite3 /tmp/owsync_regress/pushdown/p.db < "$PG_ABS_SRCDIR/test/fixtures/pushdown.sql" && chmod -R a+rwX /tmp/owsync_regress/pushdown
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" pushdown
 SET owsync.allowed_directories = '/tmp/owsync_regress/pushdown';
 CREATE SERVER regress_pd FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/pushdown/p.db');

@@ -6,7 +6,7 @@
 --
 \set SHOW_CONTEXT never
 CREATE EXTENSION owsync_fdw;
-\! rm -rf /tmp/owsync_regress/quarantine && mkdir -p /tmp/owsync_regress/quarantine && python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour fresh --size tiny --seed 31 --journal wal --out /tmp/owsync_regress/quarantine/webui.db >/dev/null && chmod -R a+rwX /tmp/owsync_regress/quarantine
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" quarantine
 SET owsync.allowed_directories = '/tmp/owsync_regress/quarantine';
 SET client_min_messages = error;
 -- a title with a NUL byte is there before registration

@@ -7,7 +7,7 @@
 --
 \set SHOW_CONTEXT never
 CREATE EXTENSION owsync_fdw;
-\! rm -rf /tmp/owsync_regress/restore && mkdir -p /tmp/owsync_regress/restore/out /tmp/owsync_regress/restore/elsewhere && cd /tmp/owsync_regress/restore && for f in "legacy" "fresh" "legacy --no-pk"; do set -- $f; python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour $1 $2 --size tiny --seed 5 --journal wal --out "$1$2.db" >/dev/null; done; chmod -R a+rwX .
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" restore
 SET owsync.allowed_directories = '/tmp/owsync_regress/restore';
 SET client_min_messages = warning;
 \getenv abs_srcdir PG_ABS_SRCDIR
@@ -16,6 +16,7 @@ SET client_min_messages = warning;
 \setenv PGHOST :HOST
 \setenv PGPORT :PORT
 \setenv PGDATABASE :DBNAME
+\i :abs_srcdir/test/fixtures/wait_for.sql
 
 SELECT count(*) AS tables FROM owsync.register_client('legacy_example_com', '/tmp/owsync_regress/restore/legacy.db');
 SELECT count(*) AS tables FROM owsync.register_client('fresh_example_com', '/tmp/owsync_regress/restore/fresh.db');
@@ -23,7 +24,7 @@ SELECT count(*) AS tables FROM owsync.register_client('nopk_example_com', '/tmp/
 
 -- the sources change (a new chat, an edited message, a deleted chat, a
 -- boolean, JSON null and SQL NULL), the mirrors follow
-\! cd /tmp/owsync_regress/restore && for f in legacy.db fresh.db legacy--no-pk.db; do sqlite3 $f "INSERT INTO chat (id, user_id, title, archived, created_at, updated_at, chat, meta) SELECT 'restored-chat', user_id, 'snow ☃ and a quote ''', 1, strftime('%s','now'), strftime('%s','now'), '{\"messages\": [], \"n\": 1.50}', 'null' FROM chat LIMIT 1; UPDATE chat SET title = '', share_id = NULL, updated_at = strftime('%s','now') WHERE id = (SELECT id FROM chat ORDER BY id LIMIT 1 OFFSET 1); DELETE FROM chat WHERE id = (SELECT id FROM chat ORDER BY id LIMIT 1 OFFSET 2);" || exit 1; done
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" restore-changes
 CALL owsync.sync('legacy_example_com');
 CALL owsync.sync('fresh_example_com');
 CALL owsync.sync('nopk_example_com', 'reconcile');
@@ -87,15 +88,21 @@ ALTER TABLE legacy_example_com.user DROP COLUMN extra;
 \! ls -a /tmp/owsync_regress/restore/out
 
 -- a backend terminated mid-way (it waits for a lock on a mirror table after
--- writing the tables before it) leaves no file at the target either
+-- writing the tables before it) leaves no file at the target either.  (How
+-- such a waiting restore holds off other runs of the client:
+-- specs/run_lock.spec.)
 BEGIN;
 LOCK TABLE legacy_example_com.user IN ACCESS EXCLUSIVE MODE;
-\! (psql -X -q -c "SET owsync.allowed_directories = '/tmp/owsync_regress/restore'" -c "SET application_name = 'regress_restore'" -c "CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/killed.db')" >/dev/null 2>&1 &); sleep 2
--- meanwhile the restore holds the client's run lock: a sync is skipped
-\! psql -X -q -c "SET owsync.allowed_directories = '/tmp/owsync_regress/restore'" -c "CALL owsync.sync('legacy_example_com')" 2>&1
-SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'regress_restore' AND wait_event_type = 'Lock';
+\! (psql -X -q -c "SET owsync.allowed_directories = '/tmp/owsync_regress/restore'" -c "SET application_name = 'regress_restore'" -c "CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/killed.db')" >/dev/null 2>&1 &)
+SELECT pg_temp.wait_for($$SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                                          WHERE application_name = 'regress_restore' AND wait_event_type = 'Lock')$$) AS restore_waits;
+SELECT pid AS restore_pid FROM pg_stat_activity WHERE application_name = 'regress_restore' \gset
+SELECT pg_terminate_backend(:restore_pid);
 COMMIT;
-\! sleep 1; ls /tmp/owsync_regress/restore/out | sed 's/restore-[0-9]*/restore-PID/'
+-- once its process is gone (the next restore removes what a dead one left)
+\setenv RESTORE_PID :restore_pid
+\! for i in $(seq 1 600); do [ -d "/proc/$RESTORE_PID" ] || break; sleep 0.05; done; [ -d "/proc/$RESTORE_PID" ] && echo "the terminated backend is still there"
+\! ls /tmp/owsync_regress/restore/out | sed 's/restore-[0-9]*/restore-PID/'
 -- the next restore to that path removes what was left, and is not hindered
 CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/killed.db') \gset
 \! cd /tmp/owsync_regress/restore && $COMPARE legacy.db out/killed.db | tail -1 && ls out

@@ -2,12 +2,14 @@
 -- Scheduling on pg_cron: one job owsync:<client> per scheduled client, the
 -- named tiers spread over the hour by the client's name, cron expressions,
 -- seconds refused by pg_cron 1.4, enable/disable/unregister; failures in a
--- row, backoff of scheduled runs, alerts and recovery; history retention;
--- and pg_cron itself firing a sync.
+-- row, backoff of scheduled runs, alerts and recovery; history retention.
+-- (pg_cron itself firing a sync: sql/schedule_remote.sql, which waits for
+-- pg_cron's next minute once, for a client in pg_cron's database and one in
+-- another.)
 --
 \set SHOW_CONTEXT never
 CREATE EXTENSION owsync_fdw;
-\! rm -rf /tmp/owsync_regress/schedule && mkdir -p /tmp/owsync_regress/schedule && cd /tmp/owsync_regress/schedule && python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour fresh --size tiny --seed 41 --journal wal --out a.db >/dev/null && cp a.db b.db && chmod -R a+rwX .
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" schedule
 SET owsync.allowed_directories = '/tmp/owsync_regress/schedule';
 ALTER DATABASE contrib_regression SET owsync.allowed_directories = '/tmp/owsync_regress/schedule';
 SET client_min_messages = warning;
@@ -68,11 +70,19 @@ SELECT count(*) AS jobs FROM cron.job;
 -- client whose file is broken fails; the next one backs off; a run by hand
 -- does not; the third failure in a row raises one alert, the success after
 -- it another
--- (another session listens to owsync_alert meanwhile, and writes down what it hears)
+-- (another session listens to owsync_alert meanwhile, and writes down what
+-- it hears: it waits for a lock this session holds until the alerts are
+-- raised, and the notifications reach it when that wait ends)
 \setenv PGHOST :HOST
 \setenv PGPORT :PORT
-\! (psql -X -d contrib_regression -c 'LISTEN owsync_alert' -c 'SELECT pg_sleep(8)' > /tmp/owsync_regress/schedule/listen.out 2>&1 &); sleep 1
-\! cp /tmp/owsync_regress/schedule/b.db /tmp/owsync_regress/schedule/b.good && printf 'this is not a database, it is a file of text that is long enough' > /tmp/owsync_regress/schedule/b.new && chmod 666 /tmp/owsync_regress/schedule/b.new && mv /tmp/owsync_regress/schedule/b.new /tmp/owsync_regress/schedule/b.db && rm -f /tmp/owsync_regress/schedule/b.db-wal /tmp/owsync_regress/schedule/b.db-shm
+\getenv abs_srcdir PG_ABS_SRCDIR
+\i :abs_srcdir/test/fixtures/wait_for.sql
+SELECT pg_advisory_lock(hashtext('regress_listener'));
+\! { psql -X -d contrib_regression -c "SET application_name = 'regress_listener'" -c 'LISTEN owsync_alert' -c "SELECT pg_advisory_lock(hashtext('regress_listener'))" > /tmp/owsync_regress/schedule/listen.out 2>&1; touch /tmp/owsync_regress/schedule/listen.done; } &
+SELECT pg_temp.wait_for($$SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                                          WHERE a.application_name = 'regress_listener' AND NOT l.granted)$$) AS listening;
+-- b.db becomes a file of text (b.good keeps the database)
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" schedule-broken
 SET application_name = 'pg_cron';
 CALL owsync.sync('sched_b');
 SELECT client, failures, next_attempt_at - last_run_at AS backoff, last_status FROM owsync.status_detail;
@@ -99,7 +109,8 @@ CALL owsync.sync('sched_b');
 SELECT client, failures, next_attempt_at, last_status FROM owsync.status_detail;
 SELECT event, payload ->> 'consecutive_failures' AS failures FROM owsync.alert ORDER BY alert_id;
 -- the same two alerts as notifications, in order
-\! sleep 8; python3 -c "import json, re, sys; [print('NOTIFY owsync_alert:', a['client'], a['event'], a['consecutive_failures'], a['sqlstate']) for a in (json.loads(p) for p in re.findall(r'with payload \"(.*)\" received from server process', open(sys.argv[1]).read()))]" /tmp/owsync_regress/schedule/listen.out
+SELECT pg_advisory_unlock(hashtext('regress_listener'));
+\! sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" /tmp/owsync_regress/schedule/listen.done && python3 "$PG_ABS_SRCDIR/test/fixtures/alerts_heard.py" /tmp/owsync_regress/schedule/listen.out
 SELECT status, scheduled, count(*) FROM owsync.run WHERE client = 'sched_b' GROUP BY 1, 2 ORDER BY 1, 2;
 
 -- retention: runs older than owsync.history_retention go at the next run, and
@@ -119,25 +130,6 @@ SET owsync.history_retention = '-1';
 SET owsync.history_retention = 0;
 SHOW owsync.history_retention;
 RESET owsync.history_retention;
-
--- pg_cron fires: a realtime client's change arrives within a minute
-\! sqlite3 /tmp/owsync_regress/schedule/b.db "UPDATE chat SET title = 'set by Open WebUI', updated_at = (SELECT max(updated_at) FROM chat) + 5 WHERE rowid = (SELECT min(rowid) FROM chat);"
-SELECT owsync.set_schedule('sched_b', 'realtime');
-DO $$
-DECLARE
-    deadline timestamptz := clock_timestamp() + interval '75 seconds';
-BEGIN
-    WHILE clock_timestamp() < deadline
-          AND NOT EXISTS (SELECT 1 FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-                           WHERE j.jobname = 'owsync:sched_b' AND d.status = 'succeeded') LOOP
-        PERFORM pg_sleep(0.5);
-    END LOOP;
-END
-$$;
-SELECT mode, status, scheduled FROM owsync.run WHERE client = 'sched_b' AND scheduled AND status = 'succeeded' LIMIT 1;
-SELECT title FROM sched_b.chat WHERE title = 'set by Open WebUI';
-SELECT status, return_message FROM cron.job_run_details d JOIN cron.job j USING (jobid)
- WHERE j.jobname = 'owsync:sched_b' AND d.runid < 1000 LIMIT 1;
 
 SELECT owsync.unregister_client('sched_b', drop_data => true);
 SELECT count(*) AS jobs FROM cron.job;

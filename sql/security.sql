@@ -10,11 +10,7 @@ CREATE EXTENSION owsync_fdw;
 -- Fixtures.  allowed/ is the listed directory; allowed2/ shares its prefix;
 -- outside/ holds a file nobody listed.  data.db has a fixed old mtime so that
 -- any write would show.
-\! rm -rf /tmp/owsync_regress/security && mkdir -p /tmp/owsync_regress/security/allowed /tmp/owsync_regress/security/allowed2 /tmp/owsync_regress/security/outside && chmod 777 /tmp/owsync_regress/security /tmp/owsync_regress/security/allowed /tmp/owsync_regress/security/allowed2 /tmp/owsync_regress/security/outside
-\! sqlite3 /tmp/owsync_regress/security/allowed/data.db "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL); INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three');"
-\! sqlite3 /tmp/owsync_regress/security/allowed/wal.db "PRAGMA journal_mode = WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL); INSERT INTO t VALUES (1, 'wal');" >/dev/null
-\! sqlite3 /tmp/owsync_regress/security/outside/secret.db "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL); INSERT INTO t VALUES (1, 'secret');"
-\! cd /tmp/owsync_regress/security && cp allowed/data.db allowed2/x.db && cp allowed/data.db allowed/swap.db && ln -s /tmp/owsync_regress/security/outside/secret.db allowed/escape.db && chmod 666 allowed/*.db allowed2/*.db outside/*.db && ln -s ../allowed/data.db allowed2/back.db && ln -s /tmp/owsync_regress/security/allowed/missing.db allowed/dangling.db && touch -d @981173106 allowed/data.db allowed/wal.db
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" security
 -- a symbolic link inside allowed/ to a file of the data directory
 SELECT current_setting('data_directory') AS regress_datadir \gset
 \setenv REGRESS_SEC_DATADIR :regress_datadir

@@ -5,7 +5,7 @@
 -- locks, and the transaction fails (retry) if a writer changed it meanwhile.
 --
 CREATE EXTENSION owsync_fdw;
-\! rm -rf /tmp/owsync_regress/stopped && mkdir -p /tmp/owsync_regress/stopped && cd /tmp/owsync_regress/stopped && sqlite3 w.db "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'one');" >/dev/null && chmod -R a+rwX . && ls
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" stopped_writer
 SET owsync.allowed_directories = '/tmp/owsync_regress/stopped';
 CREATE SERVER regress_stopped FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/stopped/w.db');
@@ -35,20 +35,25 @@ SELECT * FROM regress_stopped_t ORDER BY id;
 
 -- while a writer has the file open (its -shm exists) reads take a normal
 -- WAL snapshot: the writer's later commit neither shows nor fails the reader
-\! cd /tmp/owsync_regress/stopped && (echo "INSERT INTO t VALUES (3, 'three');"; sleep 4; echo "INSERT INTO t VALUES (4, 'four');") | sqlite3 w.db >/dev/null 2>&1 & sleep 2
+-- (the writer commits row 3, keeps the file open, and commits row 4 when
+-- told: test/fixtures/sqlite_writer.sh)
+\setenv W /tmp/owsync_regress/stopped
+\! sh "$PG_ABS_SRCDIR/test/fixtures/sqlite_writer.sh" "$W/w.db" "$W/writer" "INSERT INTO t VALUES (3, 'three');" "INSERT INTO t VALUES (4, 'four');" &
+\! sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$W/writer/1.done"
 BEGIN;
 SELECT count(*) FROM regress_stopped_t;
-SELECT pg_sleep(5);
+\! touch "$W/writer/2.go" && sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$W/writer/2.done"
 SELECT count(*) FROM regress_stopped_t;
 COMMIT;
-\! sleep 1
+-- the writer has closed the file; the next transaction sees its last row
+\! sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$W/writer/exited"
 SELECT count(*) FROM regress_stopped_t;
-\! ls /tmp/owsync_regress/stopped
+\! cd /tmp/owsync_regress/stopped && ls w.db*
 
 -- a writer that died with commits only in its -wal, and the -shm gone (a
 -- copied deployment): reading needs recovery, which would create files
-\! cd /tmp/owsync_regress/stopped && sqlite3 crash.db "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'one');" >/dev/null && chmod a+rw crash.db
-\! cd /tmp/owsync_regress/stopped && (echo "PRAGMA wal_autocheckpoint=0; INSERT INTO t VALUES (2, 'two');"; sleep 30) | sqlite3 crash.db >/dev/null 2>&1 & echo $! > /tmp/owsync_regress/stopped.pid; sleep 1; kill -9 $(cat /tmp/owsync_regress/stopped.pid); rm -f /tmp/owsync_regress/stopped.pid /tmp/owsync_regress/stopped/crash.db-shm; ls /tmp/owsync_regress/stopped/crash.db*
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" stopped_writer-crashed
+\! ls /tmp/owsync_regress/stopped/crash.db*
 CREATE SERVER regress_crash FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/stopped/crash.db');
 CREATE FOREIGN TABLE regress_crash_t (id bigint OPTIONS (key 'true'), v text)

@@ -1,12 +1,13 @@
 --
 -- The sync engine: register a client, keep its mirror equal to its SQLite
 -- file (incremental, reconcile, deletes, silent edits), atomic runs with
--- history, concurrent runs skipped.  The comparison of mirror and source is
--- independent of the engine: every column of every row, as text.
+-- history.  The comparison of mirror and source is independent of the
+-- engine: every column of every row, as text.  (Runs at the same time:
+-- specs/run_lock.spec.)
 --
 \set SHOW_CONTEXT never
 CREATE EXTENSION owsync_fdw;
-\! rm -rf /tmp/owsync_regress/sync && mkdir -p /tmp/owsync_regress/sync && cd /tmp/owsync_regress/sync && for f in "legacy" "fresh" "legacy --no-pk"; do set -- $f; python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour $1 $2 --size tiny --seed 11 --journal wal --out "$1$2.db" >/dev/null; done; chmod -R a+rwX .
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" sync
 SET owsync.allowed_directories = '/tmp/owsync_regress/sync';
 SET client_min_messages = warning;
 
@@ -138,34 +139,6 @@ RESET datestyle;
 \! sqlite3 /tmp/owsync_regress/sync/legacy.db "UPDATE auth SET password = 'fixed' WHERE rowid = 1;"
 CALL owsync.sync('acme_quantabase_io', 'reconcile');
 SELECT * FROM pg_temp.check('acme_quantabase_io');
-
--- a second sync of a client while one runs returns at once as skipped (the
--- running one is played by this session holding the client's lock)
-SELECT pg_advisory_lock(owsync._run_lock_class(), client_id) IS NULL AS locked
-  FROM owsync.client WHERE client = 'acme_quantabase_io';
-\setenv PGHOST :HOST
-\setenv PGPORT :PORT
-\setenv PGDATABASE :DBNAME
-\! psql -X -q -c "SET client_min_messages = notice" -c "CALL owsync.sync('acme_quantabase_io')" 2>&1
-SELECT pg_advisory_unlock(owsync._run_lock_class(), client_id) FROM owsync.client WHERE client = 'acme_quantabase_io';
-SELECT mode, status, error FROM owsync.run ORDER BY run_id DESC LIMIT 1;
--- other clients are not blocked by it
-SELECT pg_advisory_lock(owsync._run_lock_class(), client_id) IS NULL AS locked
-  FROM owsync.client WHERE client = 'acme_quantabase_io';
-\! psql -X -q -c "SET client_min_messages = warning" -c "CALL owsync.sync('fresh_example_com')" 2>&1 && echo "fresh_example_com synced"
-SELECT pg_advisory_unlock(owsync._run_lock_class(), client_id) FROM owsync.client WHERE client = 'acme_quantabase_io';
-
--- a cancelled run (statement_timeout, while it waits for a lock another
--- session holds on a mirror table) is recorded as failed with its SQLSTATE,
--- releases the client for other sessions, and leaves nothing running
-\! (psql -X -q -c "BEGIN" -c "LOCK TABLE acme_quantabase_io.chat IN ACCESS EXCLUSIVE MODE" -c "SELECT pg_sleep(4)" -c "COMMIT" >/dev/null 2>&1 &) ; sleep 1
-SET statement_timeout = '1500ms';
-CALL owsync.sync('acme_quantabase_io', 'full');
-RESET statement_timeout;
-SELECT mode, status, sqlstate, error_table FROM owsync.run ORDER BY run_id DESC LIMIT 1;
-SELECT count(*) AS locks_held FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
-\! sleep 3; psql -X -q -c "SET client_min_messages = warning" -c "CALL owsync.sync('acme_quantabase_io')" 2>&1 && echo "synced by another session"
-SELECT count(*) FILTER (WHERE status = 'running') AS running FROM owsync.run;
 
 -- interface errors
 SELECT owsync.register_client('Bad.Name', '/tmp/owsync_regress/sync/legacy.db');

@@ -28,26 +28,14 @@ CREATE EXTENSION owsync_fdw;
 \setenv PGUSER :USER
 \setenv PGDATABASE :DBNAME
 \setenv W /tmp/owsync_regress/sync_writer
-\! rm -rf "$W" && mkdir -p "$W" && python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour fresh --size small --seed 5 --journal wal --out "$W/webui.db" >/dev/null && chmod -R a+rwX "$W"
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" sync_writer
 SET owsync.allowed_directories = '/tmp/owsync_regress/sync_writer';
 SET client_min_messages = warning;
 
 -- mirror and source compared, every column of every row as text (as in sync)
 \getenv abs_srcdir PG_ABS_SRCDIR
 \i :abs_srcdir/test/fixtures/compare.sql
--- waits until a query returns true (at most 60 s); returns its last result
-CREATE FUNCTION pg_temp.wait_for(q text) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-  ok boolean;
-BEGIN
-  FOR i IN 1 .. 1200 LOOP
-    EXECUTE q INTO ok;
-    EXIT WHEN ok;
-    PERFORM pg_sleep(0.05);
-  END LOOP;
-  RETURN ok;
-END $$;
+\i :abs_srcdir/test/fixtures/wait_for.sql
 
 SELECT count(*) AS tables, sum(rows) AS rows
   FROM owsync.register_client('writer_example_com', '/tmp/owsync_regress/sync_writer/webui.db');
@@ -55,14 +43,14 @@ SELECT * FROM pg_temp.check('writer_example_com');
 
 -- the writer starts, and phase a runs with two incremental syncs
 \! { umask 000; python3 "$PG_ABS_SRCDIR/test/fixtures/writer.py" "$W/webui.db" "$W" 7 > "$W/writer.log" 2>&1; } < /dev/null &
-\! for i in $(seq 1 1200); do [ -e "$W/started" ] && break; sleep 0.05; done; [ -e "$W/started" ] && echo "writer started" || cat "$W/writer.log"
+\! sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$W/started" && echo "writer started" || cat "$W/writer.log"
 CALL owsync.sync('writer_example_com');
 CALL owsync.sync('writer_example_com');
 -- its silent edits are done: a reconcile started now finds them all
-\! for i in $(seq 1 1200); do [ -e "$W/a.silent_done" ] && break; sleep 0.05; done; [ -e "$W/a.silent_done" ] && echo "silent edits done" || cat "$W/writer.log"
+\! sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$W/a.silent_done" && echo "silent edits done" || cat "$W/writer.log"
 CALL owsync.sync('writer_example_com', 'reconcile');
 CALL owsync.sync('writer_example_com');
-\! for i in $(seq 1 1200); do [ -e "$W/a.done" ] && break; sleep 0.05; done; [ -e "$W/a.done" ] && echo "phase a done" || cat "$W/writer.log"
+\! sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$W/a.done" && echo "phase a done" || cat "$W/writer.log"
 SELECT mode, status, error FROM owsync.run ORDER BY run_id;
 
 -- Two syncs of the client at once.  A third session holds a lock on the
@@ -86,10 +74,10 @@ SELECT pg_temp.wait_for($$SELECT EXISTS (SELECT 1 FROM owsync.run WHERE client =
 SET client_min_messages = notice;
 CALL owsync.sync('writer_example_com');
 SET client_min_messages = warning;
-\! for i in $(seq 1 1200); do [ -e "$W/b.done" ] && break; sleep 0.05; done; [ -e "$W/b.done" ] && echo "phase b done" || cat "$W/writer.log"
+\! sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$W/b.done" && echo "phase b done" || cat "$W/writer.log"
 -- the lock goes: the full sync goes on and commits the snapshot it started with
 SELECT pg_advisory_unlock(20261122, 1);
-\! for i in $(seq 1 1200); do [ -e "$W/full.done" ] && break; sleep 0.05; done; [ -e "$W/full.done" ] && echo "full sync returned"; cat "$W/full.out" "$W/holder.out"
+\! sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$W/full.done" && echo "full sync returned"; cat "$W/full.out" "$W/holder.out"
 SELECT mode, status, error FROM owsync.run WHERE run_id > :before_overlap ORDER BY run_id;
 -- the mirror is the source as it was before phase b: behind it by phase b
 -- (the writer waits for phase c: both sides are fixed)
@@ -100,7 +88,7 @@ SELECT * FROM pg_temp.compare('writer_example_com') WHERE differences > 0 OR sou
 CALL owsync.sync('writer_example_com');
 CALL owsync.sync('writer_example_com', 'reconcile');
 CALL owsync.sync('writer_example_com');
-\! for i in $(seq 1 1200); do [ -e "$W/done" ] && break; sleep 0.05; done; [ -e "$W/done" ] && cat "$W/writer.out" || cat "$W/writer.log"
+\! sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$W/done" && cat "$W/writer.out" || cat "$W/writer.log"
 
 -- The writer has stopped.  An incremental sync brings everything: new and
 -- deleted rows (key diff), edits with a new updated_at (fast path, seconds

@@ -3,7 +3,7 @@
 -- error, naming server, table, column and key, for everything else.
 --
 CREATE EXTENSION owsync_fdw;
-\! rm -rf /tmp/owsync_regress/values && mkdir -p /tmp/owsync_regress/values && sqlite3 /tmp/owsync_regress/values/v.db < "$PG_ABS_SRCDIR/test/fixtures/values.sql" && chmod -R a+rwX /tmp/owsync_regress/values
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" values
 SET owsync.allowed_directories = '/tmp/owsync_regress/values';
 CREATE SERVER regress_values FOREIGN DATA WRAPPER owsync_fdw
   OPTIONS (database '/tmp/owsync_regress/values/v.db');

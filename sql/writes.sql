@@ -8,9 +8,7 @@ CREATE EXTENSION owsync_fdw;
 
 -- Fixtures: w.db (rollback journal) is written; ro.db is a copy served
 -- read-only; wal.db is a WAL file nobody has open (no -shm).
-\! rm -rf /tmp/owsync_regress/writes && mkdir -p /tmp/owsync_regress/writes && chmod 777 /tmp/owsync_regress/writes
-\! sqlite3 /tmp/owsync_regress/writes/w.db "CREATE TABLE vals(id TEXT PRIMARY KEY, i BIGINT, b BOOLEAN, j JSON, s TEXT, d DATE, ts DATETIME, r REAL, n NUMERIC, x BLOB); CREATE TABLE pair(a INTEGER NOT NULL, b TEXT NOT NULL, v TEXT NOT NULL DEFAULT 'sqlite default', PRIMARY KEY (a, b)); CREATE TABLE many(id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE nokey(v TEXT); INSERT INTO nokey VALUES ('x'); INSERT INTO pair VALUES (1, 'a', 'one'), (1, 'b', 'two'), (2, 'a', 'three');"
-\! cd /tmp/owsync_regress/writes && cp w.db ro.db && sqlite3 wal.db "PRAGMA journal_mode = WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'wal');" >/dev/null && chmod 666 *.db
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" writes
 SET owsync.allowed_directories = '/tmp/owsync_regress/writes';
 
 CREATE SERVER regress_w FOREIGN DATA WRAPPER owsync_fdw
@@ -219,9 +217,12 @@ DELETE FROM regress_writes.many m USING (VALUES (11), (11)) AS v(x) WHERE m.id =
 \! sqlite3 /tmp/owsync_regress/writes/w.db "SELECT a, b, v FROM pair WHERE b = 'kept' ORDER BY a; SELECT count(*) FROM many WHERE id = 11"
 -- a file locked by another writer is waited on for busy_timeout, then refused
 ALTER SERVER regress_w OPTIONS (ADD busy_timeout '200');
-\! cd /tmp/owsync_regress/writes && (python3 -c "import sqlite3, os, time; c = sqlite3.connect('w.db', isolation_level=None); c.execute('BEGIN IMMEDIATE'); open('locked', 'w').close(); [time.sleep(0.05) for _ in range(400) if not os.path.exists('release')]; c.execute('COMMIT'); os.remove('locked')" >/dev/null 2>&1 &) && for i in $(seq 200); do [ -e locked ] && break; sleep 0.05; done
+-- (test/fixtures/sqlite_writer.sh: the writer holds the lock until told to commit)
+\setenv WR /tmp/owsync_regress/writes/writer
+\! sh "$PG_ABS_SRCDIR/test/fixtures/sqlite_writer.sh" /tmp/owsync_regress/writes/w.db "$WR" "BEGIN IMMEDIATE;" "COMMIT;" &
+\! sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$WR/1.done"
 INSERT INTO regress_writes.nokey VALUES ('refused');
-\! cd /tmp/owsync_regress/writes && touch release && for i in $(seq 200); do [ -e locked ] || break; sleep 0.05; done && rm release
+\! touch "$WR/2.go" && sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$WR/exited"
 ALTER SERVER regress_w OPTIONS (DROP busy_timeout);
 -- the file must be writable by the server: SQLite's own error, mapped
 \! chmod 444 /tmp/owsync_regress/writes/w.db

@@ -632,7 +632,7 @@ def assistant_message(g, mid, parent, model, t, files):
 
 
 def add_chat(g, batch, index, u, tag_slugs, huge):
-    """One chat: the chat.chat tree of SCHEMA.md section 6 plus its per-message rows."""
+    """One chat: the chat.chat message tree (history.messages, currentId) plus its per-message rows."""
     rng = g.rng
     cid = g.new_id()
     model = rng.choice(g.models)
@@ -951,7 +951,7 @@ def gen_legacy_leftovers(g):
 
 
 def gen_quirks(g):
-    """Opt-in rows with the data-quality pitfalls of SCHEMA.md section 7 (run last; other rows stay identical)."""
+    """Opt-in rows with data-quality pitfalls of real deployments (run last; other rows stay identical)."""
     u = g.users[0]
     t = g.ts()
     base = {'share_id': None, 'archived': 0, 'created_at': t, 'updated_at': t, 'pinned': None, 'meta': dumps({}),
@@ -1012,7 +1012,7 @@ def parse_args(argv):
     ap.add_argument('--no-pk', action='store_true',
                     help='pre-v0.9.6 legacy DB: no PRIMARY KEY on the peewee tables (legacy only)')
     ap.add_argument('--quirks', action='store_true',
-                    help='add rows with the pitfalls of SCHEMA.md section 7 (NUL, surrogates, orphans, ...)')
+                    help='add rows with data-quality pitfalls (NUL, surrogates, orphans, ...)')
     ap.add_argument('--force', action='store_true', help='overwrite --out if it exists')
     args = ap.parse_args(argv)
     if args.no_pk and args.flavour != 'legacy':

@@ -21,7 +21,7 @@ OWSYNC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}   # not /usr/bin/pg_config: it picks the newest server-dev
 OWSYNC_PGBIN=${OWSYNC_PGBIN:-$(dirname "$PG_CONFIG")}
 OWSYNC_PKGS=(make gcc postgresql-15 postgresql-server-dev-15 postgresql-15-cron
-             libsqlite3-dev libxxhash-dev sqlite3 python3 libipc-run-perl)
+             libsqlite3-dev libxxhash-dev sqlite3 python3)
 OWSYNC_WORK=""          # private temp dir of this run (cluster, socket, logs), set by owsync_workdir
 OWSYNC_CLEANUP_DIRS=()  # extra directories removed at exit
 OWSYNC_CHILD=""         # pid of the command owsync_run is waiting for, for the signal traps
@@ -168,7 +168,7 @@ CONF
       -w -t 60 start >/dev/null || owsync_die "server did not start"
 )
 
-# Stop every cluster under the work dir: ours, and any a TAP test left behind if it was killed.
+# Stop every cluster under the work dir.
 owsync_cluster_stop() (
   [ -n "$OWSYNC_WORK" ] && [ -d "$OWSYNC_WORK" ] || exit 0
   local pidfile

@@ -3,9 +3,8 @@
 # As root on a fresh Debian bookworm it installs what it needs (apt), builds and installs the
 # extension, starts a throwaway PostgreSQL 15 cluster with pg_cron preloaded, and runs
 #   1. the pg_regress tests sql/*.sql (make installcheck, as the calling user),
-#   2. the isolation tests, if the Makefile defines ISOLATION,
-#   3. the TAP tests test/t/*.pl (prove, as the postgres OS user; each starts its own clusters).
-# --no-deps skips apt; --only NAME runs only sql/NAME.sql, specs/NAME.spec or test/t/NAME.pl.
+#   2. the isolation tests specs/*.spec (make installcheck, in database isolation_regression).
+# --no-deps skips apt; --only NAME runs only sql/NAME.sql or specs/NAME.spec.
 # The last line is "N passed, N failed"; the exit status is non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,22 +16,20 @@ while [ $# -gt 0 ]; do
     --no-deps) deps=0 ;;
     --only) only=${2:?--only needs a test name}; shift ;;
     --only=*) only=${1#--only=} ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 
 # What to run: make's own lists (REGRESS = every sql/*.sql), or just the --only test.
-regress=(ISOLATION=) iso=() taps=(test/t/*.pl)
-[ -e "${taps[0]}" ] || taps=()
+regress=(ISOLATION=) iso=()
 grep -qE '^ISOLATION[[:space:]]*[:+?]?=' Makefile && iso=(REGRESS=)
 if [ -n "$only" ]; then
-  regress=() iso=() taps=()
+  regress=() iso=()
   [ -f "sql/$only.sql" ] && regress=(REGRESS="$only" ISOLATION=)
   [ -f "specs/$only.spec" ] && iso=(REGRESS= ISOLATION="$only")
-  [ -f "test/t/$only.pl" ] && taps=("test/t/$only.pl")
-  [ -n "${regress[*]}${iso[*]}${taps[*]}" ] || owsync_die "no test named '$only'"
+  [ -n "${regress[*]}${iso[*]}" ] || owsync_die "no test named '$only'"
 fi
 
 n_pass=0 n_fail=0
@@ -40,14 +37,14 @@ n_pass=0 n_fail=0
 # (a failed install or build counts as one failure).
 owsync_on_exit() {
   [ "$1" -ne 0 ] && [ "$n_fail" -eq 0 ] && n_fail=1
-  owsync_step "summary (pg_regress + isolation tests + TAP files)"
+  owsync_step "summary (pg_regress + isolation tests)"
   echo "$n_pass passed, $n_fail failed"
 }
 owsync_workdir
 
 [ "$deps" -eq 1 ] && owsync_install_deps
 owsync_build_install
-owsync_test_dir /tmp/owsync_regress        # the pg_regress tests' SQLite fixtures live here
+owsync_test_dir /tmp/owsync_regress        # the tests' SQLite files live here (test/fixtures/make.sh)
 owsync_cluster_start contrib_regression     # pg_regress's database for PGXS
 # Note: pg_regress clears PGDATABASE (and PGSERVICE...) for the psql it runs, so shell commands
 # in tests (\! psql ...) must name the database: psql -X -d contrib_regression.
@@ -69,38 +66,5 @@ installcheck() {  # $1 = label, $2 = diffs file, rest = make variable overrides
 }
 [ "${#regress[@]}" -gt 0 ] && installcheck "pg_regress (make installcheck)" regression.diffs "${regress[@]}"
 [ "${#iso[@]}" -gt 0 ] && installcheck "isolation tests (make installcheck)" output_iso/regression.diffs "${iso[@]}"
-
-# TAP tests run as postgres (initdb refuses root) from a postgres-owned copy: prove writes
-# tmp_check/ into TESTDIR.  OWSYNC_SRC is the repository (for test/ and test/gen_openwebui.py),
-# or a copy of its test/ when the postgres user cannot read the checkout (e.g. under /root).
-run_tap() {
-  local tapdir=$OWSYNC_WORK/tap src=$OWSYNC_ROOT pgxs ok=1 f t files=()
-  owsync_step "TAP tests (prove, as the postgres OS user)"
-  pgxs=$("$PG_CONFIG" --pkglibdir)/pgxs
-  mkdir -p "$tapdir/t"
-  cp "${taps[@]}" "$tapdir/t/"
-  for t in "${taps[@]}"; do files+=("t/${t##*/}"); done    # never "t/": prove wants *.t there
-  if [ -n "$(owsync_as_pg find "$OWSYNC_ROOT/test" ! -readable -print -quit 2>&1)" ]; then
-    src=$tapdir/src
-    mkdir -p "$src"
-    cp -r test "$src/"
-    echo "the postgres user cannot read $OWSYNC_ROOT/test: OWSYNC_SRC=$src (a copy)"
-  fi
-  owsync_give_to_pg "$tapdir"
-  owsync_run 1800 "$OWSYNC_WORK/prove.out" "${OWSYNC_AS_PG[@]}" env -C "$tapdir" \
-    -u PGHOST -u PGPORT -u PGUSER PATH="$OWSYNC_PGBIN:$PATH" TESTDIR="$tapdir" \
-    PG_REGRESS="$pgxs/src/test/regress/pg_regress" OWSYNC_SRC="$src" \
-    prove -I "$pgxs/src/test/perl" "${files[@]}" || ok=0
-  f=$(grep -cE '^t/.*\(Wstat' "$OWSYNC_WORK/prove.out" || true)   # one line per failed file
-  if [ "$ok" -eq 0 ]; then
-    [ "$f" -eq 0 ] && f=${#taps[@]}           # prove died without a summary: count all
-    for log in "$tapdir"/tmp_check/log/regress_log_*; do
-      [ -f "$log" ] || continue
-      owsync_step "$(basename "$log") (last 60 lines)"; tail -n 60 "$log"
-    done
-  fi
-  n_pass=$((n_pass + ${#taps[@]} - f)) n_fail=$((n_fail + f))
-}
-[ "${#taps[@]}" -gt 0 ] && run_tap
 
 [ "$n_fail" -eq 0 ]
