@@ -76,7 +76,7 @@ SELECT mode, status, result FROM owsync.history ORDER BY run_id DESC LIMIT 1;
 -- source's is kept in the conflict; the digests follow the source, so the
 -- same source version is not applied again
 --
-UPDATE owsync.client SET options = options || '{"conflict_policy": "target_wins"}' WHERE client = 'cf';
+SELECT owsync.set_options('cf', '{"conflict_policy": "target_wins"}') ->> 'conflict_policy' AS conflict_policy;
 UPDATE cf.item SET name = 'pg5' WHERE id = 5;
 DELETE FROM cf.item WHERE id = 6;
 INSERT INTO cf.item VALUES (101, 'pg101', NULL, 1);
@@ -119,7 +119,7 @@ SELECT owsync.resolve_conflict(1, 'target');
 -- newest_wins: the higher updated_at wins (ties go to the source); a table
 -- without updated_at goes to the source, and so does a delete at the source
 --
-UPDATE owsync.client SET options = options || '{"conflict_policy": "newest_wins"}' WHERE client = 'cf';
+SELECT owsync.set_options('cf', '{"conflict_policy": "newest_wins"}') ->> 'conflict_policy' AS conflict_policy;
 UPDATE cf.item SET name = 'pg8', updated_at = 9000 WHERE id = 8;	-- newer than the source's edit
 UPDATE cf.item SET name = 'pg10' WHERE id = 10;					-- updated_at left as it was
 UPDATE cf.item SET name = 'pg11', updated_at = 9011 WHERE id = 11;
@@ -137,7 +137,7 @@ SELECT table_name, watermark FROM owsync.client_table WHERE client = 'cf' AND ta
 -- manual: the mirror's row is left alone, the conflict pending until
 -- resolved; later source changes of the row update the pending conflict
 --
-UPDATE owsync.client SET options = options || '{"conflict_policy": "manual"}' WHERE client = 'cf';
+SELECT owsync.set_options('cf', '{"conflict_policy": "manual"}') ->> 'conflict_policy' AS conflict_policy;
 UPDATE cf.item SET name = 'pg10 manual' WHERE id = 10;
 DELETE FROM cf.item WHERE id = 4;
 \! sqlite3 /tmp/owsync_regress/conflicts/webui.db "UPDATE item SET name = 'src10 manual', updated_at = 6010 WHERE id = 10; UPDATE item SET name = 'src4 manual', updated_at = 6004 WHERE id = 4; INSERT INTO item VALUES (200, 'src200', NULL, 6200);"
@@ -188,7 +188,7 @@ SELECT owsync.resolve_conflict(-1, 'source');
 --
 UPDATE cf.item SET meta = '{"pg" :   3}' WHERE id = 3;
 INSERT INTO cf.item VALUES (300, 'pg only', '[1,  2]', 1);	-- a row only the mirror has
-UPDATE owsync.client SET options = options || '{"conflict_policy": "target_wins"}' WHERE client = 'cf';
+SELECT owsync.set_options('cf', '{"conflict_policy": "target_wins"}') ->> 'conflict_policy' AS conflict_policy;
 UPDATE cf.item SET name = 'pg1 full' WHERE id = 1;
 \! sqlite3 /tmp/owsync_regress/conflicts/webui.db "UPDATE item SET name = 'src1 full', updated_at = 7001 WHERE id = 1;"
 CALL owsync.sync('cf', 'full');
@@ -198,7 +198,7 @@ SELECT table_name, key, mirror_op, source_op, winner FROM owsync.conflicts
 SELECT table_name, path, conflicts FROM owsync.run_table WHERE run_id = (SELECT max(run_id) FROM owsync.run) ORDER BY 1;
 -- under source_wins a full run applies the source over the mirror changes it
 -- changed (recorded), and still keeps the ones it did not
-UPDATE owsync.client SET options = options - 'conflict_policy' WHERE client = 'cf';
+SELECT owsync.set_options('cf', '{"conflict_policy": null}') ->> 'conflict_policy' AS conflict_policy;
 \! sqlite3 /tmp/owsync_regress/conflicts/webui.db "UPDATE item SET name = 'src1 full 2', updated_at = 7101 WHERE id = 1;"
 CALL owsync.sync('cf', 'full');
 SELECT table_name, key, policy, mirror_op, source_op, winner FROM owsync.conflicts
@@ -235,9 +235,8 @@ SELECT table_name, key, op FROM owsync.mirror_change WHERE table_name = 'extra';
 -- a client's reader sees the conflicts and mirror changes of the tables it
 -- may read only (row images of withheld tables hold secrets)
 CREATE ROLE regress_cf_reader;
-UPDATE owsync.client SET reader_role = 'regress_cf_reader' WHERE client = 'cf';
-GRANT USAGE ON SCHEMA cf TO regress_cf_reader;
-GRANT SELECT ON cf.item TO regress_cf_reader;
+SELECT owsync.set_options('cf', '{"reader_role": "regress_cf_reader", "withheld_tables": ["note", "other", "extra"]}')
+       ->> 'reader_role' AS reader_role;
 SET ROLE regress_cf_reader;
 SELECT table_name, count(*) AS conflicts FROM owsync.conflicts GROUP BY 1 ORDER BY 1;
 SELECT table_name, count(*) AS mirror_changes FROM owsync.mirror_change GROUP BY 1 ORDER BY 1;

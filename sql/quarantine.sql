@@ -47,7 +47,7 @@ SELECT count(*) AS tables, sum(missing + extra + coalesce(differing, 0)) AS diff
 SELECT run_id, mode, status, quarantined FROM owsync.history_detail ORDER BY run_id;
 
 -- the default, abort, fails the run instead (and changes nothing)
-UPDATE owsync.client SET options = '{}' WHERE client = 'q_example_com';
+SELECT owsync.set_options('q_example_com', '{"on_bad_row": null}');
 \! sqlite3 /tmp/owsync_regress/quarantine/webui.db "UPDATE chat SET title = 'again' || char(0) WHERE rowid = 1;"
 CALL owsync.sync('q_example_com', 'reconcile');
 SELECT status, sqlstate, error_table FROM owsync.run ORDER BY run_id DESC LIMIT 1;

@@ -42,7 +42,7 @@ SELECT table_name, path, inserted, updated, deleted FROM owsync.run_table
  WHERE run_id = (SELECT max(run_id) FROM owsync.run) AND inserted + updated + deleted > 0 ORDER BY 1;
 SELECT * FROM pg_temp.check('acme_quantabase_io');
 -- with reconcile due every run, an incremental sync finds silent edits too
-UPDATE owsync.client SET options = options || '{"reconcile_interval": "0"}' WHERE client = 'fresh_example_com';
+SELECT owsync.set_options('fresh_example_com', '{"reconcile_interval": "0"}');
 CALL owsync.sync('fresh_example_com');
 SELECT * FROM pg_temp.check('fresh_example_com');
 CALL owsync.sync('nopk_example_com', 'reconcile');

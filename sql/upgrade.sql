@@ -9,7 +9,7 @@
 \set SHOW_CONTEXT never
 CREATE EXTENSION pg_cron;
 CREATE EXTENSION owsync_fdw VERSION '0.1';
-\! rm -rf /tmp/owsync_regress/upgrade && mkdir -p /tmp/owsync_regress/upgrade && cd /tmp/owsync_regress/upgrade && python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour legacy --size tiny --seed 12 --journal wal --out legacy.db >/dev/null && python3 "$PG_ABS_SRCDIR/test/gen_openwebui.py" --flavour fresh --size tiny --seed 13 --journal wal --out fresh.db >/dev/null && chmod -R a+rwX .
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" upgrade
 SET owsync.allowed_directories = '/tmp/owsync_regress/upgrade';
 SET client_min_messages = warning;
 \getenv abs_srcdir PG_ABS_SRCDIR
@@ -69,11 +69,13 @@ LANGUAGE sql AS $$
      AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'owsync_fdw')
 $$;
 
--- 0.1: two clients, one with a reader role, a conflict policy and a
--- schedule; synced twice; a row changed in its mirror (a pending mirror change)
+-- 0.1: two clients, one with a reader role, a conflict policy, a schedule
+-- and a misspelt option value that 0.1 took silently (0.2 refuses it at
+-- registration); synced twice; a row changed in its mirror (a pending
+-- mirror change)
 SELECT extversion FROM pg_extension WHERE extname = 'owsync_fdw';
 SELECT count(*) AS tables FROM owsync.register_client('legacy_example_com', '/tmp/owsync_regress/upgrade/legacy.db',
-    'hourly', '{"reader_role": true, "conflict_policy": "target_wins"}');
+    'hourly', '{"reader_role": true, "conflict_policy": "target_wins", "on_bad_row": "quarantin"}');
 SELECT count(*) AS tables FROM owsync.register_client('fresh_example_com', '/tmp/owsync_regress/upgrade/fresh.db');
 CALL owsync.sync('legacy_example_com');
 CALL owsync.sync('fresh_example_com');
@@ -95,6 +97,9 @@ SELECT coalesce(b.rel, a.rel) AS rel, b.n AS rows_before, a.n AS rows_after
   FROM before b FULL JOIN pg_temp.state() a USING (rel)
  WHERE b.digest IS DISTINCT FROM a.digest;
 SELECT jobname, command FROM cron.job ORDER BY jobname;
+-- the misspelt option is reported; the runs below go on as before
+SELECT client, problem FROM owsync.status ORDER BY client;
+SELECT client, bad_options, option_errors FROM owsync.status_detail ORDER BY client;
 
 -- the clients sync on: the file's changes (silent edits, an import with old
 -- timestamps, hard deletes) arrive incrementally, no table is reloaded, the
@@ -116,6 +121,9 @@ SELECT owsync.resolve_conflict(conflict_id, 'source') FROM owsync.conflicts;
 CALL owsync.sync('legacy_example_com', 'reconcile');
 SELECT * FROM pg_temp.check('legacy_example_com');
 SELECT * FROM pg_temp.check('fresh_example_com');
+-- the misspelt option set right
+SELECT owsync.set_options('legacy_example_com', '{"on_bad_row": "abort"}') ->> 'on_bad_row' AS on_bad_row;
+SELECT client, problem FROM owsync.status ORDER BY client;
 -- the reader role reads its client's mirror and status, as before
 SET ROLE legacy_example_com_reader;
 SELECT count(*) > 0 AS reads_chats FROM legacy_example_com.chat;

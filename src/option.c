@@ -22,12 +22,14 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_foreign_table.h"
+#include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "owsync_fdw.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -414,35 +416,52 @@ owsync_check_write_privilege(Oid userid, const char *servername)
 			 errhint("Ask a superuser to grant pg_write_server_files, or write as a role that has it.")));
 }
 
+/*
+ * The candidate closest to name by edit distance, if one is close enough to
+ * suggest (at most MAX_SUGGESTION_DISTANCE edits, and at most half of name's
+ * length); NULL otherwise.
+ */
+static const char *
+closest_name(const char *name, const char *const *candidates, int ncandidates)
+{
+	const char *closest = NULL;
+	int			best = MAX_SUGGESTION_DISTANCE + 1;
+	int			namelen = strlen(name);
+
+	if (namelen >= NAMEDATALEN)
+		return NULL;
+	for (int i = 0; i < ncandidates; i++)
+	{
+		int			dist = varstr_levenshtein(name, namelen, candidates[i], strlen(candidates[i]),
+											  1, 1, 1, false);
+
+		if (dist < best && dist <= namelen / 2)
+		{
+			best = dist;
+			closest = candidates[i];
+		}
+	}
+	return closest;
+}
+
 /* Complain about an option that is not valid for the catalog. */
 static void
 report_invalid_option(const char *name, Oid catalog)
 {
 	StringInfoData valid;
-	const char *closest = NULL;
-	int			best = MAX_SUGGESTION_DISTANCE + 1;
-	int			namelen = strlen(name);
+	const char *names[lengthof(valid_options)];
+	int			nnames = 0;
+	const char *closest;
 
 	initStringInfo(&valid);
 	for (int i = 0; i < lengthof(valid_options); i++)
 	{
-		const char *option = valid_options[i].name;
-
 		if (valid_options[i].context != catalog)
 			continue;
-		appendStringInfo(&valid, "%s%s", valid.len > 0 ? ", " : "", option);
-		if (namelen < NAMEDATALEN)
-		{
-			int			dist = varstr_levenshtein(name, namelen, option, strlen(option),
-												  1, 1, 1, false);
-
-			if (dist < best && dist <= namelen / 2)
-			{
-				best = dist;
-				closest = option;
-			}
-		}
+		names[nnames++] = valid_options[i].name;
+		appendStringInfo(&valid, "%s%s", valid.len > 0 ? ", " : "", valid_options[i].name);
 	}
+	closest = closest_name(name, names, nnames);
 
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
@@ -450,6 +469,36 @@ report_invalid_option(const char *name, Oid catalog)
 			 closest ? errhint("Perhaps you meant the option \"%s\".", closest) :
 			 valid.len > 0 ? errhint("Valid options in this context are: %s", valid.data) :
 			 errhint("There are no valid options in this context.")));
+}
+
+/*
+ * owsync._closest_name(name, candidates): the candidate an unknown name was
+ * probably meant to be, as the wrapper's own option check suggests it (for
+ * the sync's client options); NULL when none is close.
+ */
+PG_FUNCTION_INFO_V1(owsync_closest_name);
+
+Datum
+owsync_closest_name(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems;
+	const char **candidates;
+	int			ncandidates = 0;
+	const char *closest;
+
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &nelems);
+	candidates = palloc(sizeof(char *) * Max(nelems, 1));
+	for (int i = 0; i < nelems; i++)
+		if (!nulls[i])
+			candidates[ncandidates++] = TextDatumGetCString(elems[i]);
+	closest = closest_name(name, candidates, ncandidates);
+	if (closest == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(closest));
 }
 
 /*

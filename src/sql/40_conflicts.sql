@@ -52,22 +52,6 @@
 -- The tables mirror_change and conflict are in 20_catalog.sql, the view
 -- conflicts in 60_views.sql.
 
--- The valid values of options->>'conflict_policy' (NULL: source_wins).
-CREATE FUNCTION owsync._check_conflict_policy(p_client text, p_options jsonb) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF coalesce(p_options ->> 'conflict_policy', 'source_wins')
-       NOT IN ('source_wins', 'target_wins', 'newest_wins', 'manual') THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('invalid conflict_policy %L in the options of client %L',
-                             p_options ->> 'conflict_policy', p_client),
-            HINT = 'Use source_wins (the default), target_wins, newest_wins or manual.';
-    END IF;
-END
-$$;
-
 -- Note one change of a mirror row (see above).
 CREATE FUNCTION owsync._note_mirror_change(p_client text, p_table text, p_key jsonb, p_old json, p_new json)
 RETURNS void
@@ -217,8 +201,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    client_policy text := coalesce((SELECT c.options ->> 'conflict_policy' FROM owsync.client c
-                                     WHERE c.client = t.client), 'source_wins');
+    client_policy text := (SELECT owsync._options(c.options) ->> 'conflict_policy' FROM owsync.client c
+                            WHERE c.client = t.client);
     nconflicts bigint;
 BEGIN
     UPDATE pg_temp.owsync_cand c

@@ -1,9 +1,10 @@
 -- A client's tables: per source table a mirror table, a digest table and a
 -- catalog row, and the reader role's grants on the mirror.
 
--- The reader role register_client() sets up when options->'reader_role' is
--- true (named <client>_reader) or a role name: created NOLOGIN when missing;
--- an existing one must be neither a superuser nor owsync_admin.  Returns it.
+-- The reader role of a client's option reader_role (checked by
+-- _check_options): true names it <client>_reader; it is created NOLOGIN when
+-- missing, and an existing one must be neither a superuser nor
+-- owsync_admin.  Returns it (NULL: none).
 CREATE FUNCTION owsync._setup_reader(p_client text, p_option jsonb) RETURNS name
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -15,13 +16,7 @@ BEGIN
     IF p_option IS NULL OR p_option = 'false'::jsonb OR p_option = 'null'::jsonb THEN
         RETURN NULL;
     END IF;
-    reader := CASE WHEN p_option = 'true'::jsonb THEN p_client || '_reader'
-                   WHEN jsonb_typeof(p_option) = 'string' THEN p_option #>> '{}' END;
-    IF reader IS NULL OR reader !~ '^[a-z_][a-z0-9_]*$' OR length(reader) > 63 THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('invalid reader_role %s for client %L', p_option, p_client),
-            HINT = 'Give true (a role named <client>_reader) or a lower-case role name of at most 63 characters.';
-    END IF;
+    reader := CASE WHEN p_option = 'true'::jsonb THEN p_client || '_reader' ELSE p_option #>> '{}' END;
     SELECT * INTO r FROM pg_roles WHERE rolname = reader;
     IF FOUND AND (r.rolsuper OR reader = 'owsync_admin' OR pg_has_role(reader, 'owsync_admin', 'MEMBER')) THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -45,9 +40,36 @@ DECLARE
 BEGIN
     SELECT * INTO c FROM owsync.client WHERE client = p_client;
     IF c.reader_role IS NOT NULL
-       AND NOT p_table IN (SELECT jsonb_array_elements_text(coalesce(c.options -> 'withheld_tables',
-                               '["auth", "api_key", "config", "oauth_session", "channel_webhook"]'))) THEN
+       AND NOT p_table IN (SELECT jsonb_array_elements_text(owsync._options(c.options) -> 'withheld_tables')) THEN
         EXECUTE format('GRANT SELECT ON %I.%I TO %I', p_client, p_table, c.reader_role);
+    END IF;
+END
+$$;
+
+-- Give a client's reader grants again after its options changed: the
+-- former reader (if any) loses USAGE on the mirror schema and SELECT on its
+-- tables (the role itself stays: it may serve elsewhere), the reader of the
+-- options now is set up and granted the tables not withheld.
+CREATE FUNCTION owsync._reset_reader(p_client text, p_former name) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    reader name;
+    t record;
+BEGIN
+    IF p_former IS NOT NULL AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_former) THEN
+        EXECUTE format('REVOKE SELECT ON ALL TABLES IN SCHEMA %I FROM %I', p_client, p_former);
+        EXECUTE format('REVOKE USAGE ON SCHEMA %I FROM %I', p_client, p_former);
+    END IF;
+    reader := owsync._setup_reader(p_client, (SELECT owsync._options(c.options) -> 'reader_role'
+                                                FROM owsync.client c WHERE c.client = p_client));
+    UPDATE owsync.client c SET reader_role = reader WHERE c.client = p_client;
+    IF reader IS NOT NULL THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', p_client, reader);
+        FOR t IN SELECT ct.table_name FROM owsync.client_table ct WHERE ct.client = p_client ORDER BY 1 LOOP
+            PERFORM owsync._grant_reader(p_client, t.table_name);
+        END LOOP;
     END IF;
 END
 $$;
@@ -78,7 +100,7 @@ DECLARE
     maxwm bigint;
     col record;
 BEGIN
-    SELECT options INTO opts FROM owsync.client WHERE client = p_client;
+    SELECT owsync._options(options) INTO opts FROM owsync.client WHERE client = p_client;
     ft := format('%I.%I', n.src_schema, p_table)::regclass;
     IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = ft AND attname = 'owsync_digest') THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_column',

@@ -111,7 +111,7 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN coalesce((options ->> 'overlap_seconds')::bigint, 60) * CASE unit WHEN 'ns' THEN 1000000000 ELSE 1 END;
+    RETURN (options ->> 'overlap_seconds')::bigint * CASE unit WHEN 'ns' THEN 1000000000 ELSE 1 END;
 END
 $$;
 
@@ -289,11 +289,11 @@ BEGIN
     p.mirror := format('%I.%I', n.mirror_schema, t.table_name);
     p.src := format('%I.%I', n.src_schema, t.table_name);
     p.dig := format('%I.%I', n.digest_schema, t.table_name);
-    p.opts := (SELECT options FROM owsync.client WHERE client = t.client);
+    p.opts := (SELECT owsync._options(options) FROM owsync.client WHERE client = t.client);
     p.keylist := (SELECT string_agg(format('%I', k), ', ') FROM unnest(t.key_columns) k);
     p.on_key := (SELECT string_agg(format('m.%1$I = s.%1$I', k), ' AND ') FROM unnest(t.key_columns) k);
     p.use_digests := reconcile OR t.watermark_column IS NULL;
-    p.quarantine := coalesce(p.opts ->> 'on_bad_row', 'abort') = 'quarantine';
+    p.quarantine := p.opts ->> 'on_bad_row' = 'quarantine';
     p.pending := EXISTS (SELECT 1 FROM owsync.mirror_change mc
                           WHERE mc.client = t.client AND mc.table_name = t.table_name);
     SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),

@@ -51,7 +51,7 @@ AS $$
 DECLARE
     n record := owsync.client_names(p_client);
     probe name := owsync._probe_schema(p_client);
-    opts jsonb := (SELECT options FROM owsync.client WHERE client = p_client);
+    opts jsonb := (SELECT owsync._options(options) FROM owsync.client WHERE client = p_client);
     notes text[] := '{}';
     t record;
     col record;
@@ -64,7 +64,7 @@ BEGIN
     END IF;
     EXECUTE format('CREATE SCHEMA %I', probe);
     EXECUTE format('IMPORT FOREIGN SCHEMA main FROM SERVER %I INTO %I OPTIONS (json_type %L)',
-                   n.server, probe, coalesce(opts ->> 'json_type', 'json'));
+                   n.server, probe, opts ->> 'json_type');
 
     -- tables that appeared (or came back)
     FOR t IN SELECT c.relname::text AS name FROM pg_class c

@@ -96,7 +96,7 @@ BEGIN
     reconcile := p_mode = 'reconcile'
                  OR (p_mode = 'incremental' AND
                      (c.last_reconcile_at IS NULL OR
-                      c.last_reconcile_at < now() - coalesce(c.options ->> 'reconcile_interval', '1 hour')::interval));
+                      c.last_reconcile_at < now() - (owsync._options(c.options) ->> 'reconcile_interval')::interval));
 
     SELECT '{}'::text[] AS new_tables, '{}'::text[] AS widened INTO drift;
     cap := owsync._capture_schema(p_client, rid);
@@ -152,6 +152,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c owsync.client;
+    opts jsonb;
     r owsync.run;
     n integer;
     event text;
@@ -159,6 +160,7 @@ DECLARE
     keep interval := coalesce(nullif(current_setting('owsync.history_retention', true), ''), '30d')::interval;
 BEGIN
     SELECT * INTO c FROM owsync.client WHERE client = p_client;
+    opts := owsync._options(c.options);
     SELECT * INTO r FROM owsync.run WHERE run_id = p_run;
     IF r.status = 'succeeded' THEN
         event := CASE WHEN c.alerting THEN 'recovered' END;
@@ -166,13 +168,13 @@ BEGIN
          WHERE client = p_client AND (consecutive_failures <> 0 OR alerting);
     ELSIF r.status = 'failed' THEN
         n := c.consecutive_failures + 1;
-        event := CASE WHEN NOT c.alerting AND n >= coalesce((c.options ->> 'alert_after_failures')::integer, 3)
+        event := CASE WHEN NOT c.alerting AND n >= (opts ->> 'alert_after_failures')::integer
                       THEN 'failing' END;
         UPDATE owsync.client
            SET consecutive_failures = n,
                next_attempt_at = r.started_at
-                   + least(coalesce(c.options ->> 'backoff_max', '1 hour')::interval,
-                           coalesce(c.options ->> 'backoff_base', '1 minute')::interval * power(2, least(n - 1, 20))),
+                   + least((opts ->> 'backoff_max')::interval,
+                           (opts ->> 'backoff_base')::interval * power(2, least(n - 1, 20))),
                alerting = alerting OR event IS NOT NULL
          WHERE client = p_client;
     END IF;

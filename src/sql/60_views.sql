@@ -64,8 +64,12 @@ SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
          WHERE s.schemaname = c.client) AS mirror_rows,
        (SELECT count(*) FROM owsync.quarantine q WHERE q.client = c.client) AS quarantined_rows,
        (SELECT count(*) FROM owsync.mirror_change mc WHERE mc.client = c.client) AS mirror_changes,
-       (SELECT count(*) FROM owsync.conflict x WHERE x.client = c.client AND x.decided IS NULL) AS pending_conflicts
+       (SELECT count(*) FROM owsync.conflict x WHERE x.client = c.client AND x.decided IS NULL) AS pending_conflicts,
+       e.bad_options, e.option_errors
   FROM owsync.client c
+  CROSS JOIN LATERAL (SELECT array_agg(coalesce(x.option, 'options') ORDER BY x.option) AS bad_options,
+                             array_agg(x.message || ' (' || x.hint || ')' ORDER BY x.option) AS option_errors
+                        FROM owsync._option_errors(c.client, c.options) x) e
   LEFT JOIN LATERAL (SELECT r.* FROM owsync.run r
                       WHERE r.client = c.client AND r.status <> 'skipped'
                       ORDER BY r.run_id DESC LIMIT 1) last ON true
@@ -73,7 +77,7 @@ SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
                       WHERE r.client = c.client AND r.status = 'succeeded'
                       ORDER BY r.run_id DESC LIMIT 1) ok ON true;
 
-COMMENT ON VIEW owsync.status_detail IS 'one row per client: schedule and its pg_cron job, last run and its outcome, failures in a row and the backoff, next run, last success, lag, rows in the mirror (statistics), quarantined rows, rows changed in the mirror (pending in owsync.mirror_change), conflicts pending resolution';
+COMMENT ON VIEW owsync.status_detail IS 'one row per client: schedule and its pg_cron job, last run and its outcome, failures in a row and the backoff, next run, last success, lag, rows in the mirror (statistics), quarantined rows, rows changed in the mirror (pending in owsync.mirror_change), conflicts pending resolution, and the stored options that register_client() or set_options() would refuse now (their names, and why)';
 
 CREATE VIEW owsync.status WITH (security_invoker = true) AS
 SELECT d.client, d.enabled, d.schedule, d.cron_job,
@@ -85,10 +89,11 @@ SELECT d.client, d.enabled, d.schedule, d.cron_job,
                  owsync._brief(CASE WHEN d.failures > 1 THEN d.failures || 'x: ' ELSE '' END
                                || d.last_error, 24)
             WHEN d.quarantined_rows > 0 THEN d.quarantined_rows || ' quarantined'
+            WHEN d.bad_options IS NOT NULL THEN owsync._brief('bad options: ' || array_to_string(d.bad_options, ', '), 24)
             WHEN d.pending_conflicts > 0 THEN d.pending_conflicts || ' conflicts pending' END AS problem
   FROM owsync.status_detail d;
 
-COMMENT ON VIEW owsync.status IS 'one line per client for psql: schedule and pg_cron job, outcome and age of the last run, next run, lag since the last success, the problem if any: failures in a row and the error cut short, rows quarantined, or conflicts pending (in full in owsync.status_detail)';
+COMMENT ON VIEW owsync.status IS 'one line per client for psql: schedule and pg_cron job, outcome and age of the last run, next run, lag since the last success, the problem if any: failures in a row and the error cut short, rows quarantined, options to fix, or conflicts pending (in full in owsync.status_detail)';
 
 -- One row per client, every column a number: the shape postgres_exporter's
 -- custom queries turn into Prometheus metrics (docs/postgres_exporter.yaml).

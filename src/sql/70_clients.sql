@@ -36,17 +36,12 @@ BEGIN
     IF owsync._cron_expr(client, schedule) IS NOT NULL THEN
         PERFORM owsync._require_cron(client);
     END IF;
-    IF coalesce(options ->> 'json_type', 'json') NOT IN ('json', 'jsonb') THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('invalid json_type %L in the options of client %L', options ->> 'json_type', client),
-            HINT = 'Use "json" (the default, keeps the exact text) or "jsonb".';
-    END IF;
-    PERFORM owsync._check_conflict_policy(client, options);
+    PERFORM owsync._check_options(client, options);
 
     INSERT INTO owsync.client AS c (client, database, schedule, options)
     VALUES (register_client.client, register_client.database, lower(btrim(register_client.schedule)),
-            coalesce(register_client.options, '{}'));
-    reader := owsync._setup_reader(client, options -> 'reader_role');
+            owsync._without_nulls(coalesce(register_client.options, '{}')));
+    reader := owsync._setup_reader(client, owsync._options(options) -> 'reader_role');
     UPDATE owsync.client c SET reader_role = reader WHERE c.client = register_client.client;
     -- the path rules apply here: who may read which file (option.c)
     EXECUTE format('CREATE SERVER %I FOREIGN DATA WRAPPER owsync_fdw OPTIONS (database %L)',
@@ -58,7 +53,7 @@ BEGIN
         EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', n.mirror_schema, reader);
     END IF;
     EXECUTE format('IMPORT FOREIGN SCHEMA main FROM SERVER %I INTO %I OPTIONS (json_type %L)',
-                   n.server, n.src_schema, coalesce(options ->> 'json_type', 'json'));
+                   n.server, n.src_schema, owsync._options(options) ->> 'json_type');
     FOR t IN SELECT c.relname FROM pg_class c
               WHERE c.relnamespace = n.src_schema::regnamespace AND c.relkind = 'f' ORDER BY 1 LOOP
         PERFORM owsync._add_table(client, t.relname);
@@ -80,6 +75,44 @@ BEGIN
          ORDER BY ct.table_name;
 END
 $$;
+
+-- Change a client's options: the given keys are merged into the stored ones
+-- (a JSON null resets a key to its default), checked like register_client()
+-- checks them, and their side effects applied in this transaction: a new
+-- reader role or withheld_tables list changes the reader's grants.  Options
+-- fixed at registration (json_type, units) cannot change.  Waits for a
+-- running sync of the client.  Returns the options now stored.
+CREATE FUNCTION owsync.set_options(client text, options jsonb) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c owsync.client;
+    merged jsonb;
+    f record;
+BEGIN
+    PERFORM owsync._require_admin();
+    PERFORM owsync._registered(client);
+    PERFORM owsync._check_options(client, options);
+    PERFORM owsync._lock_client(client);
+    SELECT * INTO c FROM owsync.client x WHERE x.client = set_options.client FOR UPDATE;
+    merged := owsync._without_nulls(c.options || options);
+    FOR f IN SELECT o.name FROM owsync._option_list() o
+              WHERE o.fixed AND owsync._options(merged) -> o.name IS DISTINCT FROM owsync._options(c.options) -> o.name LOOP
+        RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+            MESSAGE = format('option %s of client %L cannot change', f.name, client),
+            DETAIL = format('%s is fixed when the client is registered: it shaped the client''s tables.', f.name),
+            HINT = 'Unregister the client and register it again with the new value.';
+    END LOOP;
+    UPDATE owsync.client x SET options = merged WHERE x.client = set_options.client;
+    IF owsync._options(merged) -> 'reader_role' IS DISTINCT FROM owsync._options(c.options) -> 'reader_role'
+       OR owsync._options(merged) -> 'withheld_tables' IS DISTINCT FROM owsync._options(c.options) -> 'withheld_tables' THEN
+        PERFORM owsync._reset_reader(client, c.reader_role);
+    END IF;
+    RETURN merged;
+END
+$$;
+
 
 -- Unregister a client: its server, internal schemas and pg_cron job go; its
 -- mirror stays (a schema of plain tables) unless drop_data; its history

@@ -45,7 +45,8 @@ GRANT EXECUTE ON FUNCTION
     owsync.key_hashes(text, text, text[], integer, integer[]), owsync.key_hash("any"),
     owsync.find_files(text), owsync.client_names(text), owsync.client_name_for_path(text, text),
     owsync._next_run(text, timestamptz), owsync._age(interval), owsync._brief(text, integer),
-    owsync._may_read_mirror(text, text)
+    owsync._may_read_mirror(text, text), owsync._option_errors(text, jsonb), owsync._option_list(),
+    owsync._is_interval(jsonb), owsync._is_integer(jsonb, numeric, numeric), owsync._closest_name(text, text[])
   TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
     owsync.register_client(text, text, text, jsonb), owsync.unregister_client(text, boolean),
@@ -53,7 +54,7 @@ GRANT EXECUTE ON FUNCTION
     owsync._discover_counts(jsonb), owsync._poke_cron(integer), owsync.set_schedule(text, text), owsync.enable_sync(text),
     owsync.disable_sync(text), owsync.pending(text), owsync.verify(text),
     owsync._start_run(text, text), owsync._work_run(bigint), owsync._finish_run(bigint),
-    owsync.resolve_conflict(bigint, text)
+    owsync.resolve_conflict(bigint, text), owsync.set_options(text, jsonb)
   TO owsync_admin;
 GRANT EXECUTE ON FUNCTION owsync._restore(text, text, boolean, jsonb),
     owsync._restore_from_schema(text, text, boolean, jsonb) TO owsync_admin;
