@@ -10,10 +10,10 @@ OBJS = src/owsync_fdw.o src/option.o src/connection.o src/deparse.o \
        src/modify.o src/restore.o
 
 # The install script is assembled from src/sql/*.sql (one file per concern, in name order).
-# An upgrade script from an earlier version V is assembled from src/upgrade/prologue.sql (the
-# installed routines and views go), the catalog steps from V on (src/upgrade/catalog-*.sql:
-# what changes in tables), and every file of src/sql but the header and the install-only
-# catalog: so an upgraded cluster has exactly the routines of a fresh install.  The install
+# The upgrade script from each earlier version is assembled by src/upgrade/assemble.sh: the
+# installed routines and views go, the tables change by the catalog steps, and every file of
+# src/sql but the header and the install-only catalog runs again, so an upgraded cluster has
+# exactly the routines of a fresh install (docs/ARCHITECTURE.md, "upgrades").  The install
 # scripts of earlier versions are kept as released (src/upgrade/owsync_fdw--V.sql), for the
 # upgrade test.
 SQL_SRC      = $(sort $(wildcard src/sql/*.sql))
@@ -40,11 +40,9 @@ $(OBJS): src/owsync_fdw.h
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_SRC)
 	cat $^ > $@
 
-$(EXTENSION)--%--$(EXTVERSION).sql: src/upgrade/prologue.sql $(wildcard src/upgrade/catalog-*.sql) $(SQL_SRC)
-	{ printf '%s\n' '\echo Use "ALTER EXTENSION $(EXTENSION) UPDATE" to load this file. \quit'; \
-	  cat src/upgrade/prologue.sql \
-	      $$(ls src/upgrade/catalog-*.sql 2>/dev/null | sort -V | sed -n '\|catalog-$*--|,$$p') \
-	      $(filter-out $(SQL_ONCE),$(SQL_SRC)); } > $@
+$(EXTENSION)--%--$(EXTVERSION).sql: src/upgrade/assemble.sh src/upgrade/prologue.sql \
+		$(wildcard src/upgrade/catalog-*.sql) $(SQL_SRC)
+	sh src/upgrade/assemble.sh $* $(filter-out $(SQL_ONCE),$(SQL_SRC)) > $@
 
 # The fast json check has an SSE2 path (x86-64) and a portable one; compile
 # the portable one too, so that a build on other CPUs cannot break unseen.
