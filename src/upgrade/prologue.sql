@@ -1,7 +1,7 @@
 -- The first part of every upgrade script: the routines, views and types of the installed
 -- version go, so that the rest of the script (the catalog steps, then the current version's
--- routine files, see
--- assemble.sh) creates them exactly as a fresh install does.  Tables and their rows stay.
+-- routine files: see assemble.sh) creates them exactly as a fresh install does.  Tables and
+-- their rows stay.
 --
 -- Kept, because objects outside the extension depend on them (each is defined with CREATE OR
 -- REPLACE in src/sql):
