@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 
 secs=${1:-600}
 [ $# -gt 0 ] && shift
-case $secs in ''|*[!0-9]*) echo "SECONDS must be a number (see --help in the header)" >&2; exit 2 ;; esac
+case $secs in ''|*[!0-9]*) echo "usage: bash test/fuzz/run.sh [SECONDS] [libFuzzer options...]" >&2; exit 2 ;; esac
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 WORK=${OWSYNC_FUZZ_WORK:-/var/tmp/owsync-fuzz}
 CC=clang-14
