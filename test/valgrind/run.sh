@@ -8,7 +8,7 @@
 # per process goes to $OWSYNC_VALGRIND_LOGS (default /var/tmp/owsync-valgrind/<date>), and the
 # last lines summarize them: errors whose stack has a frame in owsync_fdw.so (must be 0), other
 # errors, suppressed ones.  Exit status: non-zero if any error is in owsync's code or a test failed.
-# Slow (about an hour on 2 cores); see docs/TESTING.md for what it can and cannot see.
+# Slow (about 20 minutes on 2 cores); see docs/TESTING.md for what it can and cannot see.
 set -euo pipefail
 self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$self")/../.."
