@@ -488,26 +488,41 @@ owsync_check_unchanged(OwsyncConn *conn)
 }
 
 /*
- * Must this file be opened immutable (see the file header)?  True for a
- * WAL database without a -shm file.
+ * Read the first n bytes of a connection's database file through SQLite's
+ * own file handle.  Never through a descriptor of our own: closing any
+ * descriptor of a file releases every POSIX lock this process holds on it,
+ * the shared lock of a WAL-mode connection included, and a writer that then
+ * finds itself the file's last user checkpoints and removes the -wal under
+ * our snapshot.  False when the bytes cannot be read (a short file).
  */
 static bool
-needs_immutable_open(const char *servername, const char *real)
+read_db_header(sqlite3 *db, unsigned char *buf, int n)
+{
+	sqlite3_file *file = NULL;
+
+	if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK ||
+		file == NULL || file->pMethods == NULL)
+		return false;
+	return file->pMethods->xRead(file, buf, n, 0) == SQLITE_OK;
+}
+
+/*
+ * Must this connection's file be opened immutable (see the file header)?
+ * True for a WAL database without a -shm file.
+ */
+static bool
+needs_immutable_open(OwsyncConn *conn)
 {
 	unsigned char header[20];
 	struct stat st;
-	char	   *shm = psprintf("%s-shm", real);
-	char	   *wal = psprintf("%s-wal", real);
-	int			fd;
+	const char *servername = conn->servername;
+	char	   *shm = psprintf("%s-shm", conn->realpath);
+	char	   *wal = psprintf("%s-wal", conn->realpath);
 	bool		walmode;
 
-	fd = open(real, O_RDONLY | O_NOFOLLOW | PG_BINARY);
-	if (fd < 0)
-		return false;			/* sqlite3_open_v2 reports the error */
 	/* header bytes 18 and 19 are the file format versions: 2 means WAL */
-	walmode = read(fd, header, sizeof(header)) == sizeof(header) &&
+	walmode = read_db_header(conn->db, header, sizeof(header)) &&
 		header[18] == 2 && header[19] == 2;
-	close(fd);
 
 	if (!walmode || stat(shm, &st) == 0)
 		return false;
@@ -596,7 +611,6 @@ owsync_open(OwsyncConn *conn, ForeignServer *server, OwsyncServerOpts *opts,
 	bool		write = conn->key.write != 0;
 	int			flags = (write ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) |
 		SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX;
-	const char *target = real;
 	int			rc;
 
 	if (conn->servername == NULL)
@@ -618,19 +632,34 @@ owsync_open(OwsyncConn *conn, ForeignServer *server, OwsyncServerOpts *opts,
 				 errmsg("SQLite file of server \"%s\" is not a regular file", server->servername),
 				 errdetail("Path \"%s\".", real)));
 
-	/* a write connection locks the file properly: never immutable */
-	conn->immutable = !write && needs_immutable_open(server->servername, real);
-	if (conn->immutable)
-	{
-		target = immutable_uri(real);
-		flags |= SQLITE_OPEN_URI;
-	}
-
 	/*
 	 * read-only (or read-write, never created), and refuse a symlink swapped
-	 * in after the path was resolved
+	 * in after the path was resolved; opening reads nothing yet
 	 */
-	open_hardened(conn, target, flags, "open the SQLite file");
+	open_hardened(conn, real, flags, "open the SQLite file");
+
+	/*
+	 * A WAL file nobody has open is opened again, immutable (a write
+	 * connection locks the file properly: never).  SQLite's own close keeps
+	 * the descriptor while another connection of this process holds a lock
+	 * on the file.
+	 */
+	PG_TRY();
+	{
+		conn->immutable = !write && needs_immutable_open(conn);
+	}
+	PG_CATCH();
+	{
+		owsync_close(conn);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (conn->immutable)
+	{
+		sqlite3_close_v2(conn->db);
+		conn->db = NULL;
+		open_hardened(conn, immutable_uri(real), flags | SQLITE_OPEN_URI, "open the SQLite file");
+	}
 	if (owsync_register_digest(conn->db) != SQLITE_OK)
 	{
 		owsync_close(conn);
@@ -752,22 +781,23 @@ owsync_close(OwsyncConn *conn)
  * equal markers mean nothing was committed since the earlier snapshot.
  */
 static char *
-change_marker(const char *real)
+change_marker(OwsyncConn *conn)
 {
 	unsigned char db[28];
 	unsigned char wal[24];
-	char	   *walpath = psprintf("%s-wal", real);
+	char	   *walpath = psprintf("%s-wal", conn->realpath);
 	struct stat dbst,
 				walst;
 	int			fd;
-	bool		have_db = false,
+	bool		have_db,
 				have_wal = false;
 
-	if ((fd = open(real, O_RDONLY | O_NOFOLLOW | PG_BINARY)) >= 0)
-	{
-		have_db = fstat(fd, &dbst) == 0 && read(fd, db, sizeof(db)) == sizeof(db);
-		close(fd);
-	}
+	/*
+	 * The database file through SQLite's handle (see read_db_header); the
+	 * -wal by a descriptor of our own, which is safe: SQLite takes no lock
+	 * on it.
+	 */
+	have_db = stat(conn->realpath, &dbst) == 0 && read_db_header(conn->db, db, sizeof(db));
 	if ((fd = open(walpath, O_RDONLY | O_NOFOLLOW | PG_BINARY)) >= 0)
 	{
 		have_wal = fstat(fd, &walst) == 0 && read(fd, wal, sizeof(wal)) == sizeof(wal);
@@ -799,7 +829,7 @@ owsync_begin_snapshot(OwsyncConn *conn)
 {
 	int			rc;
 	sqlite3_stmt *stmt;
-	char	   *marker = change_marker(conn->realpath);
+	char	   *marker = change_marker(conn);
 
 	if (conn->marker)
 		pfree(conn->marker);
