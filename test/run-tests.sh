@@ -3,8 +3,11 @@
 # As root on a fresh Debian bookworm it installs what it needs (apt), builds and installs the
 # extension, starts a throwaway PostgreSQL 15 cluster with pg_cron preloaded, and runs
 #   1. the pg_regress tests sql/*.sql (make installcheck, as the calling user),
-#   2. the isolation tests specs/*.spec (make installcheck, in database isolation_regression).
-# --no-deps skips apt; --only NAME runs only sql/NAME.sql or specs/NAME.spec.
+#   2. the isolation tests specs/*.spec (make installcheck, in database isolation_regression),
+#   3. the structure check test/check_structure.py (SQL files layered, no SQL routine over 100
+#      lines, no cycle between C files).
+# --no-deps skips apt; --only NAME runs only sql/NAME.sql, specs/NAME.spec or, for "structure",
+# the structure check.
 # The last line is "N passed, N failed"; the exit status is non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,13 +26,14 @@ while [ $# -gt 0 ]; do
 done
 
 # What to run: make's own lists (REGRESS = every sql/*.sql), or just the --only test.
-regress=(ISOLATION=) iso=()
+regress=(ISOLATION=) iso=() structure=1
 grep -qE '^ISOLATION[[:space:]]*[:+?]?=' Makefile && iso=(REGRESS=)
 if [ -n "$only" ]; then
-  regress=() iso=()
+  regress=() iso=() structure=0
   [ -f "sql/$only.sql" ] && regress=(REGRESS="$only" ISOLATION=)
   [ -f "specs/$only.spec" ] && iso=(REGRESS= ISOLATION="$only")
-  [ -n "${regress[*]}${iso[*]}" ] || owsync_die "no test named '$only'"
+  [ "$only" = structure ] && structure=1
+  [ -n "${regress[*]}${iso[*]}" ] || [ "$structure" -eq 1 ] || owsync_die "no test named '$only'"
 fi
 
 n_pass=0 n_fail=0
@@ -37,7 +41,7 @@ n_pass=0 n_fail=0
 # (a failed install or build counts as one failure).
 owsync_on_exit() {
   [ "$1" -ne 0 ] && [ "$n_fail" -eq 0 ] && n_fail=1
-  owsync_step "summary (pg_regress + isolation tests)"
+  owsync_step "summary (pg_regress + isolation tests + structure check)"
   echo "$n_pass passed, $n_fail failed"
 }
 owsync_workdir
@@ -66,5 +70,9 @@ installcheck() {  # $1 = label, $2 = diffs file, rest = make variable overrides
 }
 [ "${#regress[@]}" -gt 0 ] && installcheck "pg_regress (make installcheck)" regression.diffs "${regress[@]}"
 [ "${#iso[@]}" -gt 0 ] && installcheck "isolation tests (make installcheck)" output_iso/regression.diffs "${iso[@]}"
+if [ "$structure" -eq 1 ]; then
+  owsync_step "structure check (test/check_structure.py)"
+  if python3 test/check_structure.py .; then n_pass=$((n_pass + 1)); else n_fail=$((n_fail + 1)); fi
+fi
 
 [ "$n_fail" -eq 0 ]

@@ -98,7 +98,7 @@ CREATE TABLE owsync.run_table (
 
 -- Rows a sync could not read (options->>'on_bad_row' = 'quarantine'): the
 -- key, why, and every value as its storage class and exact bytes
--- ("TEXT:6869", "INTEGER:35", "NULL:").  The mirror keeps the row's previous
+-- ("text:6869", "integer:35", "null:").  The mirror keeps the row's previous
 -- version; every run retries the row and clears it once the source is fixed
 -- (or the row is gone).
 CREATE TABLE owsync.quarantine (
