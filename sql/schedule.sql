@@ -95,7 +95,7 @@ SELECT count(*) AS alerts FROM owsync.alert;
 CALL owsync.sync('sched_b');
 CALL owsync.sync('sched_b');
 SELECT client, failures, next_attempt_at - last_run_at AS backoff, last_status FROM owsync.status_detail;
-SELECT client, regexp_replace(last_run, '\d+s', 'Ns') AS last_run, problem FROM owsync.status;
+SELECT client, regexp_replace(last_run, ' [0-9dhms]+ ago$', ' Ns ago') AS last_run, problem FROM owsync.status;
 -- ages in owsync.status, from seconds to days
 SELECT i AS span, owsync._age(i) FROM unnest('{0, 59.4 s, 59.6 s, 61 s, 2 h 7 min 30 s, 3 days 4 hours 59 min}'::interval[]) i;
 SELECT client, event, payload ->> 'consecutive_failures' AS failures, payload ->> 'sqlstate' AS sqlstate,

@@ -128,7 +128,7 @@ SELECT count(*) AS grant_new_in_mirror FROM acme_quantabase_io.access_grant WHER
 SELECT client, last_status, last_error IS NOT NULL AS has_error FROM owsync.status_detail WHERE client = 'acme_quantabase_io';
 -- owsync.status, for psql: the outcome and age of the last run, failures in a
 -- row, the error's first line cut short
-SELECT client, schedule, regexp_replace(last_run, '\d+s', 'Ns') AS last_run, next_run, problem
+SELECT client, schedule, regexp_replace(last_run, ' [0-9dhms]+ ago$', ' Ns ago') AS last_run, next_run, problem
   FROM owsync.status ORDER BY client;
 SET datestyle = iso;
 \o /tmp/owsync_regress/sync/status.txt
