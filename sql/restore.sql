@@ -141,6 +141,7 @@ CALL owsync.restore('fresh_example_com', '/tmp/owsync_regress/restore/out/fresh2
 SELECT :'report'::jsonb -> 'reattached' AS reattached;
 SELECT option_value FROM pg_options_to_table((SELECT srvoptions FROM pg_foreign_server WHERE srvname = (owsync.client_names('fresh_example_com')).server))
  WHERE option_name = 'database';
+SELECT database FROM owsync.client WHERE client = 'fresh_example_com';
 CALL owsync.sync('fresh_example_com');
 CALL owsync.sync('fresh_example_com', 'reconcile');
 SELECT mode, status, tables, inserted + updated + deleted AS rows_changed FROM owsync.history_detail ORDER BY run_id DESC LIMIT 2;

@@ -123,6 +123,7 @@ BEGIN
                                    CASE WHEN coalesce(jm, 'wal') = 'wal' THEN 'wal' ELSE 'delete' END);
     IF reattach THEN
         EXECUTE format('ALTER SERVER %I OPTIONS (SET database %L)', n.server, p_target);
+        UPDATE owsync.client c SET database = p_target WHERE c.client = p_client;	-- discover() matches by it
     END IF;
     RETURN jsonb_build_object('client', p_client, 'schema_captured_at', sch.captured_at, 'reattached', reattach,
                               'seconds', round(extract(epoch FROM clock_timestamp() - t0)::numeric, 3))
