@@ -12,6 +12,8 @@ cat "$dir/prologue.sql"
 for step in $(ls "$dir"/catalog-*.sql 2>/dev/null | sort -V); do
   v=${step##*/catalog-}; v=${v%%--*}
   # steps that start at or after FROM
-  [ "$(printf '%s\n%s\n' "$from" "$v" | sort -V | head -n 1)" = "$from" ] && cat "$step"
+  if [ "$(printf '%s\n%s\n' "$from" "$v" | sort -V | head -n 1)" = "$from" ]; then
+    cat "$step"
+  fi
 done
 cat "$@"
