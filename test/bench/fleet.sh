@@ -2,14 +2,19 @@
 # Fleet benchmark:  bash test/bench/fleet.sh [--no-deps] [--clients N] [--runs N] [--rounds N]
 #                                            [--big-size bench|small|none]
 #
-# Three PostgreSQL 15 clusters on this machine, each on a socket of its own: edges a and b
-# (owsync_fdw, pg_cron; wal_level logical) and a hub (no owsync_fdw).  In that order it measures:
-#   1. publishing overhead at the edge: client "big" on edge a (the ~700 MB benchmark file of
-#      sync.sh; --big-size small for a 10 MB one, none to skip) synced --runs times (default 3)
-#      incrementally (sync_helper.py mutate: 100 chats given an exchange, 20 deleted; 62 s
-#      apart, as in sync.sh) and in full, first before the edge is attached to the hub (nothing
-#      published), then after (published: each run starts with the hub caught up); medians and
-#      their ratio, against 1.10 (incremental) and 1.25 (full).  Also the initial copy at attach;
+# PostgreSQL 15 clusters on this machine, each on a socket of its own: edges a and b
+# (owsync_fdw, pg_cron; wal_level logical) and a hub (no owsync_fdw); and, for the baseline of
+# step 1 only, "plain": owsync_fdw as a server outside any fleet (wal_level replica).
+# In that order it measures:
+#   1. publishing overhead at the edge: client "big" (the ~700 MB benchmark file of sync.sh;
+#      --big-size small for a 10 MB one, none to skip), one copy of the file registered on plain
+#      and one on edge a (published, its first copy at the hub complete).  --runs times (default
+#      3), 62 s apart (as in sync.sh): both files get the same changes (sync_helper.py mutate:
+#      100 chats given an exchange, 20 deleted), then an incremental run of each, then a full run
+#      of each, plain and edge a alternating which goes first; every run on edge a is followed by
+#      a wait until it has arrived at the hub, so each timed run starts with the hub caught up.
+#      Medians and the ratio edge a / plain, against 1.10 (incremental) and 1.25 (full).  Also
+#      the first copy at attach, and how long after each run's CALL returned it was at the hub;
 #   2. commit to arrival: N realtime clients per edge (--clients, default 25; generated "small"
 #      files, CALL owsync.discover(..., 'realtime')).  For 3 minutes every client's file gets a
 #      minute's changes (2 chats given an exchange) just after pg_cron's minute; a trigger at the
@@ -37,7 +42,7 @@ while [ $# -gt 0 ]; do
     --runs) runs=${2:?}; shift ;;
     --rounds) rounds=${2:?}; shift ;;
     --big-size) big=${2:?}; shift ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -61,6 +66,10 @@ wal_level = logical
 max_replication_slots = 10
 max_wal_senders = 10
 max_slot_wal_keep_size = '32GB'"
+PLAIN_CONF="shared_preload_libraries = 'pg_cron'
+cron.database_name = 'postgres'
+cron.use_background_workers = on
+max_worker_processes = 16"
 HUB_CONF="max_worker_processes = 16
 max_logical_replication_workers = 8
 max_replication_slots = 10
@@ -81,7 +90,7 @@ cluster() (
 hub_ctl() (cd / && owsync_as_pg "$OWSYNC_PGBIN/pg_ctl" -D "$OWSYNC_WORK/hub/data" -l "$OWSYNC_WORK/hub/server.log" \
                     -w -t 120 "$@" >/dev/null)
 owsync_on_exit() {
-  [ "$1" -eq 0 ] || for c in a b hub; do
+  [ "$1" -eq 0 ] || for c in a b hub plain; do
     [ -f "$OWSYNC_WORK/$c/server.log" ] && { echo "== $c: server log (last 20 lines)"; tail -n 20 "$OWSYNC_WORK/$c/server.log"; }
   done
 }
@@ -89,7 +98,7 @@ owsync_step "three clusters: edges a and b (port $PORT0, $((PORT0 + 1))), hub ($
 cluster a "$PORT0" "$EDGE_CONF"
 cluster b "$((PORT0 + 1))" "$EDGE_CONF"
 cluster hub "$((PORT0 + 2))" "$HUB_CONF"
-declare -A PORT=([a]=$PORT0 [b]=$((PORT0 + 1)) [hub]=$((PORT0 + 2)))
+declare -A PORT=([a]=$PORT0 [b]=$((PORT0 + 1)) [hub]=$((PORT0 + 2)) [plain]=$((PORT0 + 3)))
 # q NAME [psql args]: psql on cluster NAME (edges: database postgres; hub: database fleet, or $QDB)
 q() {
   local c=$1 db=postgres; shift
@@ -185,17 +194,16 @@ if [ "$big" != none ]; then
   else BIGDIR=$OWSYNC_WORK/big; src=$OWSYNC_WORK/big.src.db
        python3 test/gen_openwebui.py --out "$src" --flavour legacy --size small --journal wal --seed 1 >/dev/null
   fi
-  mkdir -m 0777 "$BIGDIR"; OWSYNC_CLEANUP_DIRS+=("$BIGDIR")
-  cp "$src" "$BIGDIR/webui.db"; chmod 0666 "$BIGDIR/webui.db"
-  echo "client big: $(du -h "$BIGDIR/webui.db" | cut -f1)"
+  mkdir -m 0777 "$BIGDIR" "$BIGDIR/a" "$BIGDIR/plain"; OWSYNC_CLEANUP_DIRS+=("$BIGDIR")
+  for c in a plain; do cp "$src" "$BIGDIR/$c/webui.db"; chmod 0666 "$BIGDIR/$c/webui.db"; done
+  echo "client big: $(du -h "$BIGDIR/a/webui.db" | cut -f1), a copy for edge a and one for plain"
+  cluster plain "${PORT[plain]}" "$PLAIN_CONF"
 fi
 
-for e in a b; do
+for e in a b ${BIGDIR:+plain}; do
   q "$e" -v dirs="$FLEET${BIGDIR:+,$BIGDIR}" <<'SQL'
 CREATE EXTENSION owsync_fdw;
 CREATE EXTENSION pg_cron;
-CREATE EXTENSION postgres_fdw;
-CREATE EXTENSION dblink;
 ALTER SYSTEM SET owsync.allowed_directories = :'dirs';
 SELECT pg_reload_conf();
 SQL
@@ -237,29 +245,13 @@ copy_done() {
 last_run() { q "$1" -c "SELECT max(run_id) FROM owsync.run WHERE client = '$2'"; }
 
 # ------------------------------------------------- 1. publishing overhead
-last=0
-# one pass: --runs times (incremental after a mutation, then full); $1 = label, $2 = 1 when published
-overhead_pass() {
-  local label=$1 pub=$2 i t
-  : >"$R/incr_$label"; : >"$R/full_$label"; : >"$R/incr_arrival"; : >"$R/full_arrival"
-  for i in $(seq "$runs"); do
-    while [ $(( $(date +%s) - last )) -lt 62 ]; do sleep 1; done
-    python3 test/bench/sync_helper.py mutate "$BIGDIR/webui.db" "$((i + 10 * pub))"; last=$(date +%s)
-    t=$(timed a "CALL owsync.sync('big')"); echo "$t" >>"$R/incr_$label"
-    echo "  incremental run $i ($label): $t ms"
-    [ "$pub" -eq 0 ] || wait_for hub 900 "$(hub_has_run a "$(last_run a big)")" | tee -a "$R/incr_arrival" |
-                        sed 's/^/    at the hub /; s/$/ s after the CALL returned/'
-    t=$(timed a "CALL owsync.sync('big', 'full')"); echo "$t" >>"$R/full_$label"
-    echo "  full run $i ($label): $t ms"
-    [ "$pub" -eq 0 ] || wait_for hub 1800 "$(hub_has_run a "$(last_run a big)")" | tee -a "$R/full_arrival" |
-                        sed 's/^/    at the hub /; s/$/ s after the CALL returned/'
-  done
-}
 if [ "$big" != none ]; then
-  owsync_step "1. client big on edge a, not published: $runs incremental and $runs full runs"
-  q a -c "SET client_min_messages = warning" -c "SELECT count(*) || ' tables' FROM owsync.register_client('big', '$BIGDIR/webui.db')"
-  q a -c "UPDATE owsync.client SET options = options || '{\"reconcile_interval\": \"100 years\"}' WHERE client = 'big'"
-  overhead_pass local 0
+  owsync_step "1. client big registered on plain and on edge a"
+  for c in plain a; do
+    q "$c" -c "SET client_min_messages = warning" \
+      -c "SELECT '$c: ' || count(*) || ' tables' FROM owsync.register_client('big', '$BIGDIR/$c/webui.db')"
+    q "$c" -c "UPDATE owsync.client SET options = options || '{\"reconcile_interval\": \"100 years\"}' WHERE client = 'big'"
+  done
 fi
 
 owsync_step "prepare both edges and attach them to the hub"
@@ -268,12 +260,31 @@ t0=$(ms); attach a; attach b
 echo "attach_hub a and b: $(( $(ms) - t0 )) ms"
 instrument a; instrument b
 copy=$(wait_for hub 3600 "$(copy_done a)")
-echo "initial copy of edge a at the hub complete $copy s after attach returned"
+echo "first copy of edge a at the hub complete $copy s after attach returned"
 echo "$copy" >"$R/copy"
 
+# bigrun CLUSTER MODE: time one run of big; on edge a, then wait until it is at the hub
+bigrun() {
+  local t
+  t=$(timed "$1" "CALL owsync.sync('big', '$2')"); echo "$t" >>"$R/${2}_$1"
+  echo "  $2 run on $1: $t ms"
+  [ "$1" = a ] || return 0
+  wait_for hub 1800 "$(hub_has_run a "$(last_run a big)")" | tee -a "$R/${2}_arrival" |
+    sed 's/^/    at the hub /; s/$/ s after the CALL returned/'
+}
 if [ "$big" != none ]; then
-  owsync_step "1. client big on edge a, published: $runs incremental and $runs full runs, each with the hub caught up"
-  overhead_pass published 1
+  owsync_step "1. client big, $runs rounds: the same changes to both files, an incremental then a full run on each"
+  for x in incremental full; do : >"$R/${x}_plain"; : >"$R/${x}_a"; : >"$R/${x}_arrival"; done
+  last=0
+  for i in $(seq "$runs"); do
+    while [ $(( $(date +%s) - last )) -lt 62 ]; do sleep 1; done
+    for c in a plain; do python3 test/bench/sync_helper.py mutate "$BIGDIR/$c/webui.db" "$i"; done
+    last=$(date +%s)
+    order="plain a"; [ $((i % 2)) -eq 1 ] || order="a plain"
+    for c in $order; do bigrun "$c" incremental; done
+    for c in $order; do bigrun "$c" full; done
+  done
+  (cd / && owsync_as_pg "$OWSYNC_PGBIN/pg_ctl" -D "$OWSYNC_WORK/plain/data" -m fast -w stop >/dev/null)  # done with it
 fi
 
 # ------------------------------------------------------ 2. commit to arrival
@@ -385,12 +396,12 @@ f="| %-66s | %18s | %-34s | %-6s |\n"
 printf "$f" figure measured "compared against" within
 printf "|%s|%s|%s|%s|\n" "$(printf -- '-%.0s' {1..68})" "$(printf -- '-%.0s' {1..20})" "$(printf -- '-%.0s' {1..36})" "--------"
 if [ "$big" != none ]; then
-  il=$(median <"$R/incr_local"); ip=$(median <"$R/incr_published")
-  fl=$(median <"$R/full_local"); fp=$(median <"$R/full_published")
-  printf "$f" "client big ($(du -h "$BIGDIR/webui.db" | cut -f1)), median of $runs: incremental, not published" "$il ms" "" ""
-  awk -v a="$il" -v b="$ip" -v f="$f" 'BEGIN {printf f, "  incremental, published (ratio)", sprintf("%d ms (%.2f)", b, b / a), "<= 1.10 x not published", b <= 1.10 * a ? "yes" : "no"}'
-  printf "$f" "client big: full, not published" "$fl ms" "" ""
-  awk -v a="$fl" -v b="$fp" -v f="$f" 'BEGIN {printf f, "  full, published (ratio)", sprintf("%d ms (%.2f)", b, b / a), "<= 1.25 x not published", b <= 1.25 * a ? "yes" : "no"}'
+  il=$(median <"$R/incremental_plain"); ip=$(median <"$R/incremental_a")
+  fl=$(median <"$R/full_plain"); fp=$(median <"$R/full_a")
+  printf "$f" "client big ($(du -h "$BIGDIR/a/webui.db" | cut -f1)), median of $runs: incremental, on plain" "$il ms" "" ""
+  awk -v a="$il" -v b="$ip" -v f="$f" 'BEGIN {printf f, "  incremental on edge a, published (ratio)", sprintf("%d ms (%.2f)", b, b / a), "<= 1.10 x on plain", b <= 1.10 * a ? "yes" : "no"}'
+  printf "$f" "client big, median of $runs: full, on plain" "$fl ms" "" ""
+  awk -v a="$fl" -v b="$fp" -v f="$f" 'BEGIN {printf f, "  full on edge a, published (ratio)", sprintf("%d ms (%.2f)", b, b / a), "<= 1.25 x on plain", b <= 1.25 * a ? "yes" : "no"}'
 fi
 printf "$f" "initial copy of edge a at the hub after attach" "$(cat "$R/copy") s" "" ""
 # med_max LABEL [BOUND WHAT]: median and max of the seconds on stdin, as a result row; the max
@@ -401,7 +412,7 @@ med_max() {
            w, b == "" ? "" : (a[NR] <= b ? "yes" : "no") }'
 }
 if [ "$big" != none ]; then
-  med_max "big: the run at the hub after its CALL returned, incremental" <"$R/incr_arrival"
+  med_max "big: the run at the hub after its CALL returned, incremental" <"$R/incremental_arrival"
   med_max "big: the run at the hub after its CALL returned, full" <"$R/full_arrival"
 fi
 awk '{print $1}' "$R/arrival" | med_max "a run's commit at the edge to its arrival at the hub, runs" 60 "max <= 60 s (the realtime period)"
