@@ -157,15 +157,13 @@ BEGIN
 END
 $$;
 
--- The hub's own objects, made by the first edge that attaches and kept
--- current by every attach: schema owsync_fleet with the registry of edges
--- (edge), of client names (client), of re-seed stashes (stash), and the
--- trigger function that keeps the hub's copies read-only.  Plain SQL: the hub
--- needs no owsync_fdw.
+-- The hub's own objects, made by the first edge that attaches: schema
+-- owsync_fleet with the registry of edges (edge), of client names (client)
+-- and of re-seed stashes (stash).  Plain SQL: the hub needs no owsync_fdw.
 CREATE FUNCTION owsync._hub_setup_sql() RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
-AS $hub$
+AS $$
 SELECT $sql$
 CREATE SCHEMA IF NOT EXISTS owsync_fleet;
 CREATE TABLE IF NOT EXISTS owsync_fleet.edge (
@@ -198,6 +196,18 @@ CREATE TABLE IF NOT EXISTS owsync_fleet.stash (
     stashed_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE SEQUENCE IF NOT EXISTS owsync_fleet.stash_seq;
+REVOKE ALL ON SCHEMA owsync_fleet FROM PUBLIC;
+$sql$
+$$;
+
+-- The trigger function that keeps the hub's copies read-only: each copy has
+-- it as a statement trigger, which the apply worker (session_replication_role
+-- replica) does not fire.
+CREATE FUNCTION owsync._hub_read_only_sql() RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT $sql$
 CREATE OR REPLACE FUNCTION owsync_fleet.read_only() RETURNS trigger
 LANGUAGE plpgsql AS $f$
 BEGIN
@@ -207,9 +217,8 @@ BEGIN
         HINT = 'Change the data at its edge: a row written here would stop the replication of every client of that edge.';
 END
 $f$;
-REVOKE ALL ON SCHEMA owsync_fleet FROM PUBLIC;
 $sql$
-$hub$;
+$$;
 
 -- The hub's views over every edge's copy of its catalog (rebuilt when an
 -- edge attaches or is forgotten): owsync_fleet.run, fleet (one line per
@@ -217,7 +226,7 @@ $hub$;
 CREATE FUNCTION owsync._hub_views_sql(edges text[]) RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
-AS $hub$
+AS $$
 SELECT format($sql$
 DROP VIEW IF EXISTS owsync_fleet.metrics, owsync_fleet.fleet, owsync_fleet.run;
 CREATE VIEW owsync_fleet.run AS
@@ -270,7 +279,7 @@ $sql$,
                 FROM unnest(edges) e),
              'SELECT NULL::text AS edge, NULL::bigint AS run_id, NULL::text AS client, NULL::text AS mode, NULL::text AS status, '
              'NULL::timestamptz AS started_at, NULL::timestamptz AS finished_at, NULL::text AS error, NULL::text AS error_table WHERE false'))
-$hub$;
+$$;
 
 -- Rebuild the hub's fleet views over the edges whose catalog copy is there.
 CREATE FUNCTION owsync._hub_views() RETURNS void
@@ -369,7 +378,7 @@ BEGIN
             MESSAGE = 'the hub''s role may not create subscriptions',
             HINT = 'Connect to the hub as a superuser (PostgreSQL 15), or as a member of pg_create_subscription that may create schemas (16 and later).';
     END IF;
-    PERFORM owsync._hub_exec(owsync._hub_setup_sql());
+    PERFORM owsync._hub_exec(owsync._hub_setup_sql() || owsync._hub_read_only_sql());
 
     me := (SELECT system_identifier::text FROM pg_control_system()) || '/' || current_database();
     no := owsync._hub_json(format(
