@@ -119,6 +119,7 @@ DECLARE
     settings jsonb;
     sch name;
     t record;
+    other text[];
 BEGIN
     PERFORM owsync._require_superuser('prepare an edge');
     IF edge IS NULL OR edge !~ '^[a-z_][a-z0-9_]*$' OR length(edge) > 40 THEN
@@ -133,6 +134,16 @@ BEGIN
     END IF;
     settings := owsync._edge_settings();
     sch := owsync._edge_schema(edge);
+    -- owsync_replicator may decode every change of this database
+    other := ARRAY(SELECT DISTINCT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'owsync', 'cron')
+                      AND n.nspname NOT LIKE 'pg\_%' AND n.nspname NOT LIKE 'owsync\_%'
+                      AND n.nspname NOT IN (SELECT x.client FROM owsync.client x) ORDER BY 1);
+    IF cardinality(other) > 0 THEN
+        RAISE WARNING 'database % holds other data than owsync''s: schema %', current_database(), array_to_string(other, ', ')
+            USING DETAIL = 'The replication role owsync_replicator can decode every change made in this database.',
+                  HINT = 'Keep owsync in a database of its own (docs/OPERATIONS.md, "Fleet").';
+    END IF;
     IF cur.edge IS NULL THEN
         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'owsync_replicator') THEN
             CREATE ROLE owsync_replicator LOGIN REPLICATION NOINHERIT;
@@ -150,7 +161,7 @@ BEGIN
             CREATE PUBLICATION owsync_edge;
         END IF;
     END IF;
-    RETURN jsonb_build_object('edge', edge, 'catalog_copy', sch, 'publication', 'owsync_edge',
+    RETURN jsonb_build_object('edge', edge, 'catalog_copy', sch, 'publication', 'owsync_edge', 'other_data', other,
                               'replication_role', 'owsync_replicator', 'settings', settings,
                               'pg_hba', format('host %s owsync_replicator <the hub''s address>/32 scram-sha-256',
                                                current_database()));
@@ -221,17 +232,18 @@ $sql$
 $$;
 
 -- The hub's views over every edge's copy of its catalog (rebuilt when an
--- edge attaches or is forgotten): owsync_fleet.run, fleet (one line per
--- client) and metrics (for postgres_exporter).
+-- edge attaches or is forgotten): owsync_fleet.run, fleet_detail (one line
+-- per client, the problem in full), fleet (the same, briefly: 120 columns)
+-- and metrics (for postgres_exporter).
 CREATE FUNCTION owsync._hub_views_sql(edges text[]) RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT format($sql$
-DROP VIEW IF EXISTS owsync_fleet.metrics, owsync_fleet.fleet, owsync_fleet.run;
+DROP VIEW IF EXISTS owsync_fleet.metrics, owsync_fleet.fleet, owsync_fleet.fleet_detail, owsync_fleet.run;
 CREATE VIEW owsync_fleet.run AS
 %s;
-CREATE VIEW owsync_fleet.fleet AS
+CREATE VIEW owsync_fleet.fleet_detail AS
 SELECT c.client, c.edge,
        (e.clients -> c.client ->> 'status') AS last_run,
        date_trunc('second', now() - (e.clients -> c.client ->> 'at')::timestamptz) AS run_age,
@@ -240,27 +252,26 @@ SELECT c.client, c.edge,
        CASE WHEN e.forgotten_at IS NOT NULL
               THEN format('edge %%s forgotten: restore the client on another edge', c.edge)
             WHEN c.released_at IS NOT NULL
-              THEN 'not registered on any edge: this copy is kept'
+              THEN 'registered on no edge (this copy is kept)'
             WHEN cardinality(c.contested_by) > 0
-              THEN format('name also registered on edge %%s, which does not publish it', array_to_string(c.contested_by, ', '))
+              THEN format('name also registered on edge %%s', array_to_string(c.contested_by, ', '))
             WHEN e.slot_status = 'lost'
-              THEN format('the edge removed WAL the hub had not received (slot lost): CALL owsync.repair_hub() on edge %%s', c.edge)
+              THEN format('slot lost: CALL owsync.repair_hub() on edge %%s (it removed WAL this server had not received)', c.edge)
             WHEN s.subenabled IS DISTINCT FROM true
               THEN format('subscription %%s is missing or disabled', e.subscription)
             WHEN st.pid IS NULL
-              THEN 'not streaming: the edge cannot be reached, or the apply keeps failing'
-                   || coalesce(' (' || e.problem || ')', ' (see this server''s log)')
+              THEN coalesce(e.problem, 'not streaming: the edge cannot be reached, or the apply keeps failing (see this server''s log)')
             WHEN e.last_seen < now() - interval '5 minutes'
-              THEN format('edge not heard from for %%s', date_trunc('second', now() - e.last_seen))
+              THEN format('edge silent for %%s (its fleet tick has not reached this server)', date_trunc('second', now() - e.last_seen))
             WHEN EXISTS (SELECT 1 FROM owsync_fleet.stash x WHERE x.schema_name = c.client)
               THEN 're-seeding: the former copy is kept until the new one is complete'
             WHEN EXISTS (SELECT 1 FROM pg_subscription_rel sr JOIN pg_class k ON k.oid = sr.srrelid
                           WHERE sr.srsubid = s.oid AND k.relnamespace = to_regnamespace(c.client)
                             AND sr.srsubstate <> 'r')
-              THEN 'initial copy in progress'
+              THEN 'first copy in progress'
             WHEN e.problem IS NOT NULL THEN e.problem
             WHEN e.clients -> c.client ->> 'status' = 'failed'
-              THEN 'last run failed: ' || left(e.clients -> c.client ->> 'error', 60)
+              THEN 'last run failed: ' || (e.clients -> c.client ->> 'error')
        END AS problem
   FROM owsync_fleet.client c
   LEFT JOIN owsync_fleet.edge e ON e.edge = c.edge
@@ -269,10 +280,14 @@ SELECT c.client, c.edge,
   LEFT JOIN pg_catalog.pg_stat_subscription st ON st.subid = s.oid AND st.relid IS NULL
   LEFT JOIN LATERAL (SELECT max(r.finished_at) AS last_arrived FROM owsync_fleet.run r
                       WHERE r.edge = c.edge AND r.client = c.client AND r.status = 'succeeded') h ON true;
+CREATE VIEW owsync_fleet.fleet AS
+SELECT client, edge, last_run, run_age, lag_s, lag_bytes, hub_age,
+       CASE WHEN length(problem) > 44 THEN left(problem, 43) || '…' ELSE problem END AS problem
+  FROM owsync_fleet.fleet_detail;
 CREATE VIEW owsync_fleet.metrics AS
 SELECT client, edge, extract(epoch FROM run_age) AS run_age_seconds, extract(epoch FROM hub_age) AS hub_age_seconds,
        lag_s AS lag_seconds, lag_bytes, (problem IS NOT NULL)::integer AS problem
-  FROM owsync_fleet.fleet;
+  FROM owsync_fleet.fleet_detail;
 $sql$,
     coalesce((SELECT string_agg(format('SELECT %L::text AS edge, run_id, client, mode, status, started_at, finished_at, error, error_table FROM %I.run',
                                        e, owsync._edge_schema(e)), E'\nUNION ALL ' ORDER BY e)
@@ -555,6 +570,8 @@ DECLARE
     c record;
     holder text;
     s name;
+    why text;
+    det text;
 BEGIN
     PERFORM owsync._require_admin();
     IF e.hub IS NULL THEN
@@ -604,8 +621,10 @@ BEGIN
         IF strict THEN
             RAISE;
         END IF;
-        UPDATE owsync.edge SET problem = 'hub: ' || SQLERRM;
-        RAISE WARNING 'owsync edge %: the hub could not be brought up to date: %', e.edge, SQLERRM;
+        GET STACKED DIAGNOSTICS why = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+        why := concat_ws(': ', why, nullif(btrim(det), ''));
+        UPDATE owsync.edge SET problem = 'hub: ' || why;
+        RAISE WARNING 'owsync edge %: the hub could not be brought up to date: %', e.edge, why;
         RETURN false;
     END;
 END
@@ -645,6 +664,9 @@ DECLARE
     local_tables text[];
     hub_tables text[];
     clients jsonb;
+    apply_problem text;
+    why text;
+    det text;
 BEGIN
     PERFORM owsync._require_admin();
     SELECT s.wal_status, pg_current_wal_lsn() AS lsn,
@@ -680,34 +702,94 @@ BEGIN
                                        sub))::integer > 0 THEN
             PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I REFRESH PUBLICATION', sub));
         END IF;
-        PERFORM owsync._hub_exec(format($sql$
-            DO $d$
-            DECLARE
-                x record;
-            BEGIN
-                FOR x IN SELECT stash FROM owsync_fleet.stash t
-                          WHERE t.edge = %1$L
-                            AND NOT EXISTS (SELECT 1 FROM pg_subscription_rel r JOIN pg_class c ON c.oid = r.srrelid
-                                             WHERE c.relnamespace = to_regnamespace(t.schema_name) AND r.srsubstate <> 'r')
-                            AND EXISTS (SELECT 1 FROM pg_subscription_rel r JOIN pg_class c ON c.oid = r.srrelid
-                                         WHERE c.relnamespace = to_regnamespace(t.schema_name)) LOOP
-                    EXECUTE format('DROP SCHEMA %%I CASCADE', x.stash);
-                    DELETE FROM owsync_fleet.stash WHERE stash = x.stash;
-                END LOOP;
-            END
-            $d$;
-            UPDATE owsync_fleet.edge SET last_seen = now(), wal_lsn = %2$L, lag_bytes = %3$L, lag_seconds = %4$L,
-                   slot_status = %5$L, problem = %6$L, clients = %7$L
-             WHERE edge = %1$L;
-            $sql$, e.edge, slot.lsn, slot.lag_bytes, slot.lag_seconds, coalesce(slot.wal_status, 'missing'),
-            CASE WHEN cardinality(e.contested) > 0
-                 THEN format('clients whose names other edges hold are not published: %s', array_to_string(e.contested, ', ')) END,
+        apply_problem := owsync._hub_apply_problem(sub);
+        PERFORM owsync._hub_exec(owsync._hub_drop_stashes_sql(e.edge) || format(
+            'UPDATE owsync_fleet.edge SET last_seen = now(), wal_lsn = %2$L, lag_bytes = %3$L, lag_seconds = %4$L,
+                    slot_status = %5$L, problem = %6$L, clients = %7$L
+              WHERE edge = %1$L',
+            e.edge, slot.lsn, slot.lag_bytes, slot.lag_seconds, coalesce(slot.wal_status, 'missing'),
+            coalesce(apply_problem,
+                     CASE WHEN cardinality(e.contested) > 0
+                          THEN format('clients whose names other edges hold are not published: %s',
+                                      array_to_string(e.contested, ', ')) END),
             clients));
+        UPDATE owsync.edge SET problem = apply_problem WHERE apply_problem IS NOT NULL;
         UPDATE owsync.edge SET last_tick = now();
     EXCEPTION WHEN OTHERS THEN
-        UPDATE owsync.edge SET problem = 'hub: ' || SQLERRM;
-        RAISE WARNING 'owsync edge %: could not report to the hub: %', e.edge, SQLERRM;
+        GET STACKED DIAGNOSTICS why = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+        why := concat_ws(': ', why, nullif(btrim(det), ''));
+        UPDATE owsync.edge SET problem = 'hub: ' || why;
+        RAISE WARNING 'owsync edge %: could not report to the hub: %', e.edge, why;
     END;
+END
+$$;
+
+-- The statement that drops the hub's stashes of an edge's re-seeds once
+-- every table of the fresh copy has been copied (state r in
+-- pg_subscription_rel).
+CREATE FUNCTION owsync._hub_drop_stashes_sql(edge text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT format($sql$
+DO $d$
+DECLARE
+    x record;
+BEGIN
+    FOR x IN SELECT stash FROM owsync_fleet.stash t
+              WHERE t.edge = %L
+                AND NOT EXISTS (SELECT 1 FROM pg_subscription_rel r JOIN pg_class c ON c.oid = r.srrelid
+                                 WHERE c.relnamespace = to_regnamespace(t.schema_name) AND r.srsubstate <> 'r')
+                AND EXISTS (SELECT 1 FROM pg_subscription_rel r JOIN pg_class c ON c.oid = r.srrelid
+                             WHERE c.relnamespace = to_regnamespace(t.schema_name)) LOOP
+        EXECUTE format('DROP SCHEMA %%I CASCADE', x.stash);
+        DELETE FROM owsync_fleet.stash WHERE stash = x.stash;
+    END LOOP;
+END
+$d$;
+$sql$, edge)
+$$;
+
+-- Why the hub's subscription to this edge is not applying, or NULL when it
+-- is.  PostgreSQL keeps an apply worker's error only in the server log: with
+-- logging_collector on (and a role allowed to read it, as the superuser the
+-- edge connects as is), the last error of this subscription's worker names
+-- its table; otherwise the count of errors is what there is.
+CREATE FUNCTION owsync._hub_apply_problem(sub text) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st jsonb;
+    m text[];
+BEGIN
+    st := owsync._hub_json(format($q$
+        SELECT jsonb_build_object(
+                 'origin', 'pg_' || s.oid, 'enabled', s.subenabled,
+                 'errors', coalesce(ss.apply_error_count, 0) + coalesce(ss.sync_error_count, 0),
+                 'streaming', EXISTS (SELECT 1 FROM pg_stat_subscription st
+                                       WHERE st.subid = s.oid AND st.relid IS NULL AND st.pid IS NOT NULL),
+                 'log', (SELECT pg_read_file(f, greatest(0, (pg_stat_file(f)).size - 262144), 262144)
+                           FROM pg_current_logfile() f
+                          WHERE f IS NOT NULL AND (pg_has_role(current_user, 'pg_read_server_files', 'MEMBER')
+                                                   OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))))
+          FROM pg_subscription s LEFT JOIN pg_stat_subscription_stats ss ON ss.subid = s.oid
+         WHERE s.subname = %L$q$, sub));
+    IF st IS NULL OR (st ->> 'streaming')::boolean OR NOT (st ->> 'enabled')::boolean
+       OR (st ->> 'errors')::integer = 0 THEN
+        RETURN NULL;
+    END IF;
+    -- the latest error of this subscription's apply worker
+    SELECT x INTO m
+      FROM regexp_matches(coalesce(st ->> 'log', ''),
+               'ERROR:\s+([^\n]*)\n(?:[^\n]*DETAIL:\s+([^\n]*)\n)?[^\n]*CONTEXT:\s+processing remote data for '
+               || 'replication origin "' || (st ->> 'origin') || '" during message type "(\w+)" for replication target '
+               || 'relation "([^"]+)"', 'g') WITH ORDINALITY AS r(x, n)
+     ORDER BY n DESC LIMIT 1;
+    IF m IS NULL THEN
+        RETURN format('the hub''s apply worker for this edge failed %s times (its server log says why)', st ->> 'errors');
+    END IF;
+    RETURN format('apply stopped on %s (%s): %s', m[4], m[3], concat_ws(' ', m[1], m[2]));
 END
 $$;
 
