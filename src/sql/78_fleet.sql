@@ -922,11 +922,31 @@ BEGIN
 END
 $$;
 
+-- Drop schemas (those that exist) and what they hold, without a NOTICE for
+-- each object.
+CREATE FUNCTION owsync._drop_schemas_quietly(schemas name[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
+AS $$
+DECLARE
+    s name;
+BEGIN
+    FOREACH s IN ARRAY schemas LOOP
+        EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', s);
+    END LOOP;
+END
+$$;
+
 -- Restore a client from the hub's copy into target_path, on any edge of the
 -- hub (the client need not be registered here): its tables read through
 -- postgres_fdw in one snapshot of the hub, with the schema and journal mode
 -- its edge captured last, through the same checks as owsync.restore().
-CREATE FUNCTION owsync._restore_from_hub(p_client text, p_target text, p_overwrite boolean) RETURNS jsonb
+-- options: {"register": true} registers the client here on the new file,
+-- with the schedule and options it had on its edge (which must have
+-- released the name: unregistered there, or forgotten).
+CREATE FUNCTION owsync._restore_from_hub(p_client text, p_target text, p_overwrite boolean, p_options jsonb)
+RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -942,26 +962,43 @@ DECLARE
     rels regclass[];
     t0 timestamptz := clock_timestamp();
     report jsonb;
+    claim jsonb;
+    reg record;
+    register boolean;
 BEGIN
     PERFORM owsync._require_admin();
     PERFORM owsync._check_client_name(p_client);
-    src := owsync._hub_json(format('SELECT to_jsonb(edge) FROM owsync_fleet.client WHERE client = %L', p_client)) ->> 0;
+    IF jsonb_typeof(coalesce(p_options, '{}')) <> 'object'
+       OR EXISTS (SELECT 1 FROM jsonb_object_keys(coalesce(p_options, '{}')) k WHERE k <> 'register')
+       OR jsonb_typeof(coalesce(p_options -> 'register', 'false')) <> 'boolean' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('invalid restore options %s', p_options),
+            HINT = 'The only option is "register": true or false.';
+    END IF;
+    register := coalesce((p_options ->> 'register')::boolean, false);
+    claim := owsync._hub_json(format('SELECT to_jsonb(c) FROM owsync_fleet.client c WHERE client = %L', p_client));
+    src := claim ->> 'edge';
     IF src IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('the hub holds no copy of client %L', p_client);
     END IF;
-    EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', stage);
-    EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', cat);
+    IF register AND claim ->> 'released_at' IS NULL AND src <> (SELECT edge FROM owsync.edge) THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('client %L is registered on edge %s', p_client, src),
+            HINT = format('Unregister it on edge %s first (or, if that host is lost, SELECT owsync.forget_edge(%L)).', src, src);
+    END IF;
+    PERFORM owsync._drop_schemas_quietly(ARRAY[stage, cat]);
     EXECUTE format('CREATE SCHEMA %I', stage);
     EXECUTE format('CREATE SCHEMA %I', cat);
     EXECUTE format('IMPORT FOREIGN SCHEMA %I FROM SERVER owsync_hub INTO %I', p_client, stage);
-    EXECUTE format('IMPORT FOREIGN SCHEMA %I LIMIT TO (source_schema, run, quarantine) FROM SERVER owsync_hub INTO %I',
+    EXECUTE format('IMPORT FOREIGN SCHEMA %I LIMIT TO (client, source_schema, run, quarantine) FROM SERVER owsync_hub INTO %I',
                    owsync._edge_schema(src), cat);
     EXECUTE format('SELECT ddl FROM %I.source_schema WHERE client = $1 ORDER BY schema_id DESC LIMIT 1', cat)
       INTO captured USING p_client;
     EXECUTE format('SELECT journal_mode FROM %I.run WHERE client = $1 AND journal_mode IS NOT NULL
                      ORDER BY run_id DESC LIMIT 1', cat) INTO jm USING p_client;
     EXECUTE format('SELECT count(*) FROM %I.quarantine WHERE client = $1', cat) INTO quarantined USING p_client;
+    EXECUTE format('SELECT schedule, options FROM %I.client WHERE client = $1', cat) INTO reg USING p_client;
     IF captured IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('the hub has no captured schema of client %L', p_client),
@@ -985,22 +1022,24 @@ BEGIN
     report := owsync._write_report(p_target, p_overwrite, format('restore of %s from the hub', p_client),
                                    plan.ddl, plan.labels, plan.tabs, rels,
                                    CASE WHEN coalesce(jm, 'wal') = 'wal' THEN 'wal' ELSE 'delete' END);
-    EXECUTE format('DROP SCHEMA %I CASCADE', stage);
-    EXECUTE format('DROP SCHEMA %I CASCADE', cat);
-    RETURN jsonb_build_object('client', p_client, 'from_edge', src,
+    PERFORM owsync._drop_schemas_quietly(ARRAY[stage, cat]);
+    IF register THEN
+        PERFORM owsync.register_client(p_client, p_target, coalesce(reg.schedule, 'manual'), coalesce(reg.options, '{}'));
+    END IF;
+    RETURN jsonb_build_object('client', p_client, 'from_edge', src, 'registered', register,
                               'seconds', round(extract(epoch FROM clock_timestamp() - t0)::numeric, 3)) || report;
 END
 $$;
 
--- CALL owsync.restore_from_hub(client, target_path [, overwrite]): see
--- owsync._restore_from_hub().
+-- CALL owsync.restore_from_hub(client, target_path [, overwrite, options]):
+-- see owsync._restore_from_hub().
 CREATE PROCEDURE owsync.restore_from_hub(client text, target_path text, overwrite boolean DEFAULT false,
-                                         INOUT report jsonb DEFAULT NULL)
+                                         options jsonb DEFAULT '{}', INOUT report jsonb DEFAULT NULL)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    report := owsync._restore_from_hub(client, target_path, overwrite);
+    report := owsync._restore_from_hub(client, target_path, overwrite, options);
 END
 $$;
 
