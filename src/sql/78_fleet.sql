@@ -316,6 +316,7 @@ $$;
 CREATE FUNCTION owsync._hub_server(hub text) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
 AS $$
 DECLARE
     kv jsonb := owsync._conninfo_parse(hub);
@@ -875,6 +876,7 @@ $$;
 CREATE FUNCTION owsync._detach() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
 AS $$
 DECLARE
     e owsync.edge := owsync._edge();
