@@ -450,6 +450,32 @@ BEGIN
 END
 $$;
 
+-- The state of a subscription of the hub's database: 'enabled', 'disabled',
+-- or NULL when there is none.
+CREATE FUNCTION owsync._hub_subscription(sub text) RETURNS text
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT owsync._hub_json(format(
+        'SELECT to_jsonb(CASE WHEN subenabled THEN ''enabled'' ELSE ''disabled'' END) FROM pg_subscription
+          WHERE subname = %L AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())', sub)) ->> 0
+$$;
+
+-- Drop a subscription at the hub, if there is one, without touching its
+-- slot (the hub is told it has none): its edge drops the slot, or is gone.
+CREATE FUNCTION owsync._hub_drop_subscription(sub text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF owsync._hub_subscription(sub) IS NOT NULL THEN
+        PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I DISABLE', sub));
+        PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', sub));
+        PERFORM owsync._hub_exec(format('DROP SUBSCRIPTION %I', sub));
+    END IF;
+END
+$$;
+
 -- The hub's subscription to this edge (over the slot made here; each table
 -- copied first, then streamed), and the pg_cron job owsync-fleet that runs
 -- the fleet tick every minute.
@@ -462,7 +488,7 @@ DECLARE
     conn text := e.edge_conninfo || ' user=owsync_replicator password=' || owsync._conninfo_quote(pw);
 BEGIN
     PERFORM owsync._require_superuser('attach an edge to a hub');
-    IF owsync._hub_json(format('SELECT to_jsonb(count(*)) FROM pg_subscription WHERE subname = %L', 'owsync_' || e.edge))::integer > 0 THEN
+    IF owsync._hub_subscription('owsync_' || e.edge) IS NOT NULL THEN
         PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I CONNECTION %L', 'owsync_' || e.edge, conn));
         PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I ENABLE', 'owsync_' || e.edge));
     ELSE
@@ -697,10 +723,10 @@ BEGIN
             'SELECT coalesce(jsonb_agg(n.nspname || ''.'' || c.relname ORDER BY 1), ''[]'')
                FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
                JOIN pg_class c ON c.oid = r.srrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE s.subname = %L', sub))) ORDER BY 1);
+              WHERE s.subname = %L AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())',
+            sub))) ORDER BY 1);
         IF local_tables IS DISTINCT FROM hub_tables AND slot.wal_status IS DISTINCT FROM 'lost'
-           AND owsync._hub_json(format('SELECT to_jsonb(count(*)) FROM pg_subscription WHERE subname = %L AND subenabled',
-                                       sub))::integer > 0 THEN
+           AND owsync._hub_subscription(sub) = 'enabled' THEN
             PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I REFRESH PUBLICATION', sub));
         END IF;
         apply_problem := owsync._hub_apply_problem(sub);
@@ -775,7 +801,7 @@ BEGIN
                           WHERE f IS NOT NULL AND (pg_has_role(current_user, 'pg_read_server_files', 'MEMBER')
                                                    OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))))
           FROM pg_subscription s LEFT JOIN pg_stat_subscription_stats ss ON ss.subid = s.oid
-         WHERE s.subname = %L$q$, sub));
+         WHERE s.subname = %L AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())$q$, sub));
     IF st IS NULL OR (st ->> 'streaming')::boolean OR NOT (st ->> 'enabled')::boolean
        OR (st ->> 'errors')::integer = 0 THEN
         RETURN NULL;
@@ -824,11 +850,7 @@ DECLARE
     pid integer;
 BEGIN
     PERFORM owsync._require_superuser('detach an edge from its hub');
-    IF owsync._hub_json(format('SELECT to_jsonb(count(*)) FROM pg_subscription WHERE subname = %L', sub))::integer > 0 THEN
-        PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I DISABLE', sub));
-        PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', sub));
-        PERFORM owsync._hub_exec(format('DROP SUBSCRIPTION %I', sub));
-    END IF;
+    PERFORM owsync._hub_drop_subscription(sub);
     -- the walsender of the disabled subscription may not have noticed yet
     SELECT active_pid INTO pid FROM pg_replication_slots WHERE slot_name = sub;
     IF pid IS NOT NULL THEN
@@ -913,11 +935,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('the hub knows no edge %s', edge);
     END IF;
-    IF owsync._hub_json(format('SELECT to_jsonb(count(*)) FROM pg_subscription WHERE subname = %L', sub))::integer > 0 THEN
-        PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I DISABLE', sub));
-        PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', sub));
-        PERFORM owsync._hub_exec(format('DROP SUBSCRIPTION %I', sub));
-    END IF;
+    PERFORM owsync._hub_drop_subscription(sub);
     PERFORM owsync._hub_exec(format(
         'UPDATE owsync_fleet.client SET released_at = now() WHERE edge = %L AND released_at IS NULL;
          UPDATE owsync_fleet.edge SET forgotten_at = now() WHERE edge = %1$L', edge));
