@@ -161,7 +161,7 @@ BEGIN
     IF s IS NULL OR NOT EXISTS (SELECT 1 FROM pg_foreign_server WHERE srvname = 'owsync_hub') THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = 'this server is not attached to a hub',
-            HINT = 'Attach it with CALL owsync.attach_hub(hub, edge_conninfo).';
+            HINT = 'Attach it: CALL owsync.attach_hub() with the hub''s connection string and this edge''s.';
     END IF;
     EXECUTE format('SELECT %L = ANY (coalesce(%I.dblink_get_connections(), %L))', 'owsync_hub', s, '{}')
       INTO open;

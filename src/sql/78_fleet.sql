@@ -119,6 +119,7 @@ DECLARE
     settings jsonb;
     sch name;
     t record;
+    other text[];
 BEGIN
     PERFORM owsync._require_superuser('prepare an edge');
     IF edge IS NULL OR edge !~ '^[a-z_][a-z0-9_]*$' OR length(edge) > 40 THEN
@@ -133,6 +134,16 @@ BEGIN
     END IF;
     settings := owsync._edge_settings();
     sch := owsync._edge_schema(edge);
+    -- owsync_replicator may decode every change of this database
+    other := ARRAY(SELECT DISTINCT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'owsync', 'cron')
+                      AND n.nspname NOT LIKE 'pg\_%' AND n.nspname NOT LIKE 'owsync\_%'
+                      AND n.nspname NOT IN (SELECT x.client FROM owsync.client x) ORDER BY 1);
+    IF cardinality(other) > 0 THEN
+        RAISE WARNING 'database % holds other data than owsync''s: schema %', current_database(), array_to_string(other, ', ')
+            USING DETAIL = 'The replication role owsync_replicator can decode every change made in this database.',
+                  HINT = 'Keep owsync in a database of its own (docs/OPERATIONS.md, "Fleet").';
+    END IF;
     IF cur.edge IS NULL THEN
         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'owsync_replicator') THEN
             CREATE ROLE owsync_replicator LOGIN REPLICATION NOINHERIT;
@@ -150,22 +161,20 @@ BEGIN
             CREATE PUBLICATION owsync_edge;
         END IF;
     END IF;
-    RETURN jsonb_build_object('edge', edge, 'catalog_copy', sch, 'publication', 'owsync_edge',
+    RETURN jsonb_build_object('edge', edge, 'catalog_copy', sch, 'publication', 'owsync_edge', 'other_data', other,
                               'replication_role', 'owsync_replicator', 'settings', settings,
                               'pg_hba', format('host %s owsync_replicator <the hub''s address>/32 scram-sha-256',
                                                current_database()));
 END
 $$;
 
--- The hub's own objects, made by the first edge that attaches and kept
--- current by every attach: schema owsync_fleet with the registry of edges
--- (edge), of client names (client), of re-seed stashes (stash), and the
--- trigger function that keeps the hub's copies read-only.  Plain SQL: the hub
--- needs no owsync_fdw.
+-- The hub's own objects, made by the first edge that attaches: schema
+-- owsync_fleet with the registry of edges (edge), of client names (client)
+-- and of re-seed stashes (stash).  Plain SQL: the hub needs no owsync_fdw.
 CREATE FUNCTION owsync._hub_setup_sql() RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
-AS $hub$
+AS $$
 SELECT $sql$
 CREATE SCHEMA IF NOT EXISTS owsync_fleet;
 CREATE TABLE IF NOT EXISTS owsync_fleet.edge (
@@ -198,6 +207,18 @@ CREATE TABLE IF NOT EXISTS owsync_fleet.stash (
     stashed_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE SEQUENCE IF NOT EXISTS owsync_fleet.stash_seq;
+REVOKE ALL ON SCHEMA owsync_fleet FROM PUBLIC;
+$sql$
+$$;
+
+-- The trigger function that keeps the hub's copies read-only: each copy has
+-- it as a statement trigger, which the apply worker (session_replication_role
+-- replica) does not fire.
+CREATE FUNCTION owsync._hub_read_only_sql() RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT $sql$
 CREATE OR REPLACE FUNCTION owsync_fleet.read_only() RETURNS trigger
 LANGUAGE plpgsql AS $f$
 BEGIN
@@ -207,22 +228,22 @@ BEGIN
         HINT = 'Change the data at its edge: a row written here would stop the replication of every client of that edge.';
 END
 $f$;
-REVOKE ALL ON SCHEMA owsync_fleet FROM PUBLIC;
 $sql$
-$hub$;
+$$;
 
 -- The hub's views over every edge's copy of its catalog (rebuilt when an
--- edge attaches or is forgotten): owsync_fleet.run, fleet (one line per
--- client) and metrics (for postgres_exporter).
+-- edge attaches or is forgotten): owsync_fleet.run, fleet_detail (one line
+-- per client, the problem in full), fleet (the same, briefly: 120 columns)
+-- and metrics (for postgres_exporter).
 CREATE FUNCTION owsync._hub_views_sql(edges text[]) RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
-AS $hub$
+AS $$
 SELECT format($sql$
-DROP VIEW IF EXISTS owsync_fleet.metrics, owsync_fleet.fleet, owsync_fleet.run;
+DROP VIEW IF EXISTS owsync_fleet.metrics, owsync_fleet.fleet, owsync_fleet.fleet_detail, owsync_fleet.run;
 CREATE VIEW owsync_fleet.run AS
 %s;
-CREATE VIEW owsync_fleet.fleet AS
+CREATE VIEW owsync_fleet.fleet_detail AS
 SELECT c.client, c.edge,
        (e.clients -> c.client ->> 'status') AS last_run,
        date_trunc('second', now() - (e.clients -> c.client ->> 'at')::timestamptz) AS run_age,
@@ -231,27 +252,26 @@ SELECT c.client, c.edge,
        CASE WHEN e.forgotten_at IS NOT NULL
               THEN format('edge %%s forgotten: restore the client on another edge', c.edge)
             WHEN c.released_at IS NOT NULL
-              THEN 'not registered on any edge: this copy is kept'
+              THEN 'registered on no edge (this copy is kept)'
             WHEN cardinality(c.contested_by) > 0
-              THEN format('name also registered on edge %%s, which does not publish it', array_to_string(c.contested_by, ', '))
+              THEN format('name also registered on edge %%s', array_to_string(c.contested_by, ', '))
             WHEN e.slot_status = 'lost'
-              THEN format('the edge removed WAL the hub had not received (slot lost): CALL owsync.repair_hub() on edge %%s', c.edge)
+              THEN format('slot lost: CALL owsync.repair_hub() on edge %%s (it removed WAL this server had not received)', c.edge)
             WHEN s.subenabled IS DISTINCT FROM true
               THEN format('subscription %%s is missing or disabled', e.subscription)
             WHEN st.pid IS NULL
-              THEN 'not streaming: the edge cannot be reached, or the apply keeps failing'
-                   || coalesce(' (' || e.problem || ')', ' (see this server''s log)')
+              THEN coalesce(e.problem, 'not streaming: the edge cannot be reached, or the apply keeps failing (see this server''s log)')
             WHEN e.last_seen < now() - interval '5 minutes'
-              THEN format('edge not heard from for %%s', date_trunc('second', now() - e.last_seen))
+              THEN format('edge silent for %%s (its fleet tick has not reached this server)', date_trunc('second', now() - e.last_seen))
             WHEN EXISTS (SELECT 1 FROM owsync_fleet.stash x WHERE x.schema_name = c.client)
               THEN 're-seeding: the former copy is kept until the new one is complete'
             WHEN EXISTS (SELECT 1 FROM pg_subscription_rel sr JOIN pg_class k ON k.oid = sr.srrelid
                           WHERE sr.srsubid = s.oid AND k.relnamespace = to_regnamespace(c.client)
                             AND sr.srsubstate <> 'r')
-              THEN 'initial copy in progress'
+              THEN 'first copy in progress'
             WHEN e.problem IS NOT NULL THEN e.problem
             WHEN e.clients -> c.client ->> 'status' = 'failed'
-              THEN 'last run failed: ' || left(e.clients -> c.client ->> 'error', 60)
+              THEN 'last run failed: ' || (e.clients -> c.client ->> 'error')
        END AS problem
   FROM owsync_fleet.client c
   LEFT JOIN owsync_fleet.edge e ON e.edge = c.edge
@@ -260,17 +280,21 @@ SELECT c.client, c.edge,
   LEFT JOIN pg_catalog.pg_stat_subscription st ON st.subid = s.oid AND st.relid IS NULL
   LEFT JOIN LATERAL (SELECT max(r.finished_at) AS last_arrived FROM owsync_fleet.run r
                       WHERE r.edge = c.edge AND r.client = c.client AND r.status = 'succeeded') h ON true;
+CREATE VIEW owsync_fleet.fleet AS
+SELECT client, edge, last_run, run_age, lag_s, lag_bytes, hub_age,
+       CASE WHEN length(problem) > 44 THEN left(problem, 43) || '…' ELSE problem END AS problem
+  FROM owsync_fleet.fleet_detail;
 CREATE VIEW owsync_fleet.metrics AS
 SELECT client, edge, extract(epoch FROM run_age) AS run_age_seconds, extract(epoch FROM hub_age) AS hub_age_seconds,
        lag_s AS lag_seconds, lag_bytes, (problem IS NOT NULL)::integer AS problem
-  FROM owsync_fleet.fleet;
+  FROM owsync_fleet.fleet_detail;
 $sql$,
     coalesce((SELECT string_agg(format('SELECT %L::text AS edge, run_id, client, mode, status, started_at, finished_at, error, error_table FROM %I.run',
                                        e, owsync._edge_schema(e)), E'\nUNION ALL ' ORDER BY e)
                 FROM unnest(edges) e),
              'SELECT NULL::text AS edge, NULL::bigint AS run_id, NULL::text AS client, NULL::text AS mode, NULL::text AS status, '
              'NULL::timestamptz AS started_at, NULL::timestamptz AS finished_at, NULL::text AS error, NULL::text AS error_table WHERE false'))
-$hub$;
+$$;
 
 -- Rebuild the hub's fleet views over the edges whose catalog copy is there.
 CREATE FUNCTION owsync._hub_views() RETURNS void
@@ -292,6 +316,7 @@ $$;
 CREATE FUNCTION owsync._hub_server(hub text) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
 AS $$
 DECLARE
     kv jsonb := owsync._conninfo_parse(hub);
@@ -369,7 +394,7 @@ BEGIN
             MESSAGE = 'the hub''s role may not create subscriptions',
             HINT = 'Connect to the hub as a superuser (PostgreSQL 15), or as a member of pg_create_subscription that may create schemas (16 and later).';
     END IF;
-    PERFORM owsync._hub_exec(owsync._hub_setup_sql());
+    PERFORM owsync._hub_exec(owsync._hub_setup_sql() || owsync._hub_read_only_sql());
 
     me := (SELECT system_identifier::text FROM pg_control_system()) || '/' || current_database();
     no := owsync._hub_json(format(
@@ -425,6 +450,32 @@ BEGIN
 END
 $$;
 
+-- The state of a subscription of the hub's database: 'enabled', 'disabled',
+-- or NULL when there is none.
+CREATE FUNCTION owsync._hub_subscription(sub text) RETURNS text
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT owsync._hub_json(format(
+        'SELECT to_jsonb(CASE WHEN subenabled THEN ''enabled'' ELSE ''disabled'' END) FROM pg_subscription
+          WHERE subname = %L AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())', sub)) ->> 0
+$$;
+
+-- Drop a subscription at the hub, if there is one, without touching its
+-- slot (the hub is told it has none): its edge drops the slot, or is gone.
+CREATE FUNCTION owsync._hub_drop_subscription(sub text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF owsync._hub_subscription(sub) IS NOT NULL THEN
+        PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I DISABLE', sub));
+        PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', sub));
+        PERFORM owsync._hub_exec(format('DROP SUBSCRIPTION %I', sub));
+    END IF;
+END
+$$;
+
 -- The hub's subscription to this edge (over the slot made here; each table
 -- copied first, then streamed), and the pg_cron job owsync-fleet that runs
 -- the fleet tick every minute.
@@ -437,7 +488,7 @@ DECLARE
     conn text := e.edge_conninfo || ' user=owsync_replicator password=' || owsync._conninfo_quote(pw);
 BEGIN
     PERFORM owsync._require_superuser('attach an edge to a hub');
-    IF owsync._hub_json(format('SELECT to_jsonb(count(*)) FROM pg_subscription WHERE subname = %L', 'owsync_' || e.edge))::integer > 0 THEN
+    IF owsync._hub_subscription('owsync_' || e.edge) IS NOT NULL THEN
         PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I CONNECTION %L', 'owsync_' || e.edge, conn));
         PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I ENABLE', 'owsync_' || e.edge));
     ELSE
@@ -546,6 +597,8 @@ DECLARE
     c record;
     holder text;
     s name;
+    why text;
+    det text;
 BEGIN
     PERFORM owsync._require_admin();
     IF e.hub IS NULL THEN
@@ -595,8 +648,10 @@ BEGIN
         IF strict THEN
             RAISE;
         END IF;
-        UPDATE owsync.edge SET problem = 'hub: ' || SQLERRM;
-        RAISE WARNING 'owsync edge %: the hub could not be brought up to date: %', e.edge, SQLERRM;
+        GET STACKED DIAGNOSTICS why = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+        why := concat_ws(': ', why, nullif(btrim(det), ''));
+        UPDATE owsync.edge SET problem = 'hub: ' || why;
+        RAISE WARNING 'owsync edge %: the hub could not be brought up to date: %', e.edge, why;
         RETURN false;
     END;
 END
@@ -636,6 +691,9 @@ DECLARE
     local_tables text[];
     hub_tables text[];
     clients jsonb;
+    apply_problem text;
+    why text;
+    det text;
 BEGIN
     PERFORM owsync._require_admin();
     SELECT s.wal_status, pg_current_wal_lsn() AS lsn,
@@ -665,40 +723,100 @@ BEGIN
             'SELECT coalesce(jsonb_agg(n.nspname || ''.'' || c.relname ORDER BY 1), ''[]'')
                FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
                JOIN pg_class c ON c.oid = r.srrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE s.subname = %L', sub))) ORDER BY 1);
+              WHERE s.subname = %L AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())',
+            sub))) ORDER BY 1);
         IF local_tables IS DISTINCT FROM hub_tables AND slot.wal_status IS DISTINCT FROM 'lost'
-           AND owsync._hub_json(format('SELECT to_jsonb(count(*)) FROM pg_subscription WHERE subname = %L AND subenabled',
-                                       sub))::integer > 0 THEN
+           AND owsync._hub_subscription(sub) = 'enabled' THEN
             PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I REFRESH PUBLICATION', sub));
         END IF;
-        PERFORM owsync._hub_exec(format($sql$
-            DO $d$
-            DECLARE
-                x record;
-            BEGIN
-                FOR x IN SELECT stash FROM owsync_fleet.stash t
-                          WHERE t.edge = %1$L
-                            AND NOT EXISTS (SELECT 1 FROM pg_subscription_rel r JOIN pg_class c ON c.oid = r.srrelid
-                                             WHERE c.relnamespace = to_regnamespace(t.schema_name) AND r.srsubstate <> 'r')
-                            AND EXISTS (SELECT 1 FROM pg_subscription_rel r JOIN pg_class c ON c.oid = r.srrelid
-                                         WHERE c.relnamespace = to_regnamespace(t.schema_name)) LOOP
-                    EXECUTE format('DROP SCHEMA %%I CASCADE', x.stash);
-                    DELETE FROM owsync_fleet.stash WHERE stash = x.stash;
-                END LOOP;
-            END
-            $d$;
-            UPDATE owsync_fleet.edge SET last_seen = now(), wal_lsn = %2$L, lag_bytes = %3$L, lag_seconds = %4$L,
-                   slot_status = %5$L, problem = %6$L, clients = %7$L
-             WHERE edge = %1$L;
-            $sql$, e.edge, slot.lsn, slot.lag_bytes, slot.lag_seconds, coalesce(slot.wal_status, 'missing'),
-            CASE WHEN cardinality(e.contested) > 0
-                 THEN format('clients whose names other edges hold are not published: %s', array_to_string(e.contested, ', ')) END,
+        apply_problem := owsync._hub_apply_problem(sub);
+        PERFORM owsync._hub_exec(owsync._hub_drop_stashes_sql(e.edge) || format(
+            'UPDATE owsync_fleet.edge SET last_seen = now(), wal_lsn = %2$L, lag_bytes = %3$L, lag_seconds = %4$L,
+                    slot_status = %5$L, problem = %6$L, clients = %7$L
+              WHERE edge = %1$L',
+            e.edge, slot.lsn, slot.lag_bytes, slot.lag_seconds, coalesce(slot.wal_status, 'missing'),
+            coalesce(apply_problem,
+                     CASE WHEN cardinality(e.contested) > 0
+                          THEN format('clients whose names other edges hold are not published: %s',
+                                      array_to_string(e.contested, ', ')) END),
             clients));
+        UPDATE owsync.edge SET problem = apply_problem WHERE apply_problem IS NOT NULL;
         UPDATE owsync.edge SET last_tick = now();
     EXCEPTION WHEN OTHERS THEN
-        UPDATE owsync.edge SET problem = 'hub: ' || SQLERRM;
-        RAISE WARNING 'owsync edge %: could not report to the hub: %', e.edge, SQLERRM;
+        GET STACKED DIAGNOSTICS why = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+        why := concat_ws(': ', why, nullif(btrim(det), ''));
+        UPDATE owsync.edge SET problem = 'hub: ' || why;
+        RAISE WARNING 'owsync edge %: could not report to the hub: %', e.edge, why;
     END;
+END
+$$;
+
+-- The statement that drops the hub's stashes of an edge's re-seeds once
+-- every table of the fresh copy has been copied (state r in
+-- pg_subscription_rel).
+CREATE FUNCTION owsync._hub_drop_stashes_sql(edge text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT format($sql$
+DO $d$
+DECLARE
+    x record;
+BEGIN
+    FOR x IN SELECT stash FROM owsync_fleet.stash t
+              WHERE t.edge = %L
+                AND NOT EXISTS (SELECT 1 FROM pg_subscription_rel r JOIN pg_class c ON c.oid = r.srrelid
+                                 WHERE c.relnamespace = to_regnamespace(t.schema_name) AND r.srsubstate <> 'r')
+                AND EXISTS (SELECT 1 FROM pg_subscription_rel r JOIN pg_class c ON c.oid = r.srrelid
+                             WHERE c.relnamespace = to_regnamespace(t.schema_name)) LOOP
+        EXECUTE format('DROP SCHEMA %%I CASCADE', x.stash);
+        DELETE FROM owsync_fleet.stash WHERE stash = x.stash;
+    END LOOP;
+END
+$d$;
+$sql$, edge)
+$$;
+
+-- Why the hub's subscription to this edge is not applying, or NULL when it
+-- is.  PostgreSQL keeps an apply worker's error only in the server log: with
+-- logging_collector on (and a role allowed to read it, as the superuser the
+-- edge connects as is), the last error of this subscription's worker names
+-- its table; otherwise the count of errors is what there is.
+CREATE FUNCTION owsync._hub_apply_problem(sub text) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st jsonb;
+    m text[];
+BEGIN
+    st := owsync._hub_json(format($q$
+        SELECT jsonb_build_object(
+                 'origin', 'pg_' || s.oid, 'enabled', s.subenabled,
+                 'errors', coalesce(ss.apply_error_count, 0) + coalesce(ss.sync_error_count, 0),
+                 'streaming', EXISTS (SELECT 1 FROM pg_stat_subscription st
+                                       WHERE st.subid = s.oid AND st.relid IS NULL AND st.pid IS NOT NULL),
+                 'log', (SELECT pg_read_file(f, greatest(0, (pg_stat_file(f)).size - 262144), 262144)
+                           FROM pg_current_logfile() f
+                          WHERE f IS NOT NULL AND (pg_has_role(current_user, 'pg_read_server_files', 'MEMBER')
+                                                   OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))))
+          FROM pg_subscription s LEFT JOIN pg_stat_subscription_stats ss ON ss.subid = s.oid
+         WHERE s.subname = %L AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())$q$, sub));
+    IF st IS NULL OR (st ->> 'streaming')::boolean OR NOT (st ->> 'enabled')::boolean
+       OR (st ->> 'errors')::integer = 0 THEN
+        RETURN NULL;
+    END IF;
+    -- the latest error of this subscription's apply worker
+    SELECT x INTO m
+      FROM regexp_matches(coalesce(st ->> 'log', ''),
+               'ERROR:\s+([^\n]*)\n(?:[^\n]*DETAIL:\s+([^\n]*)\n)?[^\n]*CONTEXT:\s+processing remote data for '
+               || 'replication origin "' || (st ->> 'origin') || '" during message type "(\w+)" for replication target '
+               || 'relation "([^"]+)"', 'g') WITH ORDINALITY AS r(x, n)
+     ORDER BY n DESC LIMIT 1;
+    IF m IS NULL THEN
+        RETURN format('the hub''s apply worker for this edge failed %s times (its server log says why)', st ->> 'errors');
+    END IF;
+    RETURN format('apply stopped on %s (%s): %s', m[4], m[3], concat_ws(' ', m[1], m[2]));
 END
 $$;
 
@@ -732,11 +850,7 @@ DECLARE
     pid integer;
 BEGIN
     PERFORM owsync._require_superuser('detach an edge from its hub');
-    IF owsync._hub_json(format('SELECT to_jsonb(count(*)) FROM pg_subscription WHERE subname = %L', sub))::integer > 0 THEN
-        PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I DISABLE', sub));
-        PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', sub));
-        PERFORM owsync._hub_exec(format('DROP SUBSCRIPTION %I', sub));
-    END IF;
+    PERFORM owsync._hub_drop_subscription(sub);
     -- the walsender of the disabled subscription may not have noticed yet
     SELECT active_pid INTO pid FROM pg_replication_slots WHERE slot_name = sub;
     IF pid IS NOT NULL THEN
@@ -784,6 +898,7 @@ $$;
 CREATE FUNCTION owsync._detach() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
 AS $$
 DECLARE
     e owsync.edge := owsync._edge();
@@ -820,14 +935,26 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('the hub knows no edge %s', edge);
     END IF;
-    IF owsync._hub_json(format('SELECT to_jsonb(count(*)) FROM pg_subscription WHERE subname = %L', sub))::integer > 0 THEN
-        PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I DISABLE', sub));
-        PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', sub));
-        PERFORM owsync._hub_exec(format('DROP SUBSCRIPTION %I', sub));
-    END IF;
+    PERFORM owsync._hub_drop_subscription(sub);
     PERFORM owsync._hub_exec(format(
         'UPDATE owsync_fleet.client SET released_at = now() WHERE edge = %L AND released_at IS NULL;
          UPDATE owsync_fleet.edge SET forgotten_at = now() WHERE edge = %1$L', edge));
+END
+$$;
+
+-- Drop schemas (those that exist) and what they hold, without a NOTICE for
+-- each object.
+CREATE FUNCTION owsync._drop_schemas_quietly(schemas name[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
+AS $$
+DECLARE
+    s name;
+BEGIN
+    FOREACH s IN ARRAY schemas LOOP
+        EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', s);
+    END LOOP;
 END
 $$;
 
@@ -835,7 +962,11 @@ $$;
 -- hub (the client need not be registered here): its tables read through
 -- postgres_fdw in one snapshot of the hub, with the schema and journal mode
 -- its edge captured last, through the same checks as owsync.restore().
-CREATE FUNCTION owsync._restore_from_hub(p_client text, p_target text, p_overwrite boolean) RETURNS jsonb
+-- options: {"register": true} registers the client here on the new file,
+-- with the schedule and options it had on its edge (which must have
+-- released the name: unregistered there, or forgotten).
+CREATE FUNCTION owsync._restore_from_hub(p_client text, p_target text, p_overwrite boolean, p_options jsonb)
+RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -851,26 +982,43 @@ DECLARE
     rels regclass[];
     t0 timestamptz := clock_timestamp();
     report jsonb;
+    claim jsonb;
+    reg record;
+    register boolean;
 BEGIN
     PERFORM owsync._require_admin();
     PERFORM owsync._check_client_name(p_client);
-    src := owsync._hub_json(format('SELECT to_jsonb(edge) FROM owsync_fleet.client WHERE client = %L', p_client)) ->> 0;
+    IF jsonb_typeof(coalesce(p_options, '{}')) <> 'object'
+       OR EXISTS (SELECT 1 FROM jsonb_object_keys(coalesce(p_options, '{}')) k WHERE k <> 'register')
+       OR jsonb_typeof(coalesce(p_options -> 'register', 'false')) <> 'boolean' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('invalid restore options %s', p_options),
+            HINT = 'The only option is "register": true or false.';
+    END IF;
+    register := coalesce((p_options ->> 'register')::boolean, false);
+    claim := owsync._hub_json(format('SELECT to_jsonb(c) FROM owsync_fleet.client c WHERE client = %L', p_client));
+    src := claim ->> 'edge';
     IF src IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('the hub holds no copy of client %L', p_client);
     END IF;
-    EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', stage);
-    EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', cat);
+    IF register AND claim ->> 'released_at' IS NULL AND src <> (SELECT edge FROM owsync.edge) THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('client %L is registered on edge %s', p_client, src),
+            HINT = format('Unregister it on edge %s first (or, if that host is lost, SELECT owsync.forget_edge(%L)).', src, src);
+    END IF;
+    PERFORM owsync._drop_schemas_quietly(ARRAY[stage, cat]);
     EXECUTE format('CREATE SCHEMA %I', stage);
     EXECUTE format('CREATE SCHEMA %I', cat);
     EXECUTE format('IMPORT FOREIGN SCHEMA %I FROM SERVER owsync_hub INTO %I', p_client, stage);
-    EXECUTE format('IMPORT FOREIGN SCHEMA %I LIMIT TO (source_schema, run, quarantine) FROM SERVER owsync_hub INTO %I',
+    EXECUTE format('IMPORT FOREIGN SCHEMA %I LIMIT TO (client, source_schema, run, quarantine) FROM SERVER owsync_hub INTO %I',
                    owsync._edge_schema(src), cat);
     EXECUTE format('SELECT ddl FROM %I.source_schema WHERE client = $1 ORDER BY schema_id DESC LIMIT 1', cat)
       INTO captured USING p_client;
     EXECUTE format('SELECT journal_mode FROM %I.run WHERE client = $1 AND journal_mode IS NOT NULL
                      ORDER BY run_id DESC LIMIT 1', cat) INTO jm USING p_client;
     EXECUTE format('SELECT count(*) FROM %I.quarantine WHERE client = $1', cat) INTO quarantined USING p_client;
+    EXECUTE format('SELECT schedule, options FROM %I.client WHERE client = $1', cat) INTO reg USING p_client;
     IF captured IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('the hub has no captured schema of client %L', p_client),
@@ -894,22 +1042,24 @@ BEGIN
     report := owsync._write_report(p_target, p_overwrite, format('restore of %s from the hub', p_client),
                                    plan.ddl, plan.labels, plan.tabs, rels,
                                    CASE WHEN coalesce(jm, 'wal') = 'wal' THEN 'wal' ELSE 'delete' END);
-    EXECUTE format('DROP SCHEMA %I CASCADE', stage);
-    EXECUTE format('DROP SCHEMA %I CASCADE', cat);
-    RETURN jsonb_build_object('client', p_client, 'from_edge', src,
+    PERFORM owsync._drop_schemas_quietly(ARRAY[stage, cat]);
+    IF register THEN
+        PERFORM owsync.register_client(p_client, p_target, coalesce(reg.schedule, 'manual'), coalesce(reg.options, '{}'));
+    END IF;
+    RETURN jsonb_build_object('client', p_client, 'from_edge', src, 'registered', register,
                               'seconds', round(extract(epoch FROM clock_timestamp() - t0)::numeric, 3)) || report;
 END
 $$;
 
--- CALL owsync.restore_from_hub(client, target_path [, overwrite]): see
--- owsync._restore_from_hub().
+-- CALL owsync.restore_from_hub(client, target_path [, overwrite, options]):
+-- see owsync._restore_from_hub().
 CREATE PROCEDURE owsync.restore_from_hub(client text, target_path text, overwrite boolean DEFAULT false,
-                                         INOUT report jsonb DEFAULT NULL)
+                                         options jsonb DEFAULT '{}', INOUT report jsonb DEFAULT NULL)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    report := owsync._restore_from_hub(client, target_path, overwrite);
+    report := owsync._restore_from_hub(client, target_path, overwrite, options);
 END
 $$;
 
