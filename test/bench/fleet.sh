@@ -392,9 +392,9 @@ done
 
 # ------------------------------------------------------------------ results
 owsync_step "results (2 edges x $n realtime clients, hub on the same $(nproc)-core machine)"
-f="| %-66s | %18s | %-34s | %-6s |\n"
+f="| %-80s | %18s | %-34s | %-6s |\n"
 printf "$f" figure measured "compared against" within
-printf "|%s|%s|%s|%s|\n" "$(printf -- '-%.0s' {1..68})" "$(printf -- '-%.0s' {1..20})" "$(printf -- '-%.0s' {1..36})" "--------"
+printf "|%s|%s|%s|%s|\n" "$(printf -- '-%.0s' {1..82})" "$(printf -- '-%.0s' {1..20})" "$(printf -- '-%.0s' {1..36})" "--------"
 if [ "$big" != none ]; then
   il=$(median <"$R/incremental_plain"); ip=$(median <"$R/incremental_a")
   fl=$(median <"$R/full_plain"); fp=$(median <"$R/full_a")
@@ -403,7 +403,7 @@ if [ "$big" != none ]; then
   printf "$f" "client big, median of $runs: full, on plain" "$fl ms" "" ""
   awk -v a="$fl" -v b="$fp" -v f="$f" 'BEGIN {printf f, "  full on edge a, published (ratio)", sprintf("%d ms (%.2f)", b, b / a), "<= 1.25 x on plain", b <= 1.25 * a ? "yes" : "no"}'
 fi
-printf "$f" "initial copy of edge a at the hub after attach" "$(cat "$R/copy") s" "" ""
+printf "$f" "first copy of edge a at the hub (client big and the catalog), after attach" "$(cat "$R/copy") s" "" ""
 # med_max LABEL [BOUND WHAT]: median and max of the seconds on stdin, as a result row; the max
 # is held to BOUND seconds, described as WHAT
 med_max() {
