@@ -8,13 +8,13 @@
 # In that order it measures:
 #   1. publishing overhead at the edge: client "big" (the ~700 MB benchmark file of sync.sh;
 #      --big-size small for a 10 MB one, none to skip), one copy of the file registered on plain
-#      and one on edge a (published, its first copy at the hub complete).  --runs times (default
-#      3), 62 s apart (as in sync.sh): both files get the same changes (sync_helper.py mutate:
-#      100 chats given an exchange, 20 deleted), then an incremental run of each, then a full run
-#      of each, plain and edge a alternating which goes first; every run on edge a is followed by
-#      a wait until it has arrived at the hub, so each timed run starts with the hub caught up.
-#      Medians and the ratio edge a / plain, against 1.10 (incremental) and 1.25 (full).  Also
-#      the first copy at attach, and how long after each run's CALL returned it was at the hub;
+#      and one on edge a (published, its first copy at the hub complete).  First --runs (default
+#      5) full runs of each, then --runs rounds 62 s apart (as in sync.sh) in which both files get
+#      the same changes (sync_helper.py mutate: 100 chats given an exchange, 20 deleted) and each
+#      is synced incrementally; plain and edge a alternate which goes first, and every run on
+#      edge a is followed by a wait until it has arrived at the hub, so each timed run starts with
+#      the hub caught up.  Medians and the ratio edge a / plain, against 1.10 (incremental) and
+#      1.25 (full).  Also the first copy at attach, and when each run of edge a was at the hub;
 #   2. commit to arrival: N realtime clients per edge (--clients, default 25; generated "small"
 #      files, CALL owsync.discover(..., 'realtime')).  For 3 minutes every client's file gets a
 #      minute's changes (2 chats given an exchange) just after pg_cron's minute; a trigger at the
@@ -34,7 +34,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib.sh
 
-deps=1 n=25 runs=3 rounds=60 big=bench
+deps=1 n=25 runs=5 rounds=60 big=bench
 while [ $# -gt 0 ]; do
   case $1 in
     --no-deps) deps=0 ;;
@@ -273,8 +273,13 @@ bigrun() {
     sed 's/^/    at the hub /; s/$/ s after the CALL returned/'
 }
 if [ "$big" != none ]; then
-  owsync_step "1. client big, $runs rounds: the same changes to both files, an incremental then a full run on each"
   for x in incremental full; do : >"$R/${x}_plain"; : >"$R/${x}_a"; : >"$R/${x}_arrival"; done
+  owsync_step "1. client big: $runs full runs on plain and on edge a, alternating"
+  for i in $(seq "$runs"); do
+    order="plain a"; [ $((i % 2)) -eq 1 ] || order="a plain"
+    for c in $order; do bigrun "$c" full; done
+  done
+  owsync_step "1. client big: $runs rounds 62 s apart: the same changes to both files, an incremental run of each"
   last=0
   for i in $(seq "$runs"); do
     while [ $(( $(date +%s) - last )) -lt 62 ]; do sleep 1; done
@@ -282,7 +287,6 @@ if [ "$big" != none ]; then
     last=$(date +%s)
     order="plain a"; [ $((i % 2)) -eq 1 ] || order="a plain"
     for c in $order; do bigrun "$c" incremental; done
-    for c in $order; do bigrun "$c" full; done
   done
   (cd / && owsync_as_pg "$OWSYNC_PGBIN/pg_ctl" -D "$OWSYNC_WORK/plain/data" -m fast -w stop >/dev/null)  # done with it
 fi
@@ -392,6 +396,11 @@ done
 
 # ------------------------------------------------------------------ results
 owsync_step "results (2 edges x $n realtime clients, hub on the same $(nproc)-core machine)"
+if [ "$big" != none ]; then
+  for x in full incremental; do
+    echo "client big, $x runs in ms: plain $(paste -sd' ' "$R/${x}_plain"); edge a $(paste -sd' ' "$R/${x}_a")"
+  done
+fi
 f="| %-80s | %18s | %-34s | %-6s |\n"
 printf "$f" figure measured "compared against" within
 printf "|%s|%s|%s|%s|\n" "$(printf -- '-%.0s' {1..82})" "$(printf -- '-%.0s' {1..20})" "$(printf -- '-%.0s' {1..36})" "--------"
