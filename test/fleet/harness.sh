@@ -136,6 +136,9 @@ fleet_files() {
   $gen --flavour legacy --no-pk --seed 102 --out "$FLEET_FILES/edge1/bravo.db" >/dev/null
   $gen --flavour fresh --seed 104 --out "$FLEET_FILES/edge1/delta.db" >/dev/null
   $gen --flavour fresh --seed 103 --out "$FLEET_FILES/edge2/charlie.db" >/dev/null
+  # a table without any key (replaced as a whole by each run), with equal rows and json
+  sqlite3 "$FLEET_FILES/edge1/bravo.db" "CREATE TABLE event_log (kind TEXT, payload JSON, at INTEGER);
+    INSERT INTO event_log VALUES ('login', '{\"ok\": true}', 1), ('login', '{\"ok\": true}', 1), ('note', NULL, 2);"
   cp "$FLEET_FILES/edge2/charlie.db" "$FLEET_FILES/edge2/clash.db"
   chmod -R a+rwX "$FLEET_FILES"
 }

@@ -55,6 +55,11 @@ edits() {
     UPDATE tag SET name = name || ' $2' WHERE rowid = (SELECT max(rowid) FROM tag);
     DELETE FROM chat_message WHERE id = (SELECT id FROM chat_message ORDER BY id LIMIT 1 OFFSET 2);
     DELETE FROM memory WHERE rowid = (SELECT min(rowid) FROM memory);"
+  if [ "$(sqlite3 "$1" "SELECT count(*) FROM sqlite_master WHERE name = 'event_log'")" = 1 ]; then
+    step "edits $2 in $1's keyless table" sqlite "$1" "
+      INSERT INTO event_log VALUES ('$2', '{\"round\": \"$2\"}', 3), ('$2', '{\"round\": \"$2\"}', 3);
+      DELETE FROM event_log WHERE rowid = (SELECT min(rowid) FROM event_log);"
+  fi
 }
 # bulk FILE TAG N: N new chat messages in one commit (a run that streams for a while)
 bulk() {
@@ -185,11 +190,12 @@ hub_conninfo_hidden() {
   is_true hub "SELECT count(*) > 0 AND bool_and(row_to_json(e)::text NOT LIKE '%password%') FROM owsync_fleet.edge e"
 }
 hub_read_only() {
-  local before s
+  local before s out
   before=$(q hub "SELECT count(*) FROM $C.tag")
   for s in "INSERT INTO $C.tag SELECT * FROM $C.tag LIMIT 1" "UPDATE $C.tag SET name = 'x'" \
            "DELETE FROM $C.tag" "TRUNCATE $C.tag" "DELETE FROM owsync_edge_edge2.run"; do
-    echo "$s: $(q_err hub "$s")" || return 1
+    out=$(q_err hub "$s") || { echo "$s: $out"; return 1; }
+    echo "$s: $out"
   done
   [ "$(q hub "SELECT count(*) FROM $C.tag")" = "$before" ]
 }
