@@ -1,7 +1,8 @@
 --
--- Upgrade: a cluster holding registered, synced clients of owsync_fdw 0.1 is
--- upgraded by ALTER EXTENSION owsync_fdw UPDATE.  Nothing is lost (every row
--- of owsync's tables, the digests and the mirrors), the clients sync on
+-- Upgrade: a cluster holding registered, synced clients of owsync_fdw 0.1
+-- (and then one of 0.2) is upgraded by ALTER EXTENSION owsync_fdw UPDATE.
+-- Nothing is lost (every row of owsync's tables, the digests and the
+-- mirrors), the clients sync on
 -- incrementally (no table reloaded), their reader roles, conflicts and pg_cron
 -- jobs work as before, and the upgraded extension is the one a fresh install
 -- makes (routines, views, tables, grants, policies).
@@ -64,6 +65,10 @@ LANGUAGE sql AS $$
   SELECT 'table', c.relname, coalesce(c.relacl::text, '') || ' rls ' || c.relrowsecurity
     FROM pg_class c WHERE c.relnamespace = 'owsync'::regnamespace AND c.relkind IN ('r', 'S')
   UNION ALL
+  SELECT 'trigger', t.tgrelid::regclass::text || ' ' || t.tgname, pg_get_triggerdef(t.oid)
+    FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+   WHERE c.relnamespace = 'owsync'::regnamespace AND NOT t.tgisinternal
+  UNION ALL
   SELECT 'member', pg_describe_object(d.classid, d.objid, d.objsubid), ''
     FROM pg_depend d WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
      AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'owsync_fdw')
@@ -92,7 +97,7 @@ SELECT jobname, command FROM cron.job ORDER BY jobname;
 ALTER EXTENSION owsync_fdw UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'owsync_fdw';
 
--- nothing lost: every table holds the same rows
+-- nothing lost: every table holds the same rows (owsync.edge is new, and empty)
 SELECT coalesce(b.rel, a.rel) AS rel, b.n AS rows_before, a.n AS rows_after
   FROM before b FULL JOIN pg_temp.state() a USING (rel)
  WHERE b.digest IS DISTINCT FROM a.digest;
@@ -141,6 +146,35 @@ SELECT kind, count(*) FROM upgraded GROUP BY kind ORDER BY kind;
 UNION ALL
 (SELECT 'only in a fresh install', * FROM pg_temp.definition() EXCEPT SELECT 'only in a fresh install', * FROM upgraded)
 ORDER BY 1, 2, 3;
+
+CREATE TEMP TABLE fresh_install AS SELECT * FROM pg_temp.definition();
+
+-- 0.2: a client synced, then the upgrade to this version: nothing lost, the
+-- client syncs on incrementally, and the extension is again the one a fresh
+-- install makes
+DROP EXTENSION owsync_fdw;
+\! sh "$PG_ABS_SRCDIR/test/fixtures/make.sh" upgrade
+CREATE EXTENSION owsync_fdw VERSION '0.2';
+SELECT count(*) AS tables FROM owsync.register_client('fresh_example_com', '/tmp/owsync_regress/upgrade/fresh.db');
+CALL owsync.sync('fresh_example_com');
+CREATE TEMP TABLE before_02 AS SELECT * FROM pg_temp.state();
+ALTER EXTENSION owsync_fdw UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'owsync_fdw';
+SELECT coalesce(b.rel, a.rel) AS rel, b.n AS rows_before, a.n AS rows_after
+  FROM before_02 b FULL JOIN pg_temp.state() a USING (rel)
+ WHERE b.digest IS DISTINCT FROM a.digest;
+\! cd /tmp/owsync_regress/upgrade && sqlite3 fresh.db < "$PG_ABS_SRCDIR/test/fixtures/mutations.sql"
+CALL owsync.sync('fresh_example_com');
+SELECT path, count(*) AS tables FROM owsync.run_table
+ WHERE run_id = (SELECT max(run_id) FROM owsync.run) GROUP BY path ORDER BY path;
+CALL owsync.sync('fresh_example_com', 'reconcile');
+SELECT * FROM pg_temp.check('fresh_example_com');
+CREATE TEMP TABLE upgraded_02 AS SELECT * FROM pg_temp.definition();
+(SELECT 'only after the upgrade' AS side, * FROM upgraded_02 EXCEPT SELECT 'only after the upgrade', * FROM fresh_install)
+UNION ALL
+(SELECT 'only in a fresh install', * FROM fresh_install EXCEPT SELECT 'only in a fresh install', * FROM upgraded_02)
+ORDER BY 1, 2, 3;
+SELECT owsync.unregister_client('fresh_example_com', drop_data => true);
 
 DROP EXTENSION owsync_fdw;
 DROP EXTENSION pg_cron;

@@ -166,6 +166,22 @@ CREATE INDEX conflict_client ON owsync.conflict (client, conflict_id DESC);
 CREATE INDEX conflict_run ON owsync.conflict (run_id);
 CREATE UNIQUE INDEX conflict_pending ON owsync.conflict (client, table_name, key) WHERE decided IS NULL;
 
+-- This server as an edge of a fleet (one row, from owsync.prepare_edge())
+-- and its hub (from owsync.attach_hub()): see 38_fleet.sql and 78_fleet.sql.
+CREATE TABLE owsync.edge (
+    edge          text PRIMARY KEY CHECK (edge ~ '^[a-z_][a-z0-9_]*$' AND length(edge) <= 40),
+    one_row       boolean NOT NULL DEFAULT true UNIQUE CHECK (one_row),
+    prepared_at   timestamptz NOT NULL DEFAULT now(),
+    hub           text,				-- the hub's host, port and database (NULL: not attached)
+    edge_conninfo text,				-- how the hub reaches this database (no user, no password)
+    edge_no       integer,			-- given by the hub: run ids from edge_no * 10^12 on
+    attached_at   timestamptz,
+    last_tick     timestamptz,		-- the fleet tick's last visit of the hub
+    problem       text,				-- why the last tick could not bring the hub up to date (NULL: it did)
+    contested     text[] NOT NULL DEFAULT '{}',	-- clients whose names other edges hold: not published
+    slot_lost_alerted boolean NOT NULL DEFAULT false
+);
+
 -- pg_dump keeps owsync's catalog with the data it describes (tables created
 -- by an extension are otherwise left out of a dump).
 -- (one call per statement: each updates the extension's catalog row)
@@ -183,6 +199,7 @@ SELECT pg_catalog.pg_extension_config_dump('owsync.alert_alert_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('owsync.mirror_change', '');
 SELECT pg_catalog.pg_extension_config_dump('owsync.conflict', '');
 SELECT pg_catalog.pg_extension_config_dump('owsync.conflict_conflict_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('owsync.edge', '');
 
 -- The wrapper (its functions: 10_fdw.sql).
 CREATE FOREIGN DATA WRAPPER owsync_fdw

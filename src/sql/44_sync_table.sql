@@ -326,8 +326,15 @@ BEGIN
     IF p.pending THEN
         PERFORM owsync._full_conflicts_before(t);
     END IF;
-    EXECUTE format('DELETE FROM %s', p.mirror);
-    GET DIAGNOSTICS deleted = ROW_COUNT;
+    IF cardinality(t.key_columns) = 0 AND owsync._is_edge() THEN
+        -- published, a table without key has no replica identity: logical
+        -- replication carries its TRUNCATE, not a DELETE (38_fleet.sql)
+        EXECUTE format('SELECT count(*) FROM %s', p.mirror) INTO deleted;
+        EXECUTE format('TRUNCATE %s', p.mirror);
+    ELSE
+        EXECUTE format('DELETE FROM %s', p.mirror);
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+    END IF;
     EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s', p.mirror, p.cols, p.cols, p.src);
     GET DIAGNOSTICS inserted = ROW_COUNT;
     rows_read := inserted;

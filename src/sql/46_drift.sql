@@ -134,6 +134,7 @@ BEGIN
     END LOOP;
 
     EXECUTE format('DROP SCHEMA %I CASCADE', probe);
+    PERFORM owsync._hub_follow(p_client);
     FOREACH w IN ARRAY notes LOOP
         RAISE WARNING 'owsync %: %', p_client, w;
     END LOOP;

@@ -44,6 +44,20 @@ SELECT jsonb_build_object('target', p_target, 'tables', count(*), 'rows', coales
                             owsync._source_paths()) w
 $$;
 
+-- A captured schema (owsync.source_schema.ddl) as a restore replays it: the
+-- statements in sqlite_master's order, their labels, and the tables to fill.
+-- SQLite makes its own objects (sqlite_sequence, the automatic indexes of
+-- UNIQUE and PRIMARY KEY).
+CREATE FUNCTION owsync._replay_plan(captured jsonb, OUT ddl text[], OUT labels text[], OUT tabs text[])
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT array_agg(e ->> 'sql' ORDER BY o), array_agg((e ->> 'type') || ' ' || (e ->> 'name') ORDER BY o),
+           array_agg(e ->> 'name' ORDER BY o) FILTER (WHERE e ->> 'type' = 'table')
+      FROM jsonb_array_elements(captured) WITH ORDINALITY AS x(e, o)
+     WHERE e ->> 'sql' IS NOT NULL AND left(e ->> 'name', 7) <> 'sqlite_'
+$$;
+
 -- Restore a client's mirror into target_path, with the schema captured from
 -- its source at the last sync (sqlite_master's own order and text) and the
 -- journal mode the source had.  options: {"reattach": true} points the
@@ -103,13 +117,7 @@ BEGIN
     SELECT r.journal_mode INTO jm FROM owsync.run r
      WHERE r.client = p_client AND r.journal_mode IS NOT NULL ORDER BY r.run_id DESC LIMIT 1;
 
-    -- the statements in sqlite_master's order; SQLite makes its own
-    -- (sqlite_sequence, the automatic indexes of UNIQUE and PRIMARY KEY)
-    SELECT array_agg(e ->> 'sql' ORDER BY o), array_agg((e ->> 'type') || ' ' || (e ->> 'name') ORDER BY o),
-           array_agg(e ->> 'name' ORDER BY o) FILTER (WHERE e ->> 'type' = 'table')
-      INTO ddl, labels, tabs
-      FROM jsonb_array_elements(sch.ddl) WITH ORDINALITY AS x(e, o)
-     WHERE e ->> 'sql' IS NOT NULL AND left(e ->> 'name', 7) <> 'sqlite_';
+    SELECT * INTO ddl, labels, tabs FROM owsync._replay_plan(sch.ddl);
     SELECT string_agg(t, ', ') INTO missing FROM unnest(tabs) t
      WHERE to_regclass(format('%I.%I', n.mirror_schema, t)) IS NULL;
     IF missing IS NOT NULL THEN

@@ -37,6 +37,7 @@ BEGIN
         PERFORM owsync._require_cron(client);
     END IF;
     PERFORM owsync._check_options(client, options);
+    PERFORM owsync._check_fleet_name(client);
 
     INSERT INTO owsync.client AS c (client, database, schedule, options)
     VALUES (register_client.client, register_client.database, lower(btrim(register_client.schedule)),

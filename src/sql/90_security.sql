@@ -56,6 +56,10 @@ GRANT EXECUTE ON FUNCTION
     owsync._start_run(text, text), owsync._work_run(bigint), owsync._finish_run(bigint),
     owsync.resolve_conflict(bigint, text), owsync.set_options(text, jsonb)
   TO owsync_admin;
+GRANT EXECUTE ON FUNCTION owsync._fleet_converge(boolean), owsync._fleet_report(boolean), owsync._published(),
+    owsync._restore_from_hub(text, text, boolean, jsonb) TO owsync_admin;
+GRANT EXECUTE ON PROCEDURE owsync.fleet_tick(), owsync.restore_from_hub(text, text, boolean, jsonb, jsonb) TO owsync_admin;
+GRANT SELECT ON owsync.edge, owsync.edge_status TO owsync_admin;
 GRANT EXECUTE ON FUNCTION owsync._restore(text, text, boolean, jsonb),
     owsync._restore_from_schema(text, text, boolean, jsonb) TO owsync_admin;
 GRANT EXECUTE ON PROCEDURE owsync.sync(text, text), owsync.discover(text, text, integer, integer, integer, jsonb),

@@ -9,6 +9,7 @@
 --   key_hash                                  generated columns of the digest tables
 --   _mirror_changed                           the triggers on mirror tables
 --   _may_read_mirror                          row level security policies
+--   _copy_to_edge                             the triggers copying the catalog to an edge's schema
 -- A view or routine of a user's that depends on a dropped one stops the upgrade, which then
 -- changes nothing: drop it first, and create it again afterwards.
 DO $$
@@ -28,7 +29,7 @@ BEGIN
          WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext AND d.deptype = 'e'
            AND d.classid = 'pg_catalog.pg_proc'::regclass
            AND p.proname NOT IN ('owsync_fdw_handler', 'owsync_fdw_validator', 'key_hash',
-                                 '_mirror_changed', '_may_read_mirror')
+                                 '_mirror_changed', '_may_read_mirror', '_copy_to_edge')
         UNION ALL
         SELECT 'TYPE', t.oid::regtype::text, t.oid
           FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_type t ON t.oid = d.objid

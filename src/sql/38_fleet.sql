@@ -1,0 +1,343 @@
+-- The fleet, edge side: what every run and registration needs when this
+-- server is an edge feeding a hub (the setup calls: 78_fleet.sql).
+--
+-- An edge publishes (publication owsync_edge) its clients' mirror schemas and
+-- a copy of its own catalog (schema owsync_edge_<edge>); the hub, any
+-- PostgreSQL without owsync_fdw, subscribes.  DDL is not replicated, so the
+-- edge makes each published table exist at the hub, with its columns, before
+-- rows with them arrive there.  The edge reaches the hub through dblink over
+-- the postgres_fdw server owsync_hub, whose user mapping (for the extension's
+-- owner) holds the hub's password: only superusers can read it.  A client
+-- name is claimed at the hub (owsync_fleet.client) before its schema is
+-- published, so two edges never feed one schema.
+
+-- This server's edge row, if it is one.
+CREATE FUNCTION owsync._edge() RETURNS owsync.edge
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM owsync.edge
+$$;
+
+-- The schema holding the copy of this edge's catalog (published).
+CREATE FUNCTION owsync._edge_schema(edge text) RETURNS name
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ('owsync_edge_' || edge)::name
+$$;
+
+-- The catalog tables copied to owsync_edge_<edge>, with their keys: what a
+-- hub needs to show the fleet and to restore a client (its captured schema,
+-- journal mode and quarantine).
+CREATE FUNCTION owsync._edge_copied(OUT table_name text, OUT key_columns text)
+RETURNS SETOF record
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    VALUES ('client', 'client'), ('source_schema', 'schema_id'), ('run', 'run_id'),
+           ('quarantine', 'client, table_name, key'), ('alert', 'alert_id')
+$$;
+
+-- Trigger on the copied catalog tables: the row's copy in
+-- owsync_edge_<edge> follows it, in the same transaction (so a run arrives
+-- at the hub with its catalog rows).  Columns are matched by name.
+CREATE OR REPLACE FUNCTION owsync._copy_to_edge() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e text := (SELECT edge FROM owsync.edge);
+    dst text;
+BEGIN
+    IF e IS NULL THEN
+        RETURN NULL;
+    END IF;
+    dst := format('%I.%I', owsync._edge_schema(e), TG_TABLE_NAME);
+    IF TG_OP <> 'INSERT' THEN
+        EXECUTE format('DELETE FROM %s WHERE (%s) = (SELECT %2$s FROM jsonb_populate_record(NULL::%1$s, $1))',
+                       dst, TG_ARGV[0])
+          USING to_jsonb(OLD);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        EXECUTE format('INSERT INTO %s SELECT * FROM jsonb_populate_record(NULL::%1$s, $1)', dst)
+          USING to_jsonb(NEW);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT * FROM owsync._edge_copied() LOOP
+        EXECUTE format('CREATE OR REPLACE TRIGGER owsync_copy_to_edge AFTER INSERT OR UPDATE OR DELETE ON owsync.%I
+                        FOR EACH ROW EXECUTE FUNCTION owsync._copy_to_edge(%L)', t.table_name, t.key_columns);
+    END LOOP;
+END
+$$;
+
+-- Is this server an edge?  (Its keyless mirror tables are then emptied by
+-- TRUNCATE, which logical replication carries without a replica identity.)
+CREATE FUNCTION owsync._is_edge() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM owsync.edge)
+$$;
+
+-- The schemas in this edge's publication.
+CREATE FUNCTION owsync._published() RETURNS name[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(n.nspname ORDER BY n.nspname), '{}')
+      FROM pg_publication p
+      JOIN pg_publication_namespace pn ON pn.pnpubid = p.oid
+      JOIN pg_namespace n ON n.oid = pn.pnnspid
+     WHERE p.pubname = 'owsync_edge'
+$$;
+
+-- The schema of the dblink extension (NULL: not installed).
+CREATE FUNCTION owsync._dblink_schema() RETURNS name
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'dblink'
+$$;
+
+-- Run SQL at the hub (autocommit there: top-level statements such as
+-- ALTER SUBSCRIPTION ... REFRESH PUBLICATION can run), over this session's
+-- connection owsync_hub, opened on first use.  A failed call closes the
+-- connection, so that the next one starts afresh.
+CREATE FUNCTION owsync._hub_exec(sql text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s name := owsync._dblink_schema();
+BEGIN
+    PERFORM owsync._hub_connect(s);
+    BEGIN
+        EXECUTE format('SELECT %I.dblink_exec(%L, $1)', s, 'owsync_hub') USING sql;
+    EXCEPTION WHEN OTHERS THEN
+        EXECUTE format('SELECT %I.dblink_disconnect(%L)', s, 'owsync_hub');
+        RAISE;
+    END;
+END
+$$;
+
+-- A query's one json value, read at the hub (see _hub_exec).
+CREATE FUNCTION owsync._hub_json(sql text) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s name := owsync._dblink_schema();
+    v jsonb;
+BEGIN
+    PERFORM owsync._hub_connect(s);
+    BEGIN
+        EXECUTE format('SELECT j FROM %I.dblink(%L, $1) AS t(j jsonb)', s, 'owsync_hub') INTO v USING sql;
+    EXCEPTION WHEN OTHERS THEN
+        EXECUTE format('SELECT %I.dblink_disconnect(%L)', s, 'owsync_hub');
+        RAISE;
+    END;
+    RETURN v;
+END
+$$;
+
+-- Open the session's connection to the hub unless it is open; an error
+-- when this edge is not attached.
+CREATE FUNCTION owsync._hub_connect(s name) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    open boolean;
+BEGIN
+    IF s IS NULL OR NOT EXISTS (SELECT 1 FROM pg_foreign_server WHERE srvname = 'owsync_hub') THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = 'this server is not attached to a hub',
+            HINT = 'Attach it: CALL owsync.attach_hub() with the hub''s connection string and this edge''s.';
+    END IF;
+    EXECUTE format('SELECT %L = ANY (coalesce(%I.dblink_get_connections(), %L))', 'owsync_hub', s, '{}')
+      INTO open;
+    IF NOT open THEN
+        EXECUTE format('SELECT %I.dblink_connect(%L, %L)', s, 'owsync_hub', 'owsync_hub');
+    END IF;
+END
+$$;
+
+-- Claim a client's name at the hub for this edge: returns NULL when this
+-- edge holds it (now or already), else the edge that does.  A name its
+-- former edge released (unregistered there, or that edge forgotten) can be
+-- claimed.
+CREATE FUNCTION owsync._hub_claim(p_client text) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e text := (SELECT edge FROM owsync.edge);
+    holder jsonb;
+BEGIN
+    holder := owsync._hub_json(format(
+        'WITH c AS (INSERT INTO owsync_fleet.client AS x (client, edge) VALUES (%1$L, %2$L)
+                    ON CONFLICT (client) DO UPDATE SET edge = excluded.edge, claimed_at = now(), released_at = NULL,
+                                                       contested_by = array_remove(x.contested_by, excluded.edge)
+                     WHERE x.released_at IS NOT NULL OR x.edge = excluded.edge
+                    RETURNING x.edge)
+         SELECT to_jsonb(coalesce((SELECT edge FROM c), (SELECT edge FROM owsync_fleet.client WHERE client = %1$L)))',
+        p_client, e));
+    RETURN nullif(holder ->> 0, e);
+END
+$$;
+
+-- An error when another edge holds a client's name at the hub (register_client):
+-- names are unique across the fleet.  When the hub cannot be reached the
+-- registration goes on, with a warning: the fleet tick claims the name later
+-- and reports a collision at the hub.
+CREATE FUNCTION owsync._check_fleet_name(p_client text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e owsync.edge := owsync._edge();
+    holder text;
+BEGIN
+    IF e.hub IS NULL THEN
+        RETURN;				-- not attached: no fleet to ask
+    END IF;
+    BEGIN
+        holder := owsync._hub_claim(p_client);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'owsync %: the hub could not be asked whether the name is free: %', p_client, SQLERRM
+            USING HINT = 'The fleet tick claims the name when the hub is back, and reports a collision there.';
+        RETURN;
+    END;
+    IF holder IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('client %L is registered on edge %s; this is edge %s', p_client, holder, e.edge),
+            DETAIL = 'Client names are unique across the fleet: the hub holds each client in a schema of its name.',
+            HINT = format('Choose another name, or move the client: unregister it on edge %s first.', holder);
+    END IF;
+END
+$$;
+
+-- The tables of some schemas as the hub needs them, as json: for each table
+-- its columns (name, type, in order), primary key and the roles that may read
+-- it.  The same query runs here and at the hub, so both sides compare alike.
+CREATE FUNCTION owsync._table_shapes_sql(schemas name[]) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT format($q$
+SELECT coalesce(jsonb_object_agg(n.nspname || '.' || c.relname, jsonb_build_object(
+         'schema', n.nspname, 'table', c.relname,
+         'columns', (SELECT jsonb_agg(jsonb_build_array(a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod))
+                                      ORDER BY a.attnum)
+                       FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+         'key', (SELECT jsonb_agg(a.attname ORDER BY k.i)
+                   FROM pg_catalog.pg_constraint x CROSS JOIN LATERAL unnest(x.conkey) WITH ORDINALITY k(att, i)
+                   JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.att
+                  WHERE x.conrelid = c.oid AND x.contype = 'p'),
+         'readers', (SELECT coalesce(jsonb_agg(DISTINCT r.rolname), '[]')
+                       FROM pg_catalog.aclexplode(c.relacl) g JOIN pg_catalog.pg_roles r ON r.oid = g.grantee
+                      WHERE g.privilege_type = 'SELECT' AND g.grantee <> c.relowner
+                        AND r.rolname <> 'owsync_replicator'))), '{}')
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r' AND n.nspname = ANY (%L::text[])
+$q$, schemas)
+$$;
+
+-- The statements that make the hub's tables of some schemas match this
+-- edge's: missing schemas and tables created (primary key, read-only
+-- trigger), missing columns added, readers granted and revoked.  Only
+-- additions: a mirror never drops or retypes a column.  '' when they match.
+CREATE FUNCTION owsync._hub_catch_up_sql(local jsonb, hub jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+    h jsonb;
+    tbl text;
+    sql text := '';
+    r text;
+BEGIN
+    FOR t IN SELECT k, v FROM jsonb_each(local) AS x(k, v) ORDER BY k LOOP
+        h := hub -> t.k;
+        tbl := format('%I.%I', t.v ->> 'schema', t.v ->> 'table');
+        IF h IS NULL THEN
+            sql := sql || format(E'CREATE SCHEMA IF NOT EXISTS %I;\nCREATE TABLE %s (%s%s);\n'
+                                 || 'CREATE TRIGGER owsync_read_only BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %2$s '
+                                 || E'FOR EACH STATEMENT EXECUTE FUNCTION owsync_fleet.read_only();\n',
+                                 t.v ->> 'schema', tbl,
+                                 (SELECT string_agg(format('%I %s', c ->> 0, c ->> 1), ', ' ORDER BY o)
+                                    FROM jsonb_array_elements(t.v -> 'columns') WITH ORDINALITY AS x(c, o)),
+                                 CASE WHEN jsonb_typeof(t.v -> 'key') = 'array'
+                                      THEN format(', PRIMARY KEY (%s)',
+                                                  (SELECT string_agg(format('%I', k), ', ' ORDER BY o)
+                                                     FROM jsonb_array_elements_text(t.v -> 'key') WITH ORDINALITY AS y(k, o)))
+                                      ELSE '' END);
+            h := jsonb_build_object('columns', t.v -> 'columns', 'readers', '[]'::jsonb);
+        END IF;
+        sql := sql || coalesce((SELECT string_agg(format(E'ALTER TABLE %s ADD COLUMN %I %s;\n', tbl, c ->> 0, c ->> 1), '' ORDER BY o)
+                                  FROM jsonb_array_elements(t.v -> 'columns') WITH ORDINALITY AS x(c, o)
+                                 WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(h -> 'columns') hc
+                                                    WHERE hc ->> 0 = c ->> 0)), '');
+        FOR r IN SELECT jsonb_array_elements_text(t.v -> 'readers')
+                 EXCEPT SELECT jsonb_array_elements_text(h -> 'readers') LOOP
+            sql := sql || format(E'DO $r$ BEGIN CREATE ROLE %1$I NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $r$;\n'
+                                 || E'GRANT USAGE ON SCHEMA %2$I TO %1$I;\nGRANT SELECT ON %3$s TO %1$I;\n',
+                                 r, t.v ->> 'schema', tbl);
+        END LOOP;
+        FOR r IN SELECT jsonb_array_elements_text(h -> 'readers')
+                 EXCEPT SELECT jsonb_array_elements_text(t.v -> 'readers') LOOP
+            sql := sql || format(E'REVOKE SELECT ON %s FROM %I;\n', tbl, r);
+        END LOOP;
+    END LOOP;
+    RETURN sql;
+END
+$$;
+
+-- Make the hub's tables of some schemas match this edge's (see
+-- _hub_catch_up_sql); returns the statements run ('' when none were needed).
+CREATE FUNCTION owsync._hub_catch_up(schemas name[]) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q text := owsync._table_shapes_sql(schemas);
+    local jsonb;
+    sql text;
+BEGIN
+    EXECUTE q INTO local;
+    sql := owsync._hub_catch_up_sql(local, owsync._hub_json(q));
+    IF sql <> '' THEN
+        PERFORM owsync._hub_exec(sql);
+    END IF;
+    RETURN sql;
+END
+$$;
+
+-- After a run's schema drift, before it commits: the hub gets the new tables
+-- and columns first, so that the rows with them do not stop the hub's apply
+-- worker.  Best effort: with the hub away, the fleet tick does it later.
+CREATE FUNCTION owsync._hub_follow(p_client text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT p_client = ANY (owsync._published()) OR (SELECT hub FROM owsync.edge) IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM owsync._hub_catch_up(ARRAY[p_client::name]);
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'owsync %: the hub could not take the new schema now: %', p_client, SQLERRM
+        USING HINT = 'The fleet tick (job owsync:fleet) brings it to the hub when it can be reached.';
+END
+$$;
