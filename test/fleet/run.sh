@@ -5,7 +5,7 @@
 # "not ok - NAME" (with what failed as "#" lines); the last line is "fleet: N ok, N not ok".
 # A hub copy is always compared with its SQLite source by test/fleet/compare_hub.py, which
 # reads both without owsync.  Waits poll a condition with a deadline, never a fixed time; the
-# one wait for pg_cron's minute is the drift scenario's (the owsync:fleet job alone).
+# one wait for pg_cron's minute is the drift scenario's (the fleet's pg_cron job alone).
 #
 #   bash test/run-tests.sh --only fleet     # builds and installs owsync, then runs this
 #   bash test/fleet/run.sh                  # owsync_fdw already installed for $PG_CONFIG
@@ -30,6 +30,7 @@ F=$FLEET_FILES
 A=alpha_example_com B=bravo_example_com C=charlie_example_com D=delta_example_com
 MUTATIONS=$OWSYNC_ROOT/test/fixtures/mutations.sql
 COMPARE_SQLITE="python3 $OWSYNC_ROOT/test/compare_sqlite.py"
+FLEET_JOB="j.command LIKE '%owsync.fleet_tick()%'"   # the fleet's pg_cron job (cron.job), by what it runs
 
 # ------------------------------------------------------------------ steps used by scenarios
 register() {  # EDGE CLIENT FILE [OPTIONS]: register a client (its first sync included)
@@ -87,6 +88,20 @@ clients_of() { local c; for c in "${!EDGE_OF[@]}"; do if [ "${EDGE_OF[$c]}" = "$
 hub_start() { step "start the hub" hub_pgctl_start; }
 hub_pgctl_start() { OWSYNC_PGBIN=$FLEET_HUB_BIN pgctl hub -l "$OWSYNC_WORK/hub/server.log" -w -t 60 start; }
 hub_stop() { step "stop the hub" pgctl hub -m fast -w -t 60 stop; }
+# fleet_problem CLIENT WORD...: the fleet view's problem for CLIENT says every WORD
+fleet_problem() {
+  local c=$1; shift
+  "$PSQL" -X -d "$(conninfo hub)" -c "SELECT * FROM owsync_fleet.fleet ORDER BY client"
+  contains_all "$(q hub "SELECT problem FROM owsync_fleet.fleet WHERE client = '$c'")" "$@"
+}
+# fleet_width: the fleet view, as psql shows it, fits in 120 columns (characters, not bytes)
+fleet_width() {
+  local view width
+  view=$("$PSQL" -X -d "$(conninfo hub)" -c "SELECT * FROM owsync_fleet.fleet ORDER BY client")
+  echo "$view"
+  width=$(python3 -c "import sys; print(max(len(l) for l in sys.stdin.read().splitlines()))" <<<"$view")
+  [ "$width" -le 120 ] || { echo "the view is $width columns wide"; return 1; }
+}
 contains_all() {  # TEXT WORD...: TEXT (shown) contains every WORD
   local text=$1 w; shift
   echo "$text"
@@ -115,8 +130,8 @@ attached() {  # EDGE: the hub has the edge, its subscription, and the edge its p
     || { echo "no row for $1 in the hub's owsync_fleet.edge"; return 1; }
   is_true hub "SELECT EXISTS (SELECT FROM pg_subscription WHERE subname = 'owsync_$1')" \
     || { echo "no subscription owsync_$1 at the hub"; return 1; }
-  is_true "$1" "SELECT EXISTS (SELECT FROM cron.job WHERE jobname = 'owsync:fleet' AND command LIKE '%fleet_tick%')" \
-    || { echo "no pg_cron job owsync:fleet at $1; its jobs: $(q "$1" "SELECT string_agg(jobname || ' (' || command || ')', ', ') FROM cron.job")"; return 1; }
+  is_true "$1" "SELECT EXISTS (SELECT FROM cron.job j WHERE $FLEET_JOB AND j.schedule = '* * * * *')" \
+    || { echo "no pg_cron job calling fleet_tick every minute at $1; its jobs: $(q "$1" "SELECT string_agg(jobname || ' (' || command || ')', ', ') FROM cron.job")"; return 1; }
 }
 attach() { q "$1" "CALL owsync.attach_hub('$(hub_conninfo)', '$(edge_conninfo "$1")')" && attached "$1"; }
 
@@ -243,12 +258,12 @@ s_drift() {
   edits "$F/edge1/alpha.db" drift
   t0=$(date +%s)
   sync edge1 "$A" incremental
-  # no fleet_tick by hand: pg_cron's owsync:fleet job must bring the new table
-  check "drift at edge1 (new column, new table) reaches the hub by the owsync:fleet job alone, within 2 minutes" \
+  # no fleet_tick by hand: the fleet's pg_cron job must bring the new table
+  check "drift at edge1 (new column, new table) reaches the hub by the fleet's pg_cron job alone, within 2 minutes" \
     wait_until 120 alpha_at_hub "$F/edge1/alpha.db"
   secs=$(( $(date +%s) - t0 ))
   note "drift arrived ${secs} s after the run"
-  check "the owsync:fleet job ran at edge1 after the drifted run, and succeeded" fleet_job_ran "$t0"
+  check "the fleet's pg_cron job ran at edge1 after the drifted run, and succeeded" fleet_job_ran "$t0"
   check "the other clients are intact after the drift" hub_equal edge1 edge2
 }
 
@@ -256,7 +271,7 @@ fleet_job_ran() {  # SINCE (epoch): runs of the job since then, one succeeded
   q edge1 "SELECT j.jobname, d.status, d.start_time, d.return_message FROM cron.job_run_details d JOIN cron.job j USING (jobid)
             WHERE d.start_time >= to_timestamp($1) ORDER BY d.start_time"
   is_true edge1 "SELECT count(*) > 0 FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-                  WHERE j.jobname = 'owsync:fleet' AND d.status = 'succeeded' AND d.start_time >= to_timestamp($1)"
+                  WHERE $FLEET_JOB AND d.status = 'succeeded' AND d.start_time >= to_timestamp($1)"
 }
 alpha_at_hub() { wait_arrived edge1 5 && compare_hub "$A" "$1"; }
 
@@ -336,8 +351,8 @@ s_slot_lost() {
   tick edge2
   touch "$OWSYNC_WORK/listen.stop"; wait "$LISTENER" || true; LISTENER=""
   check "the slot loss raises NOTIFY owsync_alert (slot_lost)" grep -F '"slot_lost"' "$OWSYNC_WORK/listen.out"
-  check "the fleet view names the lost slot" \
-    contains_all "$(q hub "SELECT problem FROM owsync_fleet.fleet WHERE client = '$C'")" slot lost
+  check "the fleet view names the lost slot" fleet_problem "$C" slot lost
+  check "the fleet view fits in 120 columns (a problem shown)" fleet_width
   check "repair_hub: the hub holds no less while it re-seeds" repair "$before"
   check "repair_hub: the re-seed ends (stash dropped by the tick), equal to the sources, no duplicates" \
     repaired
@@ -352,17 +367,22 @@ slot_lost() {  # one round of WAL at edge2 (another database), then: is the slot
 repair() { q edge2 "CALL owsync.repair_hub()" && no_less "$C" "$1"; }
 stash_gone() { tick edge2 && is_true hub "SELECT count(*) = 0 FROM pg_namespace WHERE nspname LIKE 'owsync\_stash\_%'"; }
 repaired() { wait_until 60 stash_gone && hub_equal edge1 edge2; }
-no_less() {  # CLIENT N: the hub holds at least N chat messages of CLIENT, in its copy or a stash
-  q hub "SELECT n.nspname, (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.chat_message', n.nspname), false, true, '')))[1]::text
-           FROM pg_namespace n WHERE n.nspname = '$1' OR n.nspname LIKE 'owsync\_stash\_%\_$1'"
-  is_true hub "SELECT max((xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.chat_message', n.nspname), false, true, '')))[1]::text::bigint) >= $2
-                 FROM pg_namespace n WHERE n.nspname = '$1' OR n.nspname LIKE 'owsync\_stash\_%\_$1'"
+# no_less CLIENT N: the hub holds at least N chat messages of CLIENT, in its copy or a stash
+# (CLIENT is the only client of its edge being re-seeded, so every stash with a chat_message
+# table is its)
+no_less() {
+  local holders="SELECT n.nspname, (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.chat_message', n.nspname), false, true, '')))[1]::text::bigint AS n
+                   FROM pg_namespace n WHERE (n.nspname = '$1' OR n.nspname LIKE 'owsync\_stash\_%')
+                    AND to_regclass(format('%I.chat_message', n.nspname)) IS NOT NULL"
+  q hub "$holders"
+  is_true hub "SELECT max(n) >= $2 FROM ($holders) h"
 }
 
 s_move() {
   # alpha moves from edge1 to edge2: its registration ends on edge1 first
   at edge1 "SELECT owsync.unregister_client('$A')"
   tick edge1
+  check "the fleet view says alpha is registered on no edge" fleet_problem "$A" "no edge"
   at edge2 "CALL owsync.restore_from_hub('$A', '$F/edge2/alpha.db')"
   check "restore_from_hub on edge2 writes alpha identical to its source as of the last sync" \
     $COMPARE_SQLITE "$F/edge1/alpha.db" "$F/edge2/alpha.db"
@@ -383,7 +403,10 @@ s_lost_host() {
   for c in $clients; do step "a copy of $c's file" sqlite3 "${FILE_OF[$c]}" ".backup $F/saved/$c.db"; done
   step "edge1's cluster stopped at once" pgctl edge1 -m immediate -w stop
   rm -rf "$OWSYNC_WORK/edge1/data" "$F/edge1"
+  check "the fleet view says edge1's clients are not streaming (the edge cannot be reached)" \
+    wait_until 30 fleet_problem "$B" "not streaming"
   at edge2 "SELECT owsync.forget_edge('edge1')"
+  check "the fleet view says edge1 was forgotten" fleet_problem "$B" forgotten
   check "forget_edge('edge1') at edge2: its subscription dropped at the hub, its copies kept" \
     is_true hub "SELECT NOT EXISTS (SELECT FROM pg_subscription WHERE subname = 'owsync_edge1')
                     AND (SELECT count(*) FROM pg_namespace WHERE nspname IN ($(printf "'%s'," $clients | sed 's/,$//'))) = $(wc -w <<<"$clients")"
