@@ -154,6 +154,8 @@ s_attach() {
   check "every client arrives at the hub equal to its source file" hub_equal edge1 edge2
   check "register_client refuses a name edge1 holds, naming both edges" register_refused
   check "the fleet view: one line per client, with its edge" fleet_lines
+  check "the fleet metrics view: one row per client" \
+    is_true hub "SELECT count(*) = 4 AND count(DISTINCT client) = 4 FROM owsync_fleet.metrics"
 }
 attach_refused() {
   contains_all "$(q_err edge2 "CALL owsync.attach_hub('$(hub_conninfo)', '$(edge_conninfo edge2)')")" edge1 edge2 "$A"
@@ -258,6 +260,9 @@ s_drift() {
   edits "$F/edge1/alpha.db" drift
   t0=$(date +%s)
   sync edge1 "$A" incremental
+  check "the drifted run made the hub's tables match before it committed (new column, new table)" drift_ready
+  check "the rows with the new column arrive without a tick (the apply worker did not stall)" \
+    wait_until 30 is_true hub "SELECT count(*) = 1 FROM $A.chat WHERE pinned_order = 7"
   # no fleet_tick by hand: the fleet's pg_cron job must bring the new table
   check "drift at edge1 (new column, new table) reaches the hub by the fleet's pg_cron job alone, within 2 minutes" \
     wait_until 120 alpha_at_hub "$F/edge1/alpha.db"
@@ -272,6 +277,11 @@ fleet_job_ran() {  # SINCE (epoch): runs of the job since then, one succeeded
             WHERE d.start_time >= to_timestamp($1) ORDER BY d.start_time"
   is_true edge1 "SELECT count(*) > 0 FROM cron.job_run_details d JOIN cron.job j USING (jobid)
                   WHERE $FLEET_JOB AND d.status = 'succeeded' AND d.start_time >= to_timestamp($1)"
+}
+drift_ready() {
+  is_true hub "SELECT EXISTS (SELECT FROM information_schema.columns
+                               WHERE table_schema = '$A' AND table_name = 'chat' AND column_name = 'pinned_order')
+                  AND to_regclass('$A.skill_usage') IS NOT NULL"
 }
 alpha_at_hub() { wait_arrived edge1 5 && compare_hub "$A" "$1"; }
 
@@ -322,11 +332,32 @@ s_hub_down() {
   hub_stop
   for c in "$A" "$B" "$C" "$D"; do edits "${FILE_OF[$c]}" down1; sync "${EDGE_OF[$c]}" "$c"; done
   check "fleet_tick with the hub down returns and records the problem" tick_hub_down
+  # a name edge1 holds, registered on edge2 while the hub cannot tell: accepted, reported later
+  check "register_client with the hub down accepts a name edge1 holds" \
+    q edge2 "SELECT count(*) FROM owsync.register_client('$D', '$F/edge2/clash.db')"
   for c in "$A" "$B" "$C" "$D"; do edits "${FILE_OF[$c]}" down2; sync "${EDGE_OF[$c]}" "$c"; done
   hub_start
-  "$PSQL" -X -d "$(conninfo hub)" -c "SELECT * FROM owsync_fleet.fleet ORDER BY client" | sed 's/^/# /'
-  tick edge1 edge2
+  # no tick: the subscriptions catch up by themselves
   check "the hub stopped while the edges synced, restarted: everything arrives" hub_equal edge1 edge2
+  tick edge2 edge1
+  check "the name registered on two edges is reported at the hub and in edge2's status" name_contested
+  at edge2 "SELECT owsync.unregister_client('$D', drop_data => true)"
+  tick edge2 edge1
+  check "once edge2 dropped it, the hub's copy of that name is still edge1's, equal to its file" \
+    lines_and_equal
+  check "once edge2 dropped it, neither the fleet view nor edge2's status reports the name contested" \
+    contest_cleared
+}
+contest_cleared() {
+  "$PSQL" -X -d "$(conninfo hub)" -c "SELECT * FROM owsync_fleet.fleet ORDER BY client"
+  q edge2 "SELECT problem FROM owsync.edge_status"
+  is_true hub "SELECT coalesce(problem, '') = '' FROM owsync_fleet.fleet WHERE client = '$D'" &&
+  is_true edge2 "SELECT coalesce(problem, '') NOT LIKE '%$D%' FROM owsync.edge_status"
+}
+lines_and_equal() { fleet_lines && hub_equal edge1 edge2; }
+name_contested() {
+  fleet_problem "$D" edge2 &&
+  contains_all "$(q edge2 "SELECT problem FROM owsync.edge_status")" "$D"
 }
 
 tick_hub_down() { tick edge1 && contains_all "$(q edge1 "SELECT problem FROM owsync.edge_status")" hub; }
