@@ -195,6 +195,8 @@ s_security() {
   check "the reader role at the hub reads its client's tables, not withheld ones nor other clients" hub_reader
   check "a non-superuser at the hub cannot read the subscription's conninfo" hub_conninfo_hidden
   check "a non-superuser at an edge cannot read the user mapping's password" edge_mapping_hidden
+  check "the hub's password is kept only in the user mapping (not in the edge's catalog, status, server or job)" \
+    password_only_in_mapping
   check "pg_hba: owsync_replicator's logical replication connection works" hba_logical
   check "pg_hba: owsync_replicator's physical replication connection is refused" \
     hba_refused "dbname=replication replication=true" IDENTIFY_SYSTEM "no pg_hba.conf entry for replication connection"
@@ -229,6 +231,14 @@ edge_mapping_hidden() {
   is_true edge2 "SELECT count(*) > 0 FROM pg_user_mappings WHERE array_to_string(umoptions, ',') LIKE '%password=%'" &&
   is_true edge2 "SET ROLE fleet_nobody; SELECT count(*) FILTER (WHERE umoptions IS NOT NULL) = 0 FROM pg_user_mappings" &&
   q_err edge2 "SET ROLE fleet_nobody; SELECT umoptions FROM pg_user_mapping" | grep "permission denied"
+}
+password_only_in_mapping() {
+  local w="LIKE '%$FLEET_HUB_PASSWORD%'"
+  is_true edge2 "SELECT NOT EXISTS (SELECT FROM owsync.edge x WHERE row_to_json(x)::text $w)
+                    AND NOT EXISTS (SELECT FROM owsync.edge_status x WHERE row_to_json(x)::text $w)
+                    AND NOT EXISTS (SELECT FROM pg_foreign_server x WHERE array_to_string(x.srvoptions, ',') $w)
+                    AND NOT EXISTS (SELECT FROM cron.job x WHERE x.command $w)
+                    AND EXISTS (SELECT FROM pg_user_mappings x WHERE array_to_string(x.umoptions, ',') $w)"
 }
 replicator_password() {  # the password the hub's subscription uses for edge2 (read as superuser)
   q hub "SELECT subconninfo FROM pg_subscription WHERE subname = 'owsync_edge2'" |
@@ -457,7 +467,7 @@ restored() {
   $COMPARE_SQLITE "$F/saved/$1.db" "$F/edge2/$1.db"
 }
 
-owsync_step "fleet test"
+owsync_step "fleet test: scenarios"
 s_setup
 s_attach
 s_changes
