@@ -35,10 +35,11 @@ q() {
   for s in "$@"; do a+=(-c "$s"); done
   PGOPTIONS='-c client_min_messages=warning' "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -d "$(conninfo "$node")" "${a[@]}"
 }
-# q_err NODE SQL: the error message of SQL that must fail (fails when SQL succeeds)
+# q_err NODE SQL: the error of SQL that must fail, with its SQLSTATE (fails when SQL succeeds)
 q_err() {
   local out
-  if out=$(PGOPTIONS='-c client_min_messages=warning' "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -d "$(conninfo "$1")" -c "$2" 2>&1); then
+  if out=$(PGOPTIONS='-c client_min_messages=warning' "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose \
+             -d "$(conninfo "$1")" -c "$2" 2>&1); then
     echo "expected an error, got: $out"; return 1
   fi
   echo "$out"

@@ -5,7 +5,7 @@
 # "not ok - NAME" (with what failed as "#" lines); the last line is "fleet: N ok, N not ok".
 # A hub copy is always compared with its SQLite source by test/fleet/compare_hub.py, which
 # reads both without owsync.  Waits poll a condition with a deadline, never a fixed time; the
-# one wait for pg_cron's minute is the drift scenario's (the fleet's pg_cron job alone).
+# one wait for pg_cron's minute is the drift scenario's (the owsync-fleet pg_cron job alone).
 #
 #   bash test/run-tests.sh --only fleet     # builds and installs owsync, then runs this
 #   bash test/fleet/run.sh                  # owsync_fdw already installed for $PG_CONFIG
@@ -30,7 +30,8 @@ F=$FLEET_FILES
 A=alpha_example_com B=bravo_example_com C=charlie_example_com D=delta_example_com
 MUTATIONS=$OWSYNC_ROOT/test/fixtures/mutations.sql
 COMPARE_SQLITE="python3 $OWSYNC_ROOT/test/compare_sqlite.py"
-FLEET_JOB="j.command LIKE '%owsync.fleet_tick()%'"   # the fleet's pg_cron job (cron.job), by what it runs
+FLEET_JOB_NAME=owsync-fleet                      # the fleet's pg_cron job (cron.job j)
+FLEET_JOB="j.jobname = '$FLEET_JOB_NAME' AND j.command LIKE '%owsync.fleet_tick()%'"
 
 # ------------------------------------------------------------------ steps used by scenarios
 register() {  # EDGE CLIENT FILE [OPTIONS]: register a client (its first sync included)
@@ -131,7 +132,7 @@ attached() {  # EDGE: the hub has the edge, its subscription, and the edge its p
   is_true hub "SELECT EXISTS (SELECT FROM pg_subscription WHERE subname = 'owsync_$1')" \
     || { echo "no subscription owsync_$1 at the hub"; return 1; }
   is_true "$1" "SELECT EXISTS (SELECT FROM cron.job j WHERE $FLEET_JOB AND j.schedule = '* * * * *')" \
-    || { echo "no pg_cron job calling fleet_tick every minute at $1; its jobs: $(q "$1" "SELECT string_agg(jobname || ' (' || command || ')', ', ') FROM cron.job")"; return 1; }
+    || { echo "no pg_cron job $FLEET_JOB_NAME calling fleet_tick every minute at $1; its jobs: $(q "$1" "SELECT string_agg(jobname || ' (' || command || ')', ', ') FROM cron.job")"; return 1; }
 }
 attach() { q "$1" "CALL owsync.attach_hub('$(hub_conninfo)', '$(edge_conninfo "$1")')" && attached "$1"; }
 
@@ -152,7 +153,7 @@ s_attach() {
   check "attach_hub on edge2 once the name is gone" attach edge2
   tick edge1 edge2
   check "every client arrives at the hub equal to its source file" hub_equal edge1 edge2
-  check "register_client refuses a name edge1 holds, naming both edges" register_refused
+  check "register_client refuses a name edge1 holds (duplicate_object), naming both edges" register_refused
   check "the fleet view: one line per client, with its edge" fleet_lines
   check "the fleet metrics view: one row per client" \
     is_true hub "SELECT count(*) = 4 AND count(DISTINCT client) = 4 FROM owsync_fleet.metrics"
@@ -161,7 +162,7 @@ attach_refused() {
   contains_all "$(q_err edge2 "CALL owsync.attach_hub('$(hub_conninfo)', '$(edge_conninfo edge2)')")" edge1 edge2 "$A"
 }
 register_refused() {
-  contains_all "$(q_err edge2 "SELECT owsync.register_client('$B', '$F/edge2/clash.db')")" edge1 edge2 "$B" &&
+  contains_all "$(q_err edge2 "SELECT owsync.register_client('$B', '$F/edge2/clash.db')")" 42710 edge1 edge2 "$B" &&
   is_true edge2 "SELECT NOT EXISTS (SELECT FROM owsync.client WHERE client = '$B')"
 }
 fleet_lines() {
@@ -274,11 +275,11 @@ s_drift() {
   check "the rows with the new column arrive without a tick (the apply worker did not stall)" \
     wait_until 30 is_true hub "SELECT count(*) = 1 FROM $A.chat WHERE pinned_order = 7"
   # no fleet_tick by hand: the fleet's pg_cron job must bring the new table
-  check "drift at edge1 (new column, new table) reaches the hub by the fleet's pg_cron job alone, within 2 minutes" \
+  check "drift at edge1 (new column, new table) reaches the hub by the $FLEET_JOB_NAME pg_cron job alone, within 2 minutes" \
     wait_until 120 alpha_at_hub "$F/edge1/alpha.db"
   secs=$(( $(date +%s) - t0 ))
   note "drift arrived ${secs} s after the run"
-  check "the fleet's pg_cron job ran at edge1 after the drifted run, and succeeded" fleet_job_ran "$t0"
+  check "the $FLEET_JOB_NAME job ran at edge1 after the drifted run, and succeeded" fleet_job_ran "$t0"
   check "the other clients are intact after the drift" hub_equal edge1 edge2
 }
 
