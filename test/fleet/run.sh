@@ -215,6 +215,7 @@ hub_read_only() {
   for s in "INSERT INTO $C.tag SELECT * FROM $C.tag LIMIT 1" "UPDATE $C.tag SET name = 'x'" \
            "DELETE FROM $C.tag" "TRUNCATE $C.tag" "DELETE FROM owsync_edge_edge2.run"; do
     out=$(q_err hub "$s") || { echo "$s: $out"; return 1; }
+    contains_all "$s: $out" read-only >/dev/null || { echo "$s: $out (not refused as read-only)"; return 1; }
     echo "$s: $out"
   done
   [ "$(q hub "SELECT count(*) FROM $C.tag")" = "$before" ]
