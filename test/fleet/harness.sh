@@ -140,6 +140,11 @@ fleet_files() {
   # a table without any key (replaced as a whole by each run), with equal rows and json
   sqlite3 "$FLEET_FILES/edge1/bravo.db" "CREATE TABLE event_log (kind TEXT, payload JSON, at INTEGER);
     INSERT INTO event_log VALUES ('login', '{\"ok\": true}', 1), ('login', '{\"ok\": true}', 1), ('note', NULL, 2);"
+  # values of the types Open WebUI's schema lacks: blobs, floats, numerics, dates, booleans
+  sqlite3 "$FLEET_FILES/edge2/charlie.db" "CREATE TABLE fleet_types (id INTEGER PRIMARY KEY, b BLOB, r REAL,
+      n NUMERIC, d DATE, f BOOLEAN);
+    INSERT INTO fleet_types VALUES (1, x'00ff10', 0.1, 1.50, '2026-01-31', 1), (2, x'', 1e20, 7, '1999-12-31', 0),
+                                   (3, NULL, -2.5e-7, NULL, NULL, NULL), (4, x'5c78', 3.0, 123456789.125, '2000-02-29', 1);"
   cp "$FLEET_FILES/edge2/charlie.db" "$FLEET_FILES/edge2/clash.db"
   chmod -R a+rwX "$FLEET_FILES"
 }
