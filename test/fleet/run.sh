@@ -70,9 +70,10 @@ bulk() {
     SELECT 'bulk-$2-' || i, 'chat-bulk', 'user', '\"' || hex(randomblob(200)) || '\"', 1700000000,
            (SELECT max(updated_at) FROM chat_message) + 5 FROM n"
 }
-# hub_equal EDGE... : wait until the hub has applied each EDGE's WAL, then every client listed
-# in CLIENTS_<edge> equals its file
-declare -A FILE_OF=()
+# Each client's edge and SQLite file, as the scenarios move them.
+declare -A EDGE_OF=() FILE_OF=()
+# hub_equal EDGE... : wait until the hub has applied each EDGE's WAL, then the hub's copy of
+# every client of those edges equals its file
 hub_equal() {
   local e c rc=0
   for e in "$@"; do wait_arrived "$e" || return 1; done
@@ -84,7 +85,6 @@ hub_equal() {
   done
   return "$rc"
 }
-declare -A EDGE_OF=()
 clients_of() { local c; for c in "${!EDGE_OF[@]}"; do if [ "${EDGE_OF[$c]}" = "$1" ]; then echo "$c"; fi; done | sort; }
 hub_start() { step "start the hub" hub_pgctl_start; }
 hub_pgctl_start() { OWSYNC_PGBIN=$FLEET_HUB_BIN pgctl hub -l "$OWSYNC_WORK/hub/server.log" -w -t 60 start; }
@@ -137,7 +137,7 @@ attached() {  # EDGE: the hub has the edge, its subscription, and the edge its p
 attach() { q "$1" "CALL owsync.attach_hub('$(hub_conninfo)', '$(edge_conninfo "$1")')" && attached "$1"; }
 
 s_attach() {
-  # alpha is on edge1 before it becomes an edge; bravo is registered once it is attached
+  # alpha is on edge1 before it becomes an edge; bravo and delta are registered once it is attached
   register edge1 "$A" "$F/edge1/alpha.db"; EDGE_OF[$A]=edge1 FILE_OF[$A]=$F/edge1/alpha.db
   check "prepare_edge on edge1 (again: no-op; another name: refused)" prepare edge1
   check "attach_hub on edge1" attach edge1
