@@ -338,6 +338,6 @@ BEGIN
     PERFORM owsync._hub_catch_up(ARRAY[p_client::name]);
 EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'owsync %: the hub could not take the new schema now: %', p_client, SQLERRM
-        USING HINT = 'The fleet tick (job owsync:fleet) brings it to the hub when it can be reached.';
+        USING HINT = 'The fleet tick (job owsync-fleet) brings it to the hub when it can be reached.';
 END
 $$;
