@@ -741,11 +741,7 @@ BEGIN
                     slot_status = %5$L, problem = %6$L, clients = %7$L
               WHERE edge = %1$L',
             e.edge, slot.lsn, slot.lag_bytes, slot.lag_seconds, coalesce(slot.wal_status, 'missing'),
-            coalesce(apply_problem,
-                     CASE WHEN cardinality(e.contested) > 0
-                          THEN format('clients whose names other edges hold are not published: %s',
-                                      array_to_string(e.contested, ', ')) END),
-            clients));
+            apply_problem, clients));
         UPDATE owsync.edge SET problem = apply_problem WHERE apply_problem IS NOT NULL;
         UPDATE owsync.edge SET last_tick = now();
     EXCEPTION WHEN OTHERS THEN

@@ -164,7 +164,11 @@ fleet_setup() {
   done
   owsync_step "a copy of PostgreSQL without owsync_fdw, for the hub"
   FLEET_HUB_BIN=$(owsync_pg_copy_without_owsync "$OWSYNC_WORK/pg-hub")
-  OWSYNC_PGBIN=$FLEET_HUB_BIN owsync_cluster_start_named hub "" "wal_retrieve_retry_interval = '500ms'"
+  # the collector's log: what an edge reads to name an apply error (collector.log)
+  OWSYNC_PGBIN=$FLEET_HUB_BIN owsync_cluster_start_named hub "" "wal_retrieve_retry_interval = '500ms'
+logging_collector = on
+log_directory = '$OWSYNC_WORK/hub'
+log_filename = 'collector.log'"
   fleet_hba_hub
   pgctl hub reload >/dev/null
   "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$(conninfo hub postgres)" \
@@ -179,10 +183,12 @@ edge_conninfo() { echo "host=$OWSYNC_WORK/$1 port=${OWSYNC_PORT[$1]} dbname=$FLE
 
 # fleet_logs: the end of each cluster's server log (for a failed run)
 fleet_logs() {
-  local n
+  local n f
   for n in edge1 edge2 hub; do
-    [ -f "$OWSYNC_WORK/$n/server.log" ] || continue
-    owsync_step "server log of $n (last 30 lines)"
-    tail -n 30 "$OWSYNC_WORK/$n/server.log"
+    for f in "$OWSYNC_WORK/$n/server.log" "$OWSYNC_WORK/$n/collector.log"; do
+      [ -f "$f" ] || continue
+      owsync_step "$(basename "$f") of $n (last 30 lines)"
+      tail -n 30 "$f"
+    done
   done
 }

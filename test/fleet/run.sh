@@ -21,6 +21,7 @@ owsync_on_exit() {
   if [ -n "${OWSYNC_FLEET_LOGS:-}" ]; then   # keep the server logs
     mkdir -p "$OWSYNC_FLEET_LOGS"
     for n in edge1 edge2 hub; do cp "$OWSYNC_WORK/$n/server.log" "$OWSYNC_FLEET_LOGS/$n.log" 2>/dev/null || true; done
+    cp "$OWSYNC_WORK/hub/collector.log" "$OWSYNC_FLEET_LOGS/hub-collector.log" 2>/dev/null || true
   fi
   echo "fleet: $FLEET_PASS ok, $FLEET_FAIL not ok ($(( $(date +%s) - FLEET_T0 )) s)"
 }
@@ -89,11 +90,12 @@ clients_of() { local c; for c in "${!EDGE_OF[@]}"; do if [ "${EDGE_OF[$c]}" = "$
 hub_start() { step "start the hub" hub_pgctl_start; }
 hub_pgctl_start() { OWSYNC_PGBIN=$FLEET_HUB_BIN pgctl hub -l "$OWSYNC_WORK/hub/server.log" -w -t 60 start; }
 hub_stop() { step "stop the hub" pgctl hub -m fast -w -t 60 stop; }
-# fleet_problem CLIENT WORD...: the fleet view's problem for CLIENT says every WORD
+# fleet_problem CLIENT WORD...: the fleet's problem for CLIENT, in full (fleet_detail), says
+# every WORD
 fleet_problem() {
   local c=$1; shift
   "$PSQL" -X -d "$(conninfo hub)" -c "SELECT * FROM owsync_fleet.fleet ORDER BY client"
-  contains_all "$(q hub "SELECT problem FROM owsync_fleet.fleet WHERE client = '$c'")" "$@"
+  contains_all "$(q hub "SELECT problem FROM owsync_fleet.fleet_detail WHERE client = '$c'")" "$@"
 }
 # fleet_width: the fleet view, as psql shows it, fits in 120 columns (characters, not bytes)
 fleet_width() {
@@ -319,6 +321,31 @@ kill_apply_worker_edge2() {
 kills() { cat "$OWSYNC_WORK/kill.$1" 2>/dev/null | grep -c killed || true; }
 killed_both() { [ "$(kills edge1)" -gt 0 ] && [ "$(kills edge2)" -gt 0 ]; }
 
+# An apply error at the hub: a row written there behind the apply worker's back (a superuser
+# with session_replication_role = replica, which the read-only triggers cannot stop) collides
+# with the edge's next insert.  The fleet names the table and the error; once the row is gone the
+# apply goes on and nothing is lost.
+s_apply_error() {
+  q hub "SET session_replication_role = replica;
+         INSERT INTO $A.skill_usage (id, skill_id, created_at, updated_at) VALUES ('su3', 'hub', 1, 1)" >/dev/null
+  sqlite "$F/edge1/alpha.db" "INSERT INTO skill_usage VALUES ('su3', 's3', NULL, 1760000003, 1760000003);"
+  sync edge1 "$A"
+  check "an apply error at the hub: the fleet names its table and error (from the hub's log)" \
+    wait_until 30 apply_error_named
+  q hub "SET session_replication_role = replica; DELETE FROM $A.skill_usage WHERE id = 'su3'" >/dev/null
+  tick edge1
+  check "the row gone, the apply goes on: the hub equals the sources, and the problem is gone" \
+    apply_error_gone
+}
+apply_error_named() {
+  tick edge1 >/dev/null
+  fleet_problem "$A" "apply stopped" "$A.skill_usage" INSERT "duplicate key" &&
+  contains_all "$(q edge1 "SELECT problem FROM owsync.edge_status")" "$A.skill_usage"
+}
+apply_error_gone() {
+  hub_equal edge1 && tick edge1 >/dev/null &&
+  is_true hub "SELECT coalesce(problem, '') NOT LIKE '%apply%' FROM owsync_fleet.fleet_detail WHERE client = '$A'"
+}
 s_kill() {
   local k1 k2 round
   rm -f "$OWSYNC_WORK"/kill.*
@@ -475,6 +502,7 @@ s_attach
 s_changes
 s_security
 s_drift
+s_apply_error
 s_kill
 s_hub_down
 s_slot_lost
