@@ -610,13 +610,14 @@ BEGIN
     BEGIN
         wanted := ARRAY[owsync._edge_schema(e.edge)];
         FOR c IN SELECT x.client FROM owsync.client x ORDER BY 1 LOOP
-            IF c.client::name = ANY (published) THEN
-                wanted := wanted || c.client::name;
+            -- a published mirror: the name was claimed before
+            IF (owsync.client_names(c.client)).mirror_schema = ANY (published) THEN
+                wanted := wanted || owsync._hub_schemas(c.client);
                 CONTINUE;
             END IF;
             holder := owsync._hub_claim(c.client);
             IF holder IS NULL THEN
-                wanted := wanted || c.client::name;
+                wanted := wanted || owsync._hub_schemas(c.client);
             ELSE
                 held_elsewhere := held_elsewhere || c.client;
                 PERFORM owsync._hub_exec(format(
@@ -636,12 +637,10 @@ BEGIN
         PERFORM owsync._grant_replicator(wanted);
         FOREACH s IN ARRAY ARRAY(SELECT unnest(published) EXCEPT SELECT unnest(wanted)) LOOP
             EXECUTE format('ALTER PUBLICATION owsync_edge DROP TABLES IN SCHEMA %I', s);
-            PERFORM owsync._hub_exec(format(
-                'UPDATE owsync_fleet.client SET released_at = now() WHERE client = %L AND edge = %L', s, e.edge));
         END LOOP;
-        -- claims of this edge for clients it does not have (a registration
-        -- that failed after its claim) are released, and so are its
-        -- contests of names it no longer has
+        -- claims of this edge for clients it does not have (unregistered,
+        -- or a registration that failed after its claim) are released, and
+        -- so are its contests of names it no longer has
         PERFORM owsync._hub_exec(format(
             'UPDATE owsync_fleet.client SET released_at = now()
               WHERE edge = %1$L AND released_at IS NULL AND NOT client = ANY (%2$L::text[]);
