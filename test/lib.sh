@@ -197,3 +197,77 @@ owsync_cleanup() {
   [ "${#OWSYNC_CLEANUP_DIRS[@]}" -eq 0 ] || rm -rf "${OWSYNC_CLEANUP_DIRS[@]}"
   exit "$rc"
 }
+
+# owsync_cluster_start_named NAME CRON_DB [EXTRA_CONF]: one more throwaway cluster, beside the
+# one of owsync_cluster_start, in $OWSYNC_WORK/NAME (data in NAME/data, socket in NAME, log in
+# NAME/server.log), set up to publish by logical replication: wal_level = logical, a bounded
+# max_slot_wal_keep_size, room for slots and walsenders.  CRON_DB non-empty preloads pg_cron
+# with cron.database_name = CRON_DB (empty: no pg_cron).  EXTRA_CONF lines are appended to
+# postgresql.conf last (they win).  The server binaries come from $OWSYNC_PGBIN, which the
+# caller may set for the call (OWSYNC_PGBIN=/x/bin owsync_cluster_start_named ...).  Sets
+# OWSYNC_PORT[NAME] (the port; the host is the socket directory $OWSYNC_WORK/NAME); exports
+# nothing, so PGHOST and friends stay as they were.
+declare -gA OWSYNC_PORT=()
+owsync_cluster_start_named() {
+  local name=${1:?usage: owsync_cluster_start_named NAME CRON_DB [EXTRA_CONF]} cron_db=${2-} extra=${3-}
+  local port=$(( ${OWSYNC_PGPORT:-$((55432 + $$ % 1000))} + 1 + ${#OWSYNC_PORT[@]} ))
+  owsync_workdir
+  owsync_step "start cluster $name in $OWSYNC_WORK/$name (port $port${cron_db:+, cron.database_name=$cron_db})"
+  mkdir -p "$OWSYNC_WORK/$name"
+  owsync_give_to_pg "$OWSYNC_WORK"
+  _owsync_cluster_create_named "$name" "$cron_db" "$port" "$extra"
+  OWSYNC_PORT[$name]=$port
+}
+_owsync_cluster_create_named() (
+  local name=$1 cron_db=$2 port=$3 extra=$4 dir=$OWSYNC_WORK/$1
+  cd /       # (in a subshell) the postgres user may not be allowed into the caller's directory
+  owsync_as_pg "$OWSYNC_PGBIN/initdb" -D "$dir/data" -U postgres -A trust \
+      -E UTF8 --locale=C.UTF-8 --no-sync >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log"; owsync_die "initdb of $name failed"; }
+  {
+    cat <<CONF
+listen_addresses = ''
+unix_socket_directories = '$dir'
+port = $port
+fsync = off
+wal_level = logical
+max_slot_wal_keep_size = 256MB
+max_replication_slots = 16
+max_wal_senders = 16
+max_worker_processes = 24
+max_logical_replication_workers = 8
+max_sync_workers_per_subscription = 4
+max_prepared_transactions = 4
+CONF
+    if [ -n "$cron_db" ]; then
+      printf "shared_preload_libraries = 'pg_cron'\ncron.database_name = '%s'\ncron.use_background_workers = on\n" "$cron_db"
+    fi
+    printf '%s\n' "$extra"
+  } >>"$dir/data/postgresql.conf"
+  owsync_as_pg "$OWSYNC_PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+    || { tail -n 20 "$dir/server.log"; owsync_die "server $name did not start"; }
+)
+
+# owsync_pg_copy_without_owsync DEST: a private copy of the PostgreSQL installation of
+# $PG_CONFIG (its lib/postgresql/15 and share/postgresql/15 trees) under DEST, with owsync_fdw's
+# files removed, for a cluster that must not be able to load owsync (a hub).  PostgreSQL finds
+# its share and library directories relative to its binary, so the copy runs on its own.
+# Prints the copy's bin directory.
+owsync_pg_copy_without_owsync() {
+  local dest=${1:?usage: owsync_pg_copy_without_owsync DEST} bindir libroot shareroot sub
+  bindir=$("$PG_CONFIG" --bindir)
+  libroot=$(dirname "$bindir")                       # .../lib/postgresql/15
+  shareroot=$("$PG_CONFIG" --sharedir)               # .../share/postgresql/15
+  sub=${libroot#"$(dirname "$(dirname "$(dirname "$libroot")")")"/}   # lib/postgresql/15
+  [ "$sub" = "lib/postgresql/$(basename "$libroot")" ] \
+    || owsync_die "unexpected layout of the PostgreSQL installation: $libroot"
+  mkdir -p "$dest/$(dirname "$sub")" "$dest/share/postgresql"
+  cp -a "$libroot" "$dest/$(dirname "$sub")/"
+  cp -a "$shareroot" "$dest/share/postgresql/"
+  rm -rf "$dest/$sub/lib/owsync_fdw.so" "$dest/$sub/lib/bitcode/owsync_fdw" \
+         "$dest/$sub/lib/bitcode/owsync_fdw.index.bc" \
+         "$dest/share/postgresql/$(basename "$shareroot")/extension/owsync_fdw"*
+  [ "$("$dest/$sub/bin/pg_config" --sharedir)" = "$dest/share/postgresql/$(basename "$shareroot")" ] \
+    || owsync_die "the copy of PostgreSQL in $dest does not find its own share directory"
+  echo "$dest/$sub/bin"
+}

@@ -5,9 +5,11 @@
 #   1. the pg_regress tests sql/*.sql (make installcheck, as the calling user),
 #   2. the isolation tests specs/*.spec (make installcheck, in database isolation_regression),
 #   3. the structure check test/check_structure.py (SQL files layered, no SQL routine over 100
-#      lines, no cycle between C files).
-# --no-deps skips apt; --only NAME runs only sql/NAME.sql, specs/NAME.spec or, for "structure",
-# the structure check.
+#      lines, no cycle between C files),
+#   4. the fleet test test/fleet/run.sh (two edges and a hub, clusters of their own), each of
+#      its "ok - " / "not ok - " lines counted.
+# --no-deps skips apt; --only NAME runs only sql/NAME.sql, specs/NAME.spec or, for "structure"
+# and "fleet", the structure check or the fleet test.
 # The last line is "N passed, N failed"; the exit status is non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,21 +21,23 @@ while [ $# -gt 0 ]; do
     --no-deps) deps=0 ;;
     --only) only=${2:?--only needs a test name}; shift ;;
     --only=*) only=${1#--only=} ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 
 # What to run: make's own lists (REGRESS = every sql/*.sql), or just the --only test.
-regress=(ISOLATION=) iso=() structure=1
+regress=(ISOLATION=) iso=() structure=1 fleet=1
 grep -qE '^ISOLATION[[:space:]]*[:+?]?=' Makefile && iso=(REGRESS=)
 if [ -n "$only" ]; then
-  regress=() iso=() structure=0
+  regress=() iso=() structure=0 fleet=0
   [ -f "sql/$only.sql" ] && regress=(REGRESS="$only" ISOLATION=)
   [ -f "specs/$only.spec" ] && iso=(REGRESS= ISOLATION="$only")
   [ "$only" = structure ] && structure=1
-  [ -n "${regress[*]}${iso[*]}" ] || [ "$structure" -eq 1 ] || owsync_die "no test named '$only'"
+  [ "$only" = fleet ] && fleet=1
+  [ -n "${regress[*]}${iso[*]}" ] || [ "$structure" -eq 1 ] || [ "$fleet" -eq 1 ] \
+    || owsync_die "no test named '$only'"
 fi
 
 n_pass=0 n_fail=0
@@ -41,7 +45,7 @@ n_pass=0 n_fail=0
 # (a failed install or build counts as one failure).
 owsync_on_exit() {
   [ "$1" -ne 0 ] && [ "$n_fail" -eq 0 ] && n_fail=1
-  owsync_step "summary (pg_regress + isolation tests + structure check)"
+  owsync_step "summary (pg_regress + isolation tests + structure check + fleet test)"
   echo "$n_pass passed, $n_fail failed"
 }
 owsync_workdir
@@ -49,7 +53,9 @@ owsync_workdir
 [ "$deps" -eq 1 ] && owsync_install_deps
 owsync_build_install
 owsync_test_dir /tmp/owsync_regress        # the tests' SQLite files live here (test/fixtures/make.sh)
-owsync_cluster_start contrib_regression     # pg_regress's database for PGXS
+if [ "${#regress[@]}" -gt 0 ] || [ "${#iso[@]}" -gt 0 ]; then
+  owsync_cluster_start contrib_regression   # pg_regress's database for PGXS
+fi
 # Note: pg_regress clears PGDATABASE (and PGSERVICE...) for the psql it runs, so shell commands
 # in tests (\! psql ...) must name the database: psql -X -d contrib_regression.
 
@@ -73,6 +79,18 @@ installcheck() {  # $1 = label, $2 = diffs file, rest = make variable overrides
 if [ "$structure" -eq 1 ]; then
   owsync_step "structure check (test/check_structure.py)"
   if python3 test/check_structure.py .; then n_pass=$((n_pass + 1)); else n_fail=$((n_fail + 1)); fi
+fi
+
+# The fleet test starts clusters of its own (and stops them); its ok/not ok lines are counted,
+# and a run that ends badly without a "not ok" line counts as one failure.
+if [ "$fleet" -eq 1 ]; then
+  owsync_step "fleet test (test/fleet/run.sh)"
+  out=$OWSYNC_WORK/fleet.out ok=1
+  owsync_run 900 "$out" bash test/fleet/run.sh || ok=0
+  p=$(grep -cE '^ok - ' "$out" || true)
+  f=$(grep -cE '^not ok - ' "$out" || true)
+  [ "$ok" -eq 0 ] && [ "$f" -eq 0 ] && f=1
+  n_pass=$((n_pass + p)) n_fail=$((n_fail + f))
 fi
 
 [ "$n_fail" -eq 0 ]

@@ -99,6 +99,16 @@ AS $$
      WHERE p.pubname = 'owsync_edge'
 $$;
 
+-- The schemas of a client that the hub holds, published together once the
+-- hub has accepted the client's name: its mirror.  (A feature that keeps
+-- more per-client data the hub needs adds that schema here.)
+CREATE FUNCTION owsync._hub_schemas(client text) RETURNS name[]
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY[(owsync.client_names(client)).mirror_schema]
+$$;
+
 -- The schema of the dblink extension (NULL: not installed).
 CREATE FUNCTION owsync._dblink_schema() RETURNS name
 LANGUAGE sql STABLE
@@ -332,12 +342,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NOT p_client = ANY (owsync._published()) OR (SELECT hub FROM owsync.edge) IS NULL THEN
+    IF NOT owsync._hub_schemas(p_client) <@ owsync._published() OR (SELECT hub FROM owsync.edge) IS NULL THEN
         RETURN;
     END IF;
-    PERFORM owsync._hub_catch_up(ARRAY[p_client::name]);
+    PERFORM owsync._hub_catch_up(owsync._hub_schemas(p_client));
 EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'owsync %: the hub could not take the new schema now: %', p_client, SQLERRM
-        USING HINT = 'The fleet tick (job owsync:fleet) brings it to the hub when it can be reached.';
+        USING HINT = 'The fleet tick (job owsync-fleet) brings it to the hub when it can be reached.';
 END
 $$;

@@ -233,7 +233,8 @@ $$;
 
 -- The hub's views over every edge's copy of its catalog (rebuilt when an
 -- edge attaches or is forgotten): owsync_fleet.run, fleet_detail (one line
--- per client, the problem in full), fleet (the same, briefly: 120 columns)
+-- per client, the problem in full), fleet (the same, its problem cut to fit
+-- 120 columns)
 -- and metrics (for postgres_exporter).
 CREATE FUNCTION owsync._hub_views_sql(edges text[]) RETURNS text
 LANGUAGE sql IMMUTABLE
@@ -264,7 +265,9 @@ SELECT c.client, c.edge,
             WHEN e.last_seen < now() - interval '5 minutes'
               THEN format('edge silent for %%s (its fleet tick has not reached this server)', date_trunc('second', now() - e.last_seen))
             WHEN EXISTS (SELECT 1 FROM owsync_fleet.stash x WHERE x.schema_name = c.client)
-              THEN 're-seeding: the former copy is kept until the new one is complete'
+              THEN format('re-seeding: until the copy is complete, the former one is in %%s',
+                          (SELECT string_agg(x.stash, ', ' ORDER BY x.stashed_at) FROM owsync_fleet.stash x
+                            WHERE x.schema_name = c.client))
             WHEN EXISTS (SELECT 1 FROM pg_subscription_rel sr JOIN pg_class k ON k.oid = sr.srrelid
                           WHERE sr.srsubid = s.oid AND k.relnamespace = to_regnamespace(c.client)
                             AND sr.srsubstate <> 'r')
@@ -282,7 +285,7 @@ SELECT c.client, c.edge,
                       WHERE r.edge = c.edge AND r.client = c.client AND r.status = 'succeeded') h ON true;
 CREATE VIEW owsync_fleet.fleet AS
 SELECT client, edge, last_run, run_age, lag_s, lag_bytes, hub_age,
-       CASE WHEN length(problem) > 44 THEN left(problem, 43) || '…' ELSE problem END AS problem
+       CASE WHEN length(problem) > 32 THEN left(problem, 31) || '…' ELSE problem END AS problem
   FROM owsync_fleet.fleet_detail;
 CREATE VIEW owsync_fleet.metrics AS
 SELECT client, edge, extract(epoch FROM run_age) AS run_age_seconds, extract(epoch FROM hub_age) AS hub_age_seconds,
@@ -607,13 +610,14 @@ BEGIN
     BEGIN
         wanted := ARRAY[owsync._edge_schema(e.edge)];
         FOR c IN SELECT x.client FROM owsync.client x ORDER BY 1 LOOP
-            IF c.client::name = ANY (published) THEN
-                wanted := wanted || c.client::name;
+            -- a published mirror: the name was claimed before
+            IF (owsync.client_names(c.client)).mirror_schema = ANY (published) THEN
+                wanted := wanted || owsync._hub_schemas(c.client);
                 CONTINUE;
             END IF;
             holder := owsync._hub_claim(c.client);
             IF holder IS NULL THEN
-                wanted := wanted || c.client::name;
+                wanted := wanted || owsync._hub_schemas(c.client);
             ELSE
                 held_elsewhere := held_elsewhere || c.client;
                 PERFORM owsync._hub_exec(format(
@@ -633,14 +637,15 @@ BEGIN
         PERFORM owsync._grant_replicator(wanted);
         FOREACH s IN ARRAY ARRAY(SELECT unnest(published) EXCEPT SELECT unnest(wanted)) LOOP
             EXECUTE format('ALTER PUBLICATION owsync_edge DROP TABLES IN SCHEMA %I', s);
-            PERFORM owsync._hub_exec(format(
-                'UPDATE owsync_fleet.client SET released_at = now() WHERE client = %L AND edge = %L', s, e.edge));
         END LOOP;
-        -- claims of this edge for clients it does not have (a registration
-        -- that failed after its claim) are released
+        -- claims of this edge for clients it does not have (unregistered,
+        -- or a registration that failed after its claim) are released, and
+        -- so are its contests of names it no longer has
         PERFORM owsync._hub_exec(format(
             'UPDATE owsync_fleet.client SET released_at = now()
-              WHERE edge = %L AND released_at IS NULL AND NOT client = ANY (%L::text[])',
+              WHERE edge = %1$L AND released_at IS NULL AND NOT client = ANY (%2$L::text[]);
+             UPDATE owsync_fleet.client SET contested_by = array_remove(contested_by, %1$L)
+              WHERE %1$L = ANY (contested_by) AND NOT client = ANY (%2$L::text[])',
             e.edge, ARRAY(SELECT x.client FROM owsync.client x)));
         UPDATE owsync.edge SET contested = held_elsewhere, problem = NULL, last_tick = now();
         RETURN true;
@@ -735,11 +740,7 @@ BEGIN
                     slot_status = %5$L, problem = %6$L, clients = %7$L
               WHERE edge = %1$L',
             e.edge, slot.lsn, slot.lag_bytes, slot.lag_seconds, coalesce(slot.wal_status, 'missing'),
-            coalesce(apply_problem,
-                     CASE WHEN cardinality(e.contested) > 0
-                          THEN format('clients whose names other edges hold are not published: %s',
-                                      array_to_string(e.contested, ', ')) END),
-            clients));
+            apply_problem, clients));
         UPDATE owsync.edge SET problem = apply_problem WHERE apply_problem IS NOT NULL;
         UPDATE owsync.edge SET last_tick = now();
     EXCEPTION WHEN OTHERS THEN

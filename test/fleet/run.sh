@@ -1,0 +1,511 @@
+#!/usr/bin/env bash
+# The fleet test: two edges (PostgreSQL 15 + owsync_fdw + pg_cron) and a hub (a PostgreSQL
+# without owsync_fdw) on one machine, each on its own unix socket, joined by logical
+# replication through owsync's fleet calls.  Each scenario prints "ok - NAME" or
+# "not ok - NAME" (with what failed as "#" lines); the last line is "fleet: N ok, N not ok".
+# A hub copy is always compared with its SQLite source by test/fleet/compare_hub.py, which
+# reads both without owsync.  Waits poll a condition with a deadline, never a fixed time; the
+# one wait for pg_cron's minute is the drift scenario's (the owsync-fleet pg_cron job alone).
+#
+#   bash test/run-tests.sh --only fleet     # builds and installs owsync, then runs this
+#   bash test/fleet/run.sh                  # owsync_fdw already installed for $PG_CONFIG
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. test/lib.sh
+. test/fleet/harness.sh
+
+LISTENER=""
+owsync_on_exit() {
+  [ -z "$LISTENER" ] || kill "$LISTENER" 2>/dev/null || true
+  if [ "$1" -ne 0 ]; then fleet_logs; fi
+  if [ -n "${OWSYNC_FLEET_LOGS:-}" ]; then   # keep the server logs
+    mkdir -p "$OWSYNC_FLEET_LOGS"
+    for n in edge1 edge2 hub; do cp "$OWSYNC_WORK/$n/server.log" "$OWSYNC_FLEET_LOGS/$n.log" 2>/dev/null || true; done
+    cp "$OWSYNC_WORK/hub/collector.log" "$OWSYNC_FLEET_LOGS/hub-collector.log" 2>/dev/null || true
+  fi
+  echo "fleet: $FLEET_PASS ok, $FLEET_FAIL not ok ($(( $(date +%s) - FLEET_T0 )) s)"
+}
+owsync_workdir
+
+F=$FLEET_FILES
+A=alpha_example_com B=bravo_example_com C=charlie_example_com D=delta_example_com
+MUTATIONS=$OWSYNC_ROOT/test/fixtures/mutations.sql
+COMPARE_SQLITE="python3 $OWSYNC_ROOT/test/compare_sqlite.py"
+FLEET_JOB_NAME=owsync-fleet                      # the fleet's pg_cron job (cron.job j)
+FLEET_JOB="j.jobname = '$FLEET_JOB_NAME' AND j.command LIKE '%owsync.fleet_tick()%'"
+
+# ------------------------------------------------------------------ steps used by scenarios
+register() {  # EDGE CLIENT FILE [OPTIONS]: register a client (its first sync included)
+  local options=${4:-'{}'}
+  step "register_client('$2') at $1" q "$1" "SELECT count(*) FROM owsync.register_client('$2', '$3', options => '$options')"
+}
+tick() { local e; for e in "$@"; do step "fleet_tick() at $e" q "$e" "CALL owsync.fleet_tick()"; done; }
+sync() {  # EDGE CLIENT [MODE]
+  step "sync('$2', '${3:-reconcile}') at $1" q "$1" "CALL owsync.sync('$2', '${3:-reconcile}')"
+}
+at() { step "at $1: $2" q "$@"; }   # NODE SQL...: a statement that is a step
+# edits FILE TAG: what Open WebUI does to a file between runs: inserts, an edit that bumps
+# updated_at, a silent edit (no updated_at change), deletes (TAG keeps keys unique per round)
+edits() {
+  step "edits $2 in $1" sqlite "$1" "
+    INSERT INTO chat (id, user_id, title, archived, created_at, updated_at, chat, meta)
+      SELECT 'chat-$2', user_id, 'new in $2 ☃', 0, 1760000000, (SELECT max(updated_at) FROM chat) + 1, '{\"messages\": [], \"n\": 1.50}', 'null' FROM chat LIMIT 1;
+    INSERT INTO chat_message (id, chat_id, role, content, created_at, updated_at)
+      SELECT 'cm-$2-' || rowid, chat_id, role, content, created_at, (SELECT max(updated_at) FROM chat_message) + 1 FROM chat_message LIMIT 5;
+    UPDATE chat SET title = 'bumped $2', updated_at = (SELECT max(updated_at) FROM chat) + 2
+     WHERE id = (SELECT id FROM chat ORDER BY id LIMIT 1 OFFSET 3);
+    UPDATE chat SET title = 'silent $2' WHERE id = (SELECT id FROM chat ORDER BY id LIMIT 1 OFFSET 4);
+    UPDATE tag SET name = name || ' $2' WHERE rowid = (SELECT max(rowid) FROM tag);
+    DELETE FROM chat_message WHERE id = (SELECT id FROM chat_message ORDER BY id LIMIT 1 OFFSET 2);
+    DELETE FROM memory WHERE rowid = (SELECT min(rowid) FROM memory);"
+  if [ "$(sqlite3 "$1" "SELECT count(*) FROM sqlite_master WHERE name = 'event_log'")" = 1 ]; then
+    step "edits $2 in $1's keyless table" sqlite "$1" "
+      INSERT INTO event_log VALUES ('$2', '{\"round\": \"$2\"}', 3), ('$2', '{\"round\": \"$2\"}', 3);
+      DELETE FROM event_log WHERE rowid = (SELECT min(rowid) FROM event_log);"
+  fi
+}
+# bulk FILE TAG N: N new chat messages in one commit (a run that streams for a while)
+bulk() {
+  step "bulk $2 in $1" sqlite "$1" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $3)
+    INSERT INTO chat_message (id, chat_id, role, content, created_at, updated_at)
+    SELECT 'bulk-$2-' || i, 'chat-bulk', 'user', '\"' || hex(randomblob(200)) || '\"', 1700000000,
+           (SELECT max(updated_at) FROM chat_message) + 5 FROM n"
+}
+# Each client's edge and SQLite file, as the scenarios move them.
+declare -A EDGE_OF=() FILE_OF=()
+# hub_equal EDGE... : wait until the hub has applied each EDGE's WAL, then the hub's copy of
+# every client of those edges equals its file
+hub_equal() {
+  local e c rc=0
+  for e in "$@"; do wait_arrived "$e" || return 1; done
+  for e in "$@"; do
+    for c in $(clients_of "$e"); do
+      echo "$c (${FILE_OF[$c]}):"
+      compare_hub "$c" "${FILE_OF[$c]}" || rc=1
+    done
+  done
+  return "$rc"
+}
+clients_of() { local c; for c in "${!EDGE_OF[@]}"; do if [ "${EDGE_OF[$c]}" = "$1" ]; then echo "$c"; fi; done | sort; }
+hub_start() { step "start the hub" hub_pgctl_start; }
+hub_pgctl_start() { OWSYNC_PGBIN=$FLEET_HUB_BIN pgctl hub -l "$OWSYNC_WORK/hub/server.log" -w -t 60 start; }
+hub_stop() { step "stop the hub" pgctl hub -m fast -w -t 60 stop; }
+# fleet_problem CLIENT WORD...: the fleet's problem for CLIENT, in full (fleet_detail), says
+# every WORD
+fleet_problem() {
+  local c=$1; shift
+  "$PSQL" -X -d "$(conninfo hub)" -c "SELECT * FROM owsync_fleet.fleet ORDER BY client"
+  contains_all "$(q hub "SELECT problem FROM owsync_fleet.fleet_detail WHERE client = '$c'")" "$@"
+}
+# fleet_width: the fleet view, as psql shows it, fits in 120 columns (characters, not bytes)
+fleet_width() {
+  local view width
+  view=$("$PSQL" -X -d "$(conninfo hub)" -c "SELECT * FROM owsync_fleet.fleet ORDER BY client")
+  echo "$view"
+  width=$(python3 -c "import sys; print(max(len(l) for l in sys.stdin.read().splitlines()))" <<<"$view")
+  [ "$width" -le 120 ] || { echo "the view is $width columns wide"; return 1; }
+}
+contains_all() {  # TEXT WORD...: TEXT (shown) contains every WORD
+  local text=$1 w; shift
+  echo "$text"
+  for w in "$@"; do grep -qF -- "$w" <<<"$text" || { echo "(does not say '$w')"; return 1; }; done
+}
+
+# ------------------------------------------------------------------ the scenarios
+s_setup() {
+  fleet_setup
+  check "the hub's PostgreSQL has no owsync_fdw to install" is_true hub \
+    "SELECT count(*) = 0 FROM pg_available_extensions WHERE name = 'owsync_fdw'"
+}
+
+prepare() {  # EDGE: prepare_edge, its answer, calling it again, another name refused
+  local r
+  r=$(q "$1" "SELECT owsync.prepare_edge('$1')") || return 1
+  echo "$r"
+  [ "$(q "$1" "SELECT x->>'publication' = 'owsync_edge' AND x->>'replication_role' = 'owsync_replicator'
+                      AND x->>'pg_hba' LIKE '%owsync_replicator%' AND x->>'edge' = '$1'
+                 FROM (SELECT \$json\$$r\$json\$::jsonb AS x) s")" = t ] || { echo "unexpected answer"; return 1; }
+  q "$1" "SELECT owsync.prepare_edge('$1')" >/dev/null || { echo "a second call failed"; return 1; }
+  q_err "$1" "SELECT owsync.prepare_edge('other_name')" >/dev/null
+}
+attached() {  # EDGE: the hub has the edge, its subscription, and the edge its pg_cron job
+  is_true hub "SELECT EXISTS (SELECT FROM owsync_fleet.edge WHERE edge = '$1')" \
+    || { echo "no row for $1 in the hub's owsync_fleet.edge"; return 1; }
+  is_true hub "SELECT EXISTS (SELECT FROM pg_subscription WHERE subname = 'owsync_$1')" \
+    || { echo "no subscription owsync_$1 at the hub"; return 1; }
+  is_true "$1" "SELECT EXISTS (SELECT FROM cron.job j WHERE $FLEET_JOB AND j.schedule = '* * * * *')" \
+    || { echo "no pg_cron job $FLEET_JOB_NAME calling fleet_tick every minute at $1; its jobs: $(q "$1" "SELECT string_agg(jobname || ' (' || command || ')', ', ') FROM cron.job")"; return 1; }
+}
+attach() { q "$1" "CALL owsync.attach_hub('$(hub_conninfo)', '$(edge_conninfo "$1")')" && attached "$1"; }
+
+s_attach() {
+  # alpha is on edge1 before it becomes an edge; bravo and delta are registered once it is attached
+  register edge1 "$A" "$F/edge1/alpha.db"; EDGE_OF[$A]=edge1 FILE_OF[$A]=$F/edge1/alpha.db
+  check "prepare_edge on edge1 (again: no-op; another name: refused)" prepare edge1
+  check "attach_hub on edge1" attach edge1
+  register edge1 "$B" "$F/edge1/bravo.db"; EDGE_OF[$B]=edge1 FILE_OF[$B]=$F/edge1/bravo.db
+  register edge1 "$D" "$F/edge1/delta.db"; EDGE_OF[$D]=edge1 FILE_OF[$D]=$F/edge1/delta.db
+  # edge2 holds a client named like one of edge1's: its attach is refused, naming both edges
+  register edge2 "$C" "$F/edge2/charlie.db" '{"reader_role": true}'
+  EDGE_OF[$C]=edge2 FILE_OF[$C]=$F/edge2/charlie.db
+  register edge2 "$A" "$F/edge2/clash.db"
+  check "prepare_edge on edge2" prepare edge2
+  check "attach_hub refused for a client name edge1 holds, naming both edges" attach_refused
+  at edge2 "SELECT owsync.unregister_client('$A', drop_data => true)"
+  check "attach_hub on edge2 once the name is gone" attach edge2
+  tick edge1 edge2
+  check "every client arrives at the hub equal to its source file" hub_equal edge1 edge2
+  check "register_client refuses a name edge1 holds (duplicate_object), naming both edges" register_refused
+  check "the fleet view: one line per client, with its edge" fleet_lines
+  check "the fleet metrics view: one row per client" \
+    is_true hub "SELECT count(*) = 4 AND count(DISTINCT client) = 4 FROM owsync_fleet.metrics"
+}
+attach_refused() {
+  contains_all "$(q_err edge2 "CALL owsync.attach_hub('$(hub_conninfo)', '$(edge_conninfo edge2)')")" edge1 edge2 "$A"
+}
+register_refused() {
+  contains_all "$(q_err edge2 "SELECT owsync.register_client('$B', '$F/edge2/clash.db')")" 42710 edge1 edge2 "$B" &&
+  is_true edge2 "SELECT NOT EXISTS (SELECT FROM owsync.client WHERE client = '$B')"
+}
+fleet_lines() {
+  local want got c
+  want=$(for c in $(printf '%s\n' "${!EDGE_OF[@]}" | sort); do echo "$c|${EDGE_OF[$c]}"; done)
+  got=$(q hub "SELECT client, edge FROM owsync_fleet.fleet ORDER BY client")
+  "$PSQL" -X -d "$(conninfo hub)" -c "SELECT * FROM owsync_fleet.fleet ORDER BY client"
+  [ "$want" = "$got" ] || { printf 'want:\n%s\ngot:\n%s\n' "$want" "$got"; return 1; }
+}
+catalogs() {  # the newest run at the hub is the edge's; runs since attach: edge_no * 10^12 on
+  local e n mx
+  for e in edge1 edge2; do
+    n=$(q hub "SELECT edge_no FROM owsync_fleet.edge WHERE edge = '$e'")
+    mx=$(q "$e" "SELECT max(run_id) FROM owsync.run")
+    echo "$e: edge_no $n, newest run $mx, at the hub $(q hub "SELECT max(run_id) FROM owsync_edge_$e.run")"
+    is_true hub "SELECT max(run_id) = $mx FROM owsync_edge_$e.run" || return 1
+    [ "$mx" -ge $((n * 1000000000000)) ] && [ "$mx" -lt $(((n + 1) * 1000000000000)) ] || return 1
+  done
+}
+
+s_changes() {
+  local c
+  for c in "$A" "$B" "$C" "$D"; do step "mutations.sql in $c" sqlite "${FILE_OF[$c]}" ".read $MUTATIONS"; edits "${FILE_OF[$c]}" r1; sync "${EDGE_OF[$c]}" "$c"; done
+  tick edge1 edge2
+  check "changes, deletes and silent edits at the sources arrive at the hub" hub_equal edge1 edge2
+  check "each edge's catalog arrives; run ids since attach are unique across the fleet" catalogs
+}
+
+s_security() {
+  check "the hub's copies refuse writes by a normal session (even a superuser's)" hub_read_only
+  check "the reader role at the hub reads its client's tables, not withheld ones nor other clients" hub_reader
+  check "a non-superuser at the hub cannot read the subscription's conninfo" hub_conninfo_hidden
+  check "a non-superuser at an edge cannot read the user mapping's password" edge_mapping_hidden
+  check "the hub's password is kept only in the user mapping (not in the edge's catalog, status, server or job)" \
+    password_only_in_mapping
+  check "pg_hba: owsync_replicator's logical replication connection works" hba_logical
+  check "pg_hba: owsync_replicator's physical replication connection is refused" \
+    hba_refused "dbname=replication replication=true" IDENTIFY_SYSTEM "no pg_hba.conf entry for replication connection"
+  check "pg_hba: owsync_replicator's connection to another database is refused" \
+    hba_refused "dbname=postgres" "SELECT 1" "no pg_hba.conf entry for host"
+}
+hub_conninfo_hidden() {
+  q hub "CREATE ROLE fleet_nobody" >/dev/null
+  q_err hub "SET ROLE fleet_nobody; SELECT subconninfo FROM pg_subscription" | grep "permission denied" &&
+  is_true hub "SELECT count(*) > 0 AND bool_and(row_to_json(e)::text NOT LIKE '%password%') FROM owsync_fleet.edge e"
+}
+hub_read_only() {
+  local before s out
+  before=$(q hub "SELECT count(*) FROM $C.tag")
+  for s in "INSERT INTO $C.tag SELECT * FROM $C.tag LIMIT 1" "UPDATE $C.tag SET name = 'x'" \
+           "DELETE FROM $C.tag" "TRUNCATE $C.tag" "DELETE FROM owsync_edge_edge2.run"; do
+    out=$(q_err hub "$s") || { echo "$s: $out"; return 1; }
+    contains_all "$s: $out" read-only >/dev/null || { echo "$s: $out (not refused as read-only)"; return 1; }
+    echo "$s: $out"
+  done
+  [ "$(q hub "SELECT count(*) FROM $C.tag")" = "$before" ]
+}
+hub_reader() {
+  local r=${C}_reader
+  echo "chat rows read by $r: $(q hub "SET ROLE $r; SELECT count(*) FROM $C.chat")" &&
+  q_err hub "SET ROLE $r; SELECT count(*) FROM $C.auth" | grep "permission denied" &&
+  q_err hub "SET ROLE $r; SELECT count(*) FROM $C.api_key" | grep "permission denied" &&
+  q_err hub "SET ROLE $r; SELECT count(*) FROM $A.chat" | grep "permission denied"
+}
+edge_mapping_hidden() {
+  q edge2 "CREATE ROLE fleet_nobody" >/dev/null
+  echo "as superuser: $(q edge2 "SELECT count(*) FROM pg_user_mappings WHERE array_to_string(umoptions, ',') LIKE '%password=%'") mapping(s) with a password"
+  is_true edge2 "SELECT count(*) > 0 FROM pg_user_mappings WHERE array_to_string(umoptions, ',') LIKE '%password=%'" &&
+  is_true edge2 "SET ROLE fleet_nobody; SELECT count(*) FILTER (WHERE umoptions IS NOT NULL) = 0 FROM pg_user_mappings" &&
+  q_err edge2 "SET ROLE fleet_nobody; SELECT umoptions FROM pg_user_mapping" | grep "permission denied"
+}
+password_only_in_mapping() {
+  local w="LIKE '%$FLEET_HUB_PASSWORD%'"
+  is_true edge2 "SELECT NOT EXISTS (SELECT FROM owsync.edge x WHERE row_to_json(x)::text $w)
+                    AND NOT EXISTS (SELECT FROM owsync.edge_status x WHERE row_to_json(x)::text $w)
+                    AND NOT EXISTS (SELECT FROM pg_foreign_server x WHERE array_to_string(x.srvoptions, ',') $w)
+                    AND NOT EXISTS (SELECT FROM cron.job x WHERE x.command $w)
+                    AND EXISTS (SELECT FROM pg_user_mappings x WHERE array_to_string(x.umoptions, ',') $w)"
+}
+replicator_password() {  # the password the hub's subscription uses for edge2 (read as superuser)
+  q hub "SELECT subconninfo FROM pg_subscription WHERE subname = 'owsync_edge2'" |
+    python3 -c "import re, sys; m = re.search(r\"password\s*=\s*('((?:[^'\\\\]|\\\\.)*)'|\S+)\", sys.stdin.read()); print(m.group(2) if m.group(2) is not None else m.group(1))"
+}
+hba_logical() {
+  local pw; pw=$(replicator_password)
+  [ -n "$pw" ] || { echo "no password in the subscription's conninfo"; return 1; }
+  PGPASSWORD=$pw "$PSQL" -X -At -d "$(edge_conninfo edge2) user=owsync_replicator replication=database" -c IDENTIFY_SYSTEM &&
+  is_true hub "SELECT count(*) = 1 FROM pg_stat_subscription WHERE subname = 'owsync_edge2' AND relid IS NULL AND pid IS NOT NULL"
+}
+hba_refused() {  # CONNINFO_PART COMMAND MESSAGE: owsync_replicator, with its password, is refused
+  local pw out; pw=$(replicator_password)
+  if out=$(PGPASSWORD=$pw "$PSQL" -X -At -d "host=$OWSYNC_WORK/edge2 port=${OWSYNC_PORT[edge2]} user=owsync_replicator $1" -c "$2" 2>&1); then
+    echo "connected: $out"; return 1
+  fi
+  contains_all "$out" "$3"
+}
+
+s_drift() {
+  local t0 secs
+  sqlite "$F/edge1/alpha.db" "
+    ALTER TABLE chat ADD COLUMN pinned_order BIGINT;
+    UPDATE chat SET pinned_order = 7 WHERE rowid = (SELECT min(rowid) FROM chat);
+    CREATE TABLE skill_usage (id TEXT NOT NULL, skill_id TEXT NOT NULL, data JSON,
+                              created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, PRIMARY KEY (id));
+    INSERT INTO skill_usage VALUES ('su1', 's1', '{\"runs\": 3}', 1760000000, 1760000000),
+                                   ('su2', 's2', NULL, 1760000001, 1760000001);"
+  edits "$F/edge1/alpha.db" drift
+  t0=$(date +%s)
+  sync edge1 "$A" incremental
+  check "the drifted run made the hub's tables match before it committed (new column, new table)" drift_ready
+  check "the rows with the new column arrive without a tick (the apply worker did not stall)" \
+    wait_until 30 is_true hub "SELECT count(*) = 1 FROM $A.chat WHERE pinned_order = 7"
+  # no fleet_tick by hand: the fleet's pg_cron job must bring the new table
+  check "drift at edge1 (new column, new table) reaches the hub by the $FLEET_JOB_NAME pg_cron job alone, within 2 minutes" \
+    wait_until 120 alpha_at_hub "$F/edge1/alpha.db"
+  secs=$(( $(date +%s) - t0 ))
+  note "drift arrived ${secs} s after the run"
+  check "the $FLEET_JOB_NAME job ran at edge1 after the drifted run, and succeeded" fleet_job_ran "$t0"
+  check "the other clients are intact after the drift" hub_equal edge1 edge2
+}
+
+fleet_job_ran() {  # SINCE (epoch): runs of the job since then, one succeeded
+  q edge1 "SELECT j.jobname, d.status, d.start_time, d.return_message FROM cron.job_run_details d JOIN cron.job j USING (jobid)
+            WHERE d.start_time >= to_timestamp($1) ORDER BY d.start_time"
+  is_true edge1 "SELECT count(*) > 0 FROM cron.job_run_details d JOIN cron.job j USING (jobid)
+                  WHERE $FLEET_JOB AND d.status = 'succeeded' AND d.start_time >= to_timestamp($1)"
+}
+drift_ready() {
+  is_true hub "SELECT EXISTS (SELECT FROM information_schema.columns
+                               WHERE table_schema = '$A' AND table_name = 'chat' AND column_name = 'pinned_order')
+                  AND to_regclass('$A.skill_usage') IS NOT NULL"
+}
+alpha_at_hub() { wait_arrived edge1 5 && compare_hub "$A" "$1"; }
+
+# While $OWSYNC_WORK/kill.stop is missing, every 0.1 s: kill edge1's walsender, and the hub's
+# apply worker of edge2's subscription, when the hub has not confirmed all of that edge's WAL
+# (a run on its way); each kill done so is a line "killed" in kill.<edge>.
+kill_walsender_edge1() {
+  while [ ! -e "$OWSYNC_WORK/kill.stop" ]; do
+    q edge1 "SELECT 'killed' FROM pg_replication_slots WHERE slot_name = 'owsync_edge1' AND active_pid IS NOT NULL
+               AND confirmed_flush_lsn < pg_current_wal_lsn() AND pg_terminate_backend(active_pid)" 2>/dev/null || true
+    sleep 0.1
+  done >>"$OWSYNC_WORK/kill.edge1"
+}
+kill_apply_worker_edge2() {
+  while [ ! -e "$OWSYNC_WORK/kill.stop" ]; do
+    if is_true edge2 "SELECT confirmed_flush_lsn < pg_current_wal_lsn() FROM pg_replication_slots WHERE slot_name = 'owsync_edge2'" 2>/dev/null; then
+      q hub "SELECT 'killed' FROM pg_stat_subscription WHERE subname = 'owsync_edge2' AND relid IS NULL AND pid IS NOT NULL
+               AND pg_terminate_backend(pid)" 2>/dev/null || true
+    fi
+    sleep 0.1
+  done >>"$OWSYNC_WORK/kill.edge2"
+}
+kills() { cat "$OWSYNC_WORK/kill.$1" 2>/dev/null | grep -c killed || true; }
+killed_both() { [ "$(kills edge1)" -gt 0 ] && [ "$(kills edge2)" -gt 0 ]; }
+
+# An apply error at the hub: a row written there behind the apply worker's back (a superuser
+# with session_replication_role = replica, which the read-only triggers cannot stop) collides
+# with the edge's next insert.  The fleet names the table and the error; once the row is gone the
+# apply goes on and nothing is lost.
+s_apply_error() {
+  q hub "SET session_replication_role = replica;
+         INSERT INTO $A.skill_usage (id, skill_id, created_at, updated_at) VALUES ('su3', 'hub', 1, 1)" >/dev/null
+  sqlite "$F/edge1/alpha.db" "INSERT INTO skill_usage VALUES ('su3', 's3', NULL, 1760000003, 1760000003);"
+  sync edge1 "$A"
+  check "an apply error at the hub: the fleet names its table and error (from the hub's log)" \
+    wait_until 30 apply_error_named
+  q hub "SET session_replication_role = replica; DELETE FROM $A.skill_usage WHERE id = 'su3'" >/dev/null
+  tick edge1
+  check "the row gone, the apply goes on: the hub equals the sources, and the problem is gone" \
+    apply_error_gone
+}
+apply_error_named() {
+  tick edge1 >/dev/null
+  fleet_problem "$A" "apply stopped" "$A.skill_usage" INSERT "duplicate key" &&
+  contains_all "$(q edge1 "SELECT problem FROM owsync.edge_status")" "$A.skill_usage"
+}
+apply_error_gone() {
+  hub_equal edge1 && tick edge1 >/dev/null &&
+  is_true hub "SELECT coalesce(problem, '') NOT LIKE '%apply%' FROM owsync_fleet.fleet_detail WHERE client = '$A'"
+}
+s_kill() {
+  local k1 k2 round
+  rm -f "$OWSYNC_WORK"/kill.*
+  kill_walsender_edge1 & k1=$!
+  kill_apply_worker_edge2 & k2=$!
+  # big runs (one transaction each) at both edges, until each killer has struck mid-stream
+  for round in 1 2 3; do
+    bulk "$F/edge1/alpha.db" "k$round" 30000; bulk "$F/edge2/charlie.db" "k$round" 30000
+    sync edge1 "$A" incremental; sync edge2 "$C" incremental
+    wait_until 10 killed_both >/dev/null && break
+  done
+  touch "$OWSYNC_WORK/kill.stop"; wait "$k1" "$k2" || true
+  note "edge1's walsender killed $(kills edge1) times, the hub's apply worker for edge2 $(kills edge2) times, while a run was on its way"
+  check "edge1's walsender and the hub's apply worker (edge2) were killed mid-stream" killed_both
+  edits "$F/edge1/alpha.db" k; edits "$F/edge2/charlie.db" k
+  sync edge1 "$A"; sync edge2 "$C"
+  tick edge1 edge2
+  check "after those kills nothing is lost: the hub equals the sources" hub_equal edge1 edge2
+}
+
+s_hub_down() {
+  local c
+  hub_stop
+  for c in "$A" "$B" "$C" "$D"; do edits "${FILE_OF[$c]}" down1; sync "${EDGE_OF[$c]}" "$c"; done
+  check "fleet_tick with the hub down returns and records the problem" tick_hub_down
+  # a name edge1 holds, registered on edge2 while the hub cannot tell: accepted, reported later
+  check "register_client with the hub down accepts a name edge1 holds" \
+    q edge2 "SELECT count(*) FROM owsync.register_client('$D', '$F/edge2/clash.db')"
+  for c in "$A" "$B" "$C" "$D"; do edits "${FILE_OF[$c]}" down2; sync "${EDGE_OF[$c]}" "$c"; done
+  hub_start
+  # no tick: the subscriptions catch up by themselves
+  check "the hub stopped while the edges synced, restarted: everything arrives" hub_equal edge1 edge2
+  tick edge2 edge1
+  check "the name registered on two edges is reported at the hub and in edge2's status" name_contested
+  at edge2 "SELECT owsync.unregister_client('$D', drop_data => true)"
+  tick edge2 edge1
+  check "once edge2 dropped it, the hub's copy of that name is still edge1's, equal to its file" \
+    lines_and_equal
+  check "once edge2 dropped it, neither the fleet view nor edge2's status reports the name contested" \
+    contest_cleared
+}
+contest_cleared() {
+  "$PSQL" -X -d "$(conninfo hub)" -c "SELECT * FROM owsync_fleet.fleet ORDER BY client"
+  q edge2 "SELECT problem FROM owsync.edge_status"
+  is_true hub "SELECT coalesce(problem, '') = '' FROM owsync_fleet.fleet WHERE client = '$D'" &&
+  is_true edge2 "SELECT coalesce(problem, '') NOT LIKE '%$D%' FROM owsync.edge_status"
+}
+lines_and_equal() { fleet_lines && hub_equal edge1 edge2; }
+name_contested() {
+  fleet_problem "$D" edge2 &&
+  contains_all "$(q edge2 "SELECT problem FROM owsync.edge_status")" "$D"
+}
+
+tick_hub_down() { tick edge1 && contains_all "$(q edge1 "SELECT problem FROM owsync.edge_status")" hub; }
+
+s_slot_lost() {
+  local before
+  before=$(q hub "SELECT count(*) FROM $C.chat_message" || echo 0)
+  # a session at edge2 listening for owsync_alert until told to stop
+  ( PGAPPNAME=fleet_listener "$PSQL" -X -d "$(conninfo edge2)" -c "LISTEN owsync_alert" \
+      -c "DO \$\$BEGIN WHILE pg_stat_file('$OWSYNC_WORK/listen.stop', true) IS NULL LOOP PERFORM pg_sleep(0.1); END LOOP; END\$\$" \
+      >"$OWSYNC_WORK/listen.out" 2>&1 ) &
+  LISTENER=$!
+  step "a session at edge2 listens for owsync_alert" wait_until 30 is_true edge2 \
+    "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'fleet_listener' AND query LIKE 'DO%'"
+  at edge2 "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'" "SELECT pg_reload_conf()"
+  hub_stop
+  edits "$F/edge2/charlie.db" lost; sync edge2 "$C"
+  step "a table to fill WAL with" "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$(conninfo edge2 postgres)" -c "CREATE TABLE wal_filler (v text)"
+  check "edge2's slot is lost (WAL past max_slot_wal_keep_size while the hub is away)" wait_until 60 slot_lost
+  at edge2 "ALTER SYSTEM RESET max_slot_wal_keep_size" "SELECT pg_reload_conf()"
+  hub_start
+  tick edge2
+  touch "$OWSYNC_WORK/listen.stop"; wait "$LISTENER" || true; LISTENER=""
+  check "the slot loss raises NOTIFY owsync_alert (slot_lost)" grep -F '"slot_lost"' "$OWSYNC_WORK/listen.out"
+  check "the fleet view names the lost slot" fleet_problem "$C" slot lost
+  check "the fleet view fits in 120 columns (a problem shown)" fleet_width
+  check "repair_hub: the hub holds no less while it re-seeds" repair "$before"
+  check "repair_hub: the re-seed ends (stash dropped by the tick), equal to the sources, no duplicates" \
+    repaired
+  check "the fleet view shows no problem for edge2's clients after the repair" \
+    is_true hub "SELECT bool_and(coalesce(problem, '') = '') FROM owsync_fleet.fleet WHERE edge = 'edge2'"
+}
+slot_lost() {  # one round of WAL at edge2 (another database), then: is the slot lost?
+  "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -d "$(conninfo edge2 postgres)" -c "SELECT pg_switch_wal()" \
+    -c "INSERT INTO wal_filler SELECT repeat('x', 1000) FROM generate_series(1, 3000)" -c CHECKPOINT >/dev/null &&
+  is_true edge2 "SELECT wal_status = 'lost' FROM pg_replication_slots WHERE slot_name = 'owsync_edge2'"
+}
+repair() { q edge2 "CALL owsync.repair_hub()" && no_less "$C" "$1"; }
+stash_gone() { tick edge2 && is_true hub "SELECT count(*) = 0 FROM pg_namespace WHERE nspname LIKE 'owsync\_stash\_%'"; }
+repaired() { wait_until 60 stash_gone && hub_equal edge1 edge2; }
+# no_less CLIENT N: the hub holds at least N chat messages of CLIENT, in its copy or a stash
+# (CLIENT is the only client of its edge being re-seeded, so every stash with a chat_message
+# table is its)
+no_less() {
+  local holders="SELECT n.nspname, (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.chat_message', n.nspname), false, true, '')))[1]::text::bigint AS n
+                   FROM pg_namespace n WHERE (n.nspname = '$1' OR n.nspname LIKE 'owsync\_stash\_%')
+                    AND to_regclass(format('%I.chat_message', n.nspname)) IS NOT NULL"
+  q hub "$holders"
+  is_true hub "SELECT max(n) >= $2 FROM ($holders) h"
+}
+
+s_move() {
+  # alpha moves from edge1 to edge2: its registration ends on edge1 first
+  at edge1 "SELECT owsync.unregister_client('$A')"
+  tick edge1
+  check "the fleet view says alpha is registered on no edge" fleet_problem "$A" "no edge"
+  at edge2 "CALL owsync.restore_from_hub('$A', '$F/edge2/alpha.db')"
+  check "restore_from_hub on edge2 writes alpha identical to its source as of the last sync" \
+    $COMPARE_SQLITE "$F/edge1/alpha.db" "$F/edge2/alpha.db"
+  register edge2 "$A" "$F/edge2/alpha.db"; EDGE_OF[$A]=edge2 FILE_OF[$A]=$F/edge2/alpha.db
+  tick edge2
+  edits "$F/edge2/alpha.db" moved; sync edge2 "$A"
+  tick edge1 edge2
+  check "alpha moved to edge2: its hub copy goes on from edge2, nothing lost or duplicated" hub_equal edge1 edge2
+  check "the fleet view shows alpha on edge2" fleet_lines
+}
+
+s_lost_host() {
+  local c clients
+  for c in $(clients_of edge1); do edits "${FILE_OF[$c]}" last; sync edge1 "$c"; done
+  tick edge1
+  check "edge1's last runs arrived before the host is lost" hub_equal edge1
+  clients=$(clients_of edge1)
+  for c in $clients; do step "a copy of $c's file" sqlite3 "${FILE_OF[$c]}" ".backup $F/saved/$c.db"; done
+  step "edge1's cluster stopped at once" pgctl edge1 -m immediate -w stop
+  rm -rf "$OWSYNC_WORK/edge1/data" "$F/edge1"
+  check "the fleet view says edge1's clients are not streaming (the edge cannot be reached)" \
+    wait_until 30 fleet_problem "$B" "not streaming"
+  at edge2 "SELECT owsync.forget_edge('edge1')"
+  check "the fleet view says edge1 was forgotten" fleet_problem "$B" forgotten
+  check "forget_edge('edge1') at edge2: its subscription dropped at the hub, its copies kept" \
+    is_true hub "SELECT NOT EXISTS (SELECT FROM pg_subscription WHERE subname = 'owsync_edge1')
+                    AND (SELECT count(*) FROM pg_namespace WHERE nspname IN ($(printf "'%s'," $clients | sed 's/,$//'))) = $(wc -w <<<"$clients")"
+  for c in $clients; do
+    check "edge1 lost: $c restored onto edge2 from the hub, identical to its source as of the last sync" \
+      restored "$c"
+    register edge2 "$c" "$F/edge2/$c.db"; EDGE_OF[$c]=edge2 FILE_OF[$c]=$F/edge2/$c.db
+    edits "$F/edge2/$c.db" reborn; sync edge2 "$c"
+  done
+  tick edge2
+  check "edge1's clients go on from edge2: the hub equals every source" hub_equal edge2
+  check "the fleet view: every client on edge2" fleet_lines
+}
+
+restored() {
+  q edge2 "CALL owsync.restore_from_hub('$1', '$F/edge2/$1.db')" >/dev/null &&
+  $COMPARE_SQLITE "$F/saved/$1.db" "$F/edge2/$1.db"
+}
+
+owsync_step "fleet test: scenarios"
+s_setup
+s_attach
+s_changes
+s_security
+s_drift
+s_apply_error
+s_kill
+s_hub_down
+s_slot_lost
+s_move
+s_lost_host
+[ "$FLEET_FAIL" -eq 0 ]
