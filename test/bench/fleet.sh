@@ -3,8 +3,9 @@
 #                                            [--big-size bench|small|none]
 #
 # PostgreSQL 15 clusters on this machine, each on a socket of its own: edges a and b
-# (owsync_fdw, pg_cron; wal_level logical) and a hub (no owsync_fdw); and, for the baseline of
-# step 1 only, "plain": owsync_fdw as a server outside any fleet (wal_level replica).
+# (owsync_fdw, pg_cron; wal_level logical, max_slot_wal_keep_size 4GB) and a hub (run from a copy
+# of PostgreSQL without owsync_fdw); and, for the baseline of step 1 only, "plain": owsync_fdw
+# as a server outside any fleet (wal_level replica).
 # In that order it measures:
 #   1. publishing overhead at the edge: client "big" (the ~700 MB benchmark file of sync.sh;
 #      --big-size small for a 10 MB one, none to skip), one copy of the file registered on plain
@@ -42,7 +43,7 @@ while [ $# -gt 0 ]; do
     --runs) runs=${2:?}; shift ;;
     --rounds) rounds=${2:?}; shift ;;
     --big-size) big=${2:?}; shift ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -57,53 +58,28 @@ owsync_give_to_pg "$OWSYNC_WORK"
 R=$OWSYNC_WORK/results; mkdir -p "$R"
 
 # ------------------------------------------------------------------ clusters
-PORT0=${OWSYNC_PGPORT:-$((55432 + $$ % 1000))}
-EDGE_CONF="shared_preload_libraries = 'pg_cron'
-cron.database_name = 'postgres'
-cron.use_background_workers = on
-max_worker_processes = 16
-wal_level = logical
-max_replication_slots = 10
-max_wal_senders = 10
-max_slot_wal_keep_size = '32GB'"
-PLAIN_CONF="shared_preload_libraries = 'pg_cron'
-cron.database_name = 'postgres'
-cron.use_background_workers = on
-max_worker_processes = 16"
-HUB_CONF="max_worker_processes = 16
-max_logical_replication_workers = 8
-max_replication_slots = 10
-track_commit_timestamp = on"
-
-# cluster NAME PORT CONF: initdb + start a throwaway cluster in $OWSYNC_WORK/NAME (socket there)
-cluster() (
-  local dir=$OWSYNC_WORK/$1
-  cd /       # the postgres user may not be allowed into the caller's directory
-  mkdir -p "$dir"; owsync_give_to_pg "$dir"
-  owsync_as_pg "$OWSYNC_PGBIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
-      --no-sync >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log"; owsync_die "initdb of $1 failed"; }
-  printf '%s\n' "listen_addresses = ''" "unix_socket_directories = '$dir'" "port = $2" "fsync = off" "$3" \
-    >>"$dir/data/postgresql.conf"
-  owsync_as_pg "$OWSYNC_PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
-    || owsync_die "cluster $1 did not start"
-)
-hub_ctl() (cd / && owsync_as_pg "$OWSYNC_PGBIN/pg_ctl" -D "$OWSYNC_WORK/hub/data" -l "$OWSYNC_WORK/hub/server.log" \
-                    -w -t 120 "$@" >/dev/null)
+# Clusters by test/lib.sh's owsync_cluster_start_named (wal_level logical, room for slots and
+# walsenders, pg_cron in background-worker mode), each on the socket of its own directory.  The
+# hub runs from a copy of PostgreSQL without owsync_fdw's files, as a hub has none.
+EDGE_CONF="max_slot_wal_keep_size = '4GB'"
+PLAIN_CONF="wal_level = replica"
+HUB_CONF="track_commit_timestamp = on"
 owsync_on_exit() {
   [ "$1" -eq 0 ] || for c in a b hub plain; do
     [ -f "$OWSYNC_WORK/$c/server.log" ] && { echo "== $c: server log (last 20 lines)"; tail -n 20 "$OWSYNC_WORK/$c/server.log"; }
   done
 }
-owsync_step "three clusters: edges a and b (port $PORT0, $((PORT0 + 1))), hub ($((PORT0 + 2)))"
-cluster a "$PORT0" "$EDGE_CONF"
-cluster b "$((PORT0 + 1))" "$EDGE_CONF"
-cluster hub "$((PORT0 + 2))" "$HUB_CONF"
-declare -A PORT=([a]=$PORT0 [b]=$((PORT0 + 1)) [hub]=$((PORT0 + 2)) [plain]=$((PORT0 + 3)))
+owsync_cluster_start_named a postgres "$EDGE_CONF"
+owsync_cluster_start_named b postgres "$EDGE_CONF"
+HUB_BIN=$(owsync_pg_copy_without_owsync "$OWSYNC_WORK/pg-hub")
+OWSYNC_PGBIN=$HUB_BIN owsync_cluster_start_named hub "" "$HUB_CONF"
+hub_ctl() (cd / && owsync_as_pg "$HUB_BIN/pg_ctl" -D "$OWSYNC_WORK/hub/data" -l "$OWSYNC_WORK/hub/server.log" \
+                    -w -t 120 "$@" >/dev/null)
 # q NAME [psql args]: psql on cluster NAME (edges: database postgres; hub: database fleet, or $QDB)
 q() {
   local c=$1 db=postgres; shift
   [ "$c" = hub ] && db=${QDB:-fleet}
-  psql -X -q -At -v ON_ERROR_STOP=1 -h "$OWSYNC_WORK/$c" -p "${PORT[$c]}" -U postgres -d "$db" "$@"
+  psql -X -q -At -v ON_ERROR_STOP=1 -h "$OWSYNC_WORK/$c" -p "${OWSYNC_PORT[$c]}" -U postgres -d "$db" "$@"
 }
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR) print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -197,7 +173,7 @@ if [ "$big" != none ]; then
   mkdir -m 0777 "$BIGDIR" "$BIGDIR/a" "$BIGDIR/plain"; OWSYNC_CLEANUP_DIRS+=("$BIGDIR")
   for c in a plain; do cp "$src" "$BIGDIR/$c/webui.db"; chmod 0666 "$BIGDIR/$c/webui.db"; done
   echo "client big: $(du -h "$BIGDIR/a/webui.db" | cut -f1), a copy for edge a and one for plain"
-  cluster plain "${PORT[plain]}" "$PLAIN_CONF"
+  owsync_cluster_start_named plain postgres "$PLAIN_CONF"
 fi
 
 for e in a b ${BIGDIR:+plain}; do
@@ -212,8 +188,8 @@ QDB=postgres q hub -c "CREATE DATABASE fleet"
 
 # The hub's role and the edges' addresses: sockets here, TLS and passwords in production.
 attach() {
-  q "$1" -c "CALL owsync.attach_hub('host=$OWSYNC_WORK/hub port=${PORT[hub]} dbname=fleet user=postgres',
-                                    'host=$OWSYNC_WORK/$1 port=${PORT[$1]} dbname=postgres')"
+  q "$1" -c "CALL owsync.attach_hub('host=$OWSYNC_WORK/hub port=${OWSYNC_PORT[hub]} dbname=fleet user=postgres',
+                                    'host=$OWSYNC_WORK/$1 port=${OWSYNC_PORT[$1]} dbname=postgres')"
 }
 # arrival instrumentation at the hub: each edge's copy of owsync.run gets a trigger (ALWAYS:
 # it fires in the apply worker) recording when each run row arrives, with its transaction id
