@@ -44,6 +44,24 @@ SELECT jsonb_build_object('target', p_target, 'tables', count(*), 'rows', coales
                             owsync._source_paths()) w
 $$;
 
+-- A restore's options, whose one key is the flag named: its value (false
+-- when not given); an error for anything else.
+CREATE FUNCTION owsync._restore_flag(options jsonb, flag text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF jsonb_typeof(coalesce(options, '{}')) <> 'object'
+       OR EXISTS (SELECT 1 FROM jsonb_object_keys(coalesce(options, '{}')) k WHERE k <> flag)
+       OR jsonb_typeof(coalesce(options -> flag, 'false')) <> 'boolean' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('invalid restore options %s', options),
+            HINT = format('The only option is "%s": true or false.', flag);
+    END IF;
+    RETURN coalesce((options ->> flag)::boolean, false);
+END
+$$;
+
 -- A captured schema (owsync.source_schema.ddl) as a restore replays it: the
 -- statements in sqlite_master's order, their labels, and the tables to fill.
 -- SQLite makes its own objects (sqlite_sequence, the automatic indexes of
@@ -86,14 +104,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('client %L is not registered', p_client);
     END IF;
-    IF jsonb_typeof(coalesce(p_options, '{}')) <> 'object'
-       OR EXISTS (SELECT 1 FROM jsonb_object_keys(coalesce(p_options, '{}')) k WHERE k <> 'reattach')
-       OR jsonb_typeof(coalesce(p_options -> 'reattach', 'false')) <> 'boolean' THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('invalid restore options %s', p_options),
-            HINT = 'The only option is "reattach": true or false.';
-    END IF;
-    reattach := coalesce((p_options ->> 'reattach')::boolean, false);
+    reattach := owsync._restore_flag(p_options, 'reattach');
     n := owsync.client_names(p_client);
     -- the client's run lock, until the end of the transaction: every table
     -- is read as the same run left it

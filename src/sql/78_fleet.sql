@@ -989,14 +989,7 @@ DECLARE
 BEGIN
     PERFORM owsync._require_admin();
     PERFORM owsync._check_client_name(p_client);
-    IF jsonb_typeof(coalesce(p_options, '{}')) <> 'object'
-       OR EXISTS (SELECT 1 FROM jsonb_object_keys(coalesce(p_options, '{}')) k WHERE k <> 'register')
-       OR jsonb_typeof(coalesce(p_options -> 'register', 'false')) <> 'boolean' THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('invalid restore options %s', p_options),
-            HINT = 'The only option is "register": true or false.';
-    END IF;
-    register := coalesce((p_options ->> 'register')::boolean, false);
+    register := owsync._restore_flag(p_options, 'register');
     claim := owsync._hub_json(format('SELECT to_jsonb(c) FROM owsync_fleet.client c WHERE client = %L', p_client));
     src := claim ->> 'edge';
     IF src IS NULL THEN
