@@ -465,7 +465,7 @@ s_move() {
 }
 
 s_lost_host() {
-  local c clients
+  local c clients first
   for c in $(clients_of edge1); do edits "${FILE_OF[$c]}" last; sync edge1 "$c"; done
   tick edge1
   check "edge1's last runs arrived before the host is lost" hub_equal edge1
@@ -480,10 +480,22 @@ s_lost_host() {
   check "forget_edge('edge1') at edge2: its subscription dropped at the hub, its copies kept" \
     is_true hub "SELECT NOT EXISTS (SELECT FROM pg_subscription WHERE subname = 'owsync_edge1')
                     AND (SELECT count(*) FROM pg_namespace WHERE nspname IN ($(printf "'%s'," $clients | sed 's/,$//'))) = $(wc -w <<<"$clients")"
+  # the first client registered by restore_from_hub itself ({"register": true}), the others by
+  # register_client after it
+  first=1
   for c in $clients; do
-    check "edge1 lost: $c restored onto edge2 from the hub, identical to its source as of the last sync" \
-      restored "$c"
-    register edge2 "$c" "$F/edge2/$c.db"; EDGE_OF[$c]=edge2 FILE_OF[$c]=$F/edge2/$c.db
+    if [ "$first" -eq 1 ]; then
+      check "edge1 lost: $c restored onto edge2 from the hub and registered there by the same call, identical to its source as of the last sync" \
+        restored "$c" '{"register": true}'
+      check "$c is registered on edge2 with the schedule and options it had on edge1" \
+        same_registration "$c"
+      first=0
+    else
+      check "edge1 lost: $c restored onto edge2 from the hub, identical to its source as of the last sync" \
+        restored "$c"
+      register edge2 "$c" "$F/edge2/$c.db"
+    fi
+    EDGE_OF[$c]=edge2 FILE_OF[$c]=$F/edge2/$c.db
     edits "$F/edge2/$c.db" reborn; sync edge2 "$c"
   done
   tick edge2
@@ -491,9 +503,52 @@ s_lost_host() {
   check "the fleet view: every client on edge2" fleet_lines
 }
 
-restored() {
-  q edge2 "CALL owsync.restore_from_hub('$1', '$F/edge2/$1.db')" >/dev/null &&
+same_registration() {  # CLIENT: edge2's registration of CLIENT is edge1's, as the hub holds it
+  local theirs ours
+  theirs=$(q hub "SELECT schedule || ' ' || options::text FROM owsync_edge_edge1.client WHERE client = '$1'")
+  ours=$(q edge2 "SELECT schedule || ' ' || options::text FROM owsync.client WHERE client = '$1'")
+  echo "edge1 (at the hub): $theirs; edge2: $ours"
+  [ -n "$ours" ] && [ "$theirs" = "$ours" ]
+}
+restored() {  # CLIENT [OPTIONS]
+  local options='{}'
+  [ -z "${2:-}" ] || options=$2
+  q edge2 "CALL owsync.restore_from_hub('$1', '$F/edge2/$1.db', options => '$options')" >/dev/null &&
   $COMPARE_SQLITE "$F/saved/$1.db" "$F/edge2/$1.db"
+}
+
+# detach_hub: edge2 stops feeding the hub; the hub keeps its copies, the names are free, and
+# edge2 syncs on as a server outside any fleet
+s_detach() {
+  local c clients
+  clients=$(clients_of edge2)
+  at edge2 "CALL owsync.detach_hub()"
+  check "detach_hub at edge2: no subscription at the hub, no slot, fleet job or hub server at edge2" detached edge2
+  check "detach_hub: edge2's names released at the hub, its copies kept" \
+    is_true hub "SELECT NOT EXISTS (SELECT FROM owsync_fleet.client WHERE edge = 'edge2' AND released_at IS NULL)
+                    AND (SELECT count(*) FROM pg_namespace WHERE nspname IN ($(printf "'%s'," $clients | sed 's/,$//'))) = $(wc -w <<<"$clients")"
+  for c in $clients; do edits "${FILE_OF[$c]}" detached; done
+  check "after detach_hub edge2 syncs on: every mirror equals its file" synced_alone "$clients"
+}
+detached() {
+  is_true hub "SELECT NOT EXISTS (SELECT FROM pg_subscription WHERE subname = 'owsync_$1')" \
+    || { echo "subscription owsync_$1 still at the hub"; return 1; }
+  is_true "$1" "SELECT NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = 'owsync_$1')
+                   AND NOT EXISTS (SELECT FROM pg_foreign_server WHERE srvname = 'owsync_hub')
+                   AND NOT EXISTS (SELECT FROM cron.job j WHERE $FLEET_JOB)
+                   AND (SELECT hub IS NULL FROM owsync.edge)" \
+    || { echo "$1 still has its slot, hub server, fleet job or hub"; return 1; }
+}
+synced_alone() {  # CLIENTS: each synced at edge2 and its mirror equal to its file there
+  local c
+  for c in $1; do
+    q edge2 "CALL owsync.sync('$c', 'reconcile')" >/dev/null || return 1  # silent edits too
+    is_true edge2 "SELECT count(*) = 0 FROM owsync.verify('$c')
+                    WHERE missing + extra + differing > 0 OR source_rows <> mirror_rows" \
+      || { echo "$c: owsync.verify finds differences:"
+           q edge2 "SELECT * FROM owsync.verify('$c') WHERE missing + extra + differing > 0 OR source_rows <> mirror_rows"
+           return 1; }
+  done
 }
 
 owsync_step "fleet test: scenarios"
@@ -508,4 +563,5 @@ s_hub_down
 s_slot_lost
 s_move
 s_lost_host
+s_detach
 [ "$FLEET_FAIL" -eq 0 ]
