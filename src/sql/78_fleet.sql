@@ -389,10 +389,10 @@ BEGIN
             MESSAGE = 'no edge connection string given',
             HINT = 'Say how the hub reaches this database: ''host=... port=... dbname=...''.';
     END IF;
-    IF NOT (owsync._hub_json('SELECT to_jsonb(rolsuper) FROM pg_roles WHERE rolname = current_user')::boolean
-            OR owsync._hub_json('SELECT to_jsonb(coalesce(pg_has_role(current_user, ''pg_create_subscription'', ''MEMBER''), false))
-                                   FROM pg_roles WHERE rolname = ''pg_create_subscription''
-                                 UNION ALL SELECT ''false'' LIMIT 1')::boolean) THEN
+    -- a superuser, or (PostgreSQL 16 and later) a member of pg_create_subscription
+    IF NOT owsync._hub_json('SELECT to_jsonb(rolsuper OR coalesce((SELECT pg_has_role(current_user, oid, ''MEMBER'')
+                                                                  FROM pg_roles WHERE rolname = ''pg_create_subscription''), false))
+                               FROM pg_roles WHERE rolname = current_user')::boolean THEN
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
             MESSAGE = 'the hub''s role may not create subscriptions',
             HINT = 'Connect to the hub as a superuser (PostgreSQL 15), or as a member of pg_create_subscription that may create schemas (16 and later).';
