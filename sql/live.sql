@@ -145,6 +145,23 @@ SELECT clock_timestamp() AS t0 \gset
 SELECT id, v FROM regress_live_del_t ORDER BY id;
 SELECT clock_timestamp() - :'t0'::timestamptz >= interval '300 ms' AS waited_for_writer;
 
+-- A reader of a rollback-journal file holds its lock only while it copies
+-- the file: a transaction left idle after reading does not stop a writer
+-- that will not wait at all (.timeout 0), it goes on reading its copy (a
+-- temporary file of this backend, the size of the file), and the copy is
+-- gone when the transaction ends.
+\! sh "$PG_ABS_SRCDIR/test/fixtures/wait_file.sh" "$LIVE/writer/exited"
+\set del_size `stat -c %s /tmp/owsync_regress/live/del.db`
+BEGIN;
+SELECT id, v FROM regress_live_del_t ORDER BY id;
+\! sqlite3 -cmd '.timeout 0' "$LIVE/del.db" "INSERT INTO t VALUES (3, 'written while a reader was idle');" 2>&1 && echo "the writer committed"
+SELECT id, v FROM regress_live_del_t ORDER BY id;
+SELECT count(*) AS copies, sum(size) = pg_size_bytes(:'del_size') AS copy_is_the_file
+  FROM pg_ls_tmpdir() WHERE name LIKE 'pgsql_tmp' || pg_backend_pid() || '.%';
+COMMIT;
+SELECT count(*) AS copies FROM pg_ls_tmpdir() WHERE name LIKE 'pgsql_tmp' || pg_backend_pid() || '.%';
+SELECT id, v FROM regress_live_del_t ORDER BY id;
+
 -- ---------------------------------------------------------------------
 -- 3. Cancel of a scan that never ends
 -- ---------------------------------------------------------------------

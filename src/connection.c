@@ -8,9 +8,18 @@
  * opens a SQLite read transaction and reads the schema, which pins one WAL
  * snapshot: every foreign table of that server read in the same PostgreSQL
  * transaction sees the same SQLite state.  The read transaction ends when
- * the PostgreSQL transaction ends (a read never blocks a WAL-mode writer, but
- * an open read transaction does hold back checkpoints, so it must not outlive
- * the PostgreSQL transaction).
+ * the PostgreSQL transaction ends.  In WAL mode a reader never blocks the
+ * writer, but it holds back checkpoints: the -wal file cannot start over
+ * while the transaction is open, and grows by what the writer commits
+ * meanwhile (docs/OPERATIONS.md says how to bound an idle one).
+ *
+ * In rollback-journal mode a reader's shared lock blocks the writer's
+ * commit, so no snapshot there holds the lock for longer than a copy of the
+ * file: the transaction's first read takes the shared lock, copies the file
+ * into a temporary file of this backend (placed like PostgreSQL's own,
+ * temp_tablespaces, counted against temp_file_limit), releases the lock and
+ * reads the copy until the transaction ends, when the copy is deleted.  The
+ * copy is read through SQLite's own file handle (see read_db_header).
  *
  * Connections are opened read-only and hardened: the user's path is never
  * parsed as a URI, no final symlink, defensive mode, no extension loading,
@@ -58,6 +67,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "commands/tablespace.h"
 #include "foreign/foreign.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -67,7 +77,9 @@
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 /* How often (in SQLite VM instructions) a running statement checks for cancel. */
 #define OWSYNC_PROGRESS_OPS 10000
@@ -81,7 +93,12 @@ static void owsync_inval_callback(Datum arg, int cacheid, uint32 hashvalue);
 static void owsync_open(OwsyncConn *conn, ForeignServer *server, OwsyncServerOpts *opts,
 						const char *real);
 static void owsync_close(OwsyncConn *conn);
+static void drop_copy(OwsyncConn *conn);
+static void check_copy_current(OwsyncConn *reader, OwsyncConn *writer);
+static char *change_marker(sqlite3 *filedb, const char *path);
 static void owsync_begin_snapshot(OwsyncConn *conn);
+static OwsyncConn *open_read_connection(ForeignServer *server);
+static void configure_handle(OwsyncConn *conn);
 static bool owsync_file_replaced(OwsyncConn *conn);
 
 /*
@@ -332,8 +349,6 @@ OwsyncConn *
 owsync_get_connection(ForeignServer *server)
 {
 	OwsyncConn *conn;
-	OwsyncServerOpts opts;
-	char	   *real = NULL;
 
 	conn = lookup_connection(server->serverid, true, false);
 	if (conn != NULL && conn->write_depth > 0)
@@ -348,11 +363,24 @@ owsync_get_connection(ForeignServer *server)
 		owsync_check_unchanged(conn);
 		return conn;			/* same transaction: same snapshot */
 	}
+	conn = open_read_connection(server);
+	owsync_begin_snapshot(conn);
+	return conn;
+}
 
-	/*
-	 * A new transaction: apply the path rules again, and drop a handle whose
-	 * options, resolved path or file changed, or that was opened immutable.
-	 */
+/*
+ * The read connection of a server outside any read transaction, open on the
+ * file now at its path: the path rules applied again, a handle dropped
+ * whose options, resolved path or file changed, or that was opened
+ * immutable.
+ */
+static OwsyncConn *
+open_read_connection(ForeignServer *server)
+{
+	OwsyncConn *conn = lookup_connection(server->serverid, false, true);
+	OwsyncServerOpts opts;
+	char	   *real = NULL;
+
 	owsync_get_server_opts(server, &opts);
 	PG_TRY();
 	{
@@ -371,7 +399,6 @@ owsync_get_connection(ForeignServer *server)
 
 	if (conn->db == NULL)
 		owsync_open(conn, server, &opts, real);
-	owsync_begin_snapshot(conn);
 	return conn;
 }
 
@@ -427,12 +454,35 @@ owsync_get_write_connection(ForeignServer *server)
 		if (reader != NULL && reader->xact_open)
 		{
 			owsync_check_unchanged(reader);
+			check_copy_current(reader, conn);
 			reader->superseded = true;
 		}
 	}
 	check_write_not_lost(conn);
 	owsync_write_sync_level(conn);
 	return conn;
+}
+
+/*
+ * A reader of a copy, about to be superseded by the write connection (which
+ * holds the file's reserved lock, so no other writer can commit): the file
+ * must still be in the state that was copied.
+ */
+static void
+check_copy_current(OwsyncConn *reader, OwsyncConn *writer)
+{
+	char	   *now;
+
+	if (reader->filedb == NULL)
+		return;
+	now = change_marker(writer->db, writer->realpath);
+	if (now == NULL || reader->marker == NULL || strcmp(now, reader->marker) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("SQLite file of server \"%s\" changed while it was read", reader->servername),
+				 errdetail("The transaction read a copy of \"%s\" and then wrote to it; the file was written in between.",
+						   reader->realpath),
+				 errhint("Retry the transaction.")));
 }
 
 /* Savepoints up to the current subtransaction level, before a write in it. */
@@ -660,24 +710,34 @@ owsync_open(OwsyncConn *conn, ForeignServer *server, OwsyncServerOpts *opts,
 		conn->db = NULL;
 		open_hardened(conn, immutable_uri(real), flags | SQLITE_OPEN_URI, "open the SQLite file");
 	}
+	/*
+	 * A write transaction keeps its changes in memory until COMMIT: spilling
+	 * them to the file earlier needs an exclusive lock, which another reader
+	 * (a shared lock in rollback-journal mode) would block until the busy
+	 * timeout.
+	 */
+	if (write && (rc = sqlite3_exec(conn->db, "PRAGMA cache_spill = OFF", NULL, NULL, NULL)) != SQLITE_OK)
+		fail_and_close(conn, rc, "configure the write connection");
+	configure_handle(conn);
+	conn->st = st;
+}
+
+/*
+ * What every cached handle gets, on the file or on a copy of it:
+ * owsync_digest(), the busy and progress handlers, and the authorizer
+ * (set last).
+ */
+static void
+configure_handle(OwsyncConn *conn)
+{
 	if (owsync_register_digest(conn->db) != SQLITE_OK)
 	{
 		owsync_close(conn);
 		elog(ERROR, "could not register owsync_digest() on a SQLite connection");
 	}
-	/*
-	 * A write transaction keeps its changes in memory until COMMIT: spilling
-	 * them to the file earlier needs an exclusive lock, which this backend's
-	 * own read connection (a shared lock in rollback-journal mode) would
-	 * block until the busy timeout.
-	 */
-	if (write && (rc = sqlite3_exec(conn->db, "PRAGMA cache_spill = OFF", NULL, NULL, NULL)) != SQLITE_OK)
-		fail_and_close(conn, rc, "configure the write connection");
 	sqlite3_busy_handler(conn->db, owsync_busy_handler, conn);
 	sqlite3_progress_handler(conn->db, OWSYNC_PROGRESS_OPS, owsync_progress_handler, NULL);
 	sqlite3_set_authorizer(conn->db, owsync_authorizer, conn);
-
-	conn->st = st;
 }
 
 /*
@@ -739,6 +799,32 @@ owsync_snapshot_context(OwsyncConn *conn)
 	return conn->cachecxt;
 }
 
+/*
+ * Stop reading a copy: its handle closed (its statements finalized), the
+ * handle on the file read again, the temporary file deleted.  Never throws.
+ */
+static void
+drop_copy(OwsyncConn *conn)
+{
+	if (conn->filedb != NULL)
+	{
+		if (conn->db != NULL)
+		{
+			sqlite3_stmt *stmt;
+
+			while ((stmt = sqlite3_next_stmt(conn->db, NULL)) != NULL)
+				sqlite3_finalize(stmt);
+			sqlite3_close_v2(conn->db);
+		}
+		conn->db = conn->filedb;
+		conn->filedb = NULL;
+		conn->generation++;
+	}
+	if (conn->copy > 0)
+		FileClose(conn->copy);
+	conn->copy = 0;
+}
+
 static void
 forget_snapshot_facts(OwsyncConn *conn)
 {
@@ -751,6 +837,7 @@ forget_snapshot_facts(OwsyncConn *conn)
 static void
 owsync_close(OwsyncConn *conn)
 {
+	drop_copy(conn);
 	if (conn->db)
 	{
 		sqlite3_stmt *stmt;
@@ -781,11 +868,11 @@ owsync_close(OwsyncConn *conn)
  * equal markers mean nothing was committed since the earlier snapshot.
  */
 static char *
-change_marker(OwsyncConn *conn)
+change_marker(sqlite3 *filedb, const char *path)
 {
 	unsigned char db[28];
 	unsigned char wal[24];
-	char	   *walpath = psprintf("%s-wal", conn->realpath);
+	char	   *walpath = psprintf("%s-wal", path);
 	struct stat dbst,
 				walst;
 	int			fd;
@@ -797,7 +884,7 @@ change_marker(OwsyncConn *conn)
 	 * -wal by a descriptor of our own, which is safe: SQLite takes no lock
 	 * on it.
 	 */
-	have_db = stat(conn->realpath, &dbst) == 0 && read_db_header(conn->db, db, sizeof(db));
+	have_db = stat(path, &dbst) == 0 && read_db_header(filedb, db, sizeof(db));
 	if ((fd = open(walpath, O_RDONLY | O_NOFOLLOW | PG_BINARY)) >= 0)
 	{
 		have_wal = fstat(fd, &walst) == 0 && read(fd, wal, sizeof(wal)) == sizeof(wal);
@@ -821,19 +908,14 @@ change_marker(OwsyncConn *conn)
 }
 
 /*
- * Start the read transaction and take the snapshot now (a deferred BEGIN
- * takes it at the first read), so every table sees the same state.
+ * Begin a read transaction on conn->db and take its snapshot now (a
+ * deferred BEGIN takes it at the first read).
  */
 static void
-owsync_begin_snapshot(OwsyncConn *conn)
+begin_read(OwsyncConn *conn)
 {
 	int			rc;
 	sqlite3_stmt *stmt;
-	char	   *marker = change_marker(conn);
-
-	if (conn->marker)
-		pfree(conn->marker);
-	conn->marker = marker ? MemoryContextStrdup(TopMemoryContext, marker) : NULL;
 
 	rc = sqlite3_exec(conn->db, "BEGIN", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
@@ -850,6 +932,121 @@ owsync_begin_snapshot(OwsyncConn *conn)
 		sqlite3_finalize(stmt);
 	}
 	PG_END_TRY();
+}
+
+/* Is the file of this handle in rollback-journal mode (header bytes 18-19)? */
+static bool
+rollback_journal_mode(sqlite3 *db)
+{
+	unsigned char header[20];
+
+	return read_db_header(db, header, sizeof(header)) && header[18] == 1 && header[19] == 1;
+}
+
+/*
+ * Copy the file of conn->db, whose read transaction holds its shared lock,
+ * into a new temporary file (conn->copy), through SQLite's own handle.
+ */
+static void
+copy_locked_file(OwsyncConn *conn)
+{
+	sqlite3_file *file = NULL;
+	sqlite3_int64 size;
+	sqlite3_int64 off;
+	const int	chunk = 1024 * 1024;
+	char	   *buf;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	if (sqlite3_file_control(conn->db, "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK ||
+		file == NULL || file->pMethods == NULL ||
+		file->pMethods->xFileSize(file, &size) != SQLITE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("could not read the size of the SQLite file of server \"%s\"",
+						conn->servername),
+				 errdetail("File \"%s\".", conn->realpath)));
+
+	/*
+	 * Where temp_tablespaces says; owned by the transaction, not by a
+	 * subtransaction, since the copy serves them all
+	 */
+	PrepareTempTablespaces();
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	PG_TRY();
+	{
+		conn->copy = OpenTemporaryFile(false);
+	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = owner;
+	}
+	PG_END_TRY();
+
+	buf = palloc(chunk);
+	for (off = 0; off < size; off += chunk)
+	{
+		int			n = (int) Min((sqlite3_int64) chunk, size - off);
+		int			rc = file->pMethods->xRead(file, buf, n, off);
+
+		CHECK_FOR_INTERRUPTS();
+		if (rc != SQLITE_OK)
+			owsync_sqlite_error(conn, rc, "copy the file");
+		if (FileWrite(conn->copy, buf, n, off, PG_WAIT_EXTENSION) != n)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not write the copy of the SQLite file of server \"%s\": %m",
+							conn->servername),
+					 errdetail("Temporary file \"%s\", %lld of %lld bytes written.",
+							   FilePathName(conn->copy), (long long) off, (long long) size)));
+	}
+	pfree(buf);
+}
+
+/*
+ * Read a copy of the file instead of the file: copy it under the read
+ * transaction just begun on it, end that transaction (the writer waited for
+ * the copy only), and begin one on the copy, opened immutable.
+ */
+static void
+read_from_copy(OwsyncConn *conn)
+{
+	char	   *marker;
+
+	copy_locked_file(conn);
+	/* under the lock, the marker is exactly the copy's state */
+	marker = change_marker(conn->db, conn->realpath);
+	if (conn->marker)
+		pfree(conn->marker);
+	conn->marker = marker ? MemoryContextStrdup(TopMemoryContext, marker) : NULL;
+	if (sqlite3_exec(conn->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK)
+		owsync_sqlite_error(conn, sqlite3_extended_errcode(conn->db), "end the read transaction");
+	conn->xact_open = false;
+
+	conn->filedb = conn->db;
+	conn->db = NULL;
+	open_hardened(conn, immutable_uri(FilePathName(conn->copy)),
+				  SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI,
+				  "open the copy of the file");
+	configure_handle(conn);
+	begin_read(conn);
+}
+
+/*
+ * Take the transaction's snapshot: a read transaction on the file, or, in
+ * rollback-journal mode, on a copy of it (see the file header).
+ */
+static void
+owsync_begin_snapshot(OwsyncConn *conn)
+{
+	char	   *marker = change_marker(conn->db, conn->realpath);
+
+	if (conn->marker)
+		pfree(conn->marker);
+	conn->marker = marker ? MemoryContextStrdup(TopMemoryContext, marker) : NULL;
+
+	begin_read(conn);
+	if (!conn->immutable && rollback_journal_mode(conn->db))
+		read_from_copy(conn);
 }
 
 sqlite3_stmt *
@@ -907,20 +1104,29 @@ finalize_all(OwsyncConn *conn)
 	conn->generation++;
 }
 
-/* End a read connection's read transaction; never throws. */
+/*
+ * End a read connection's read transaction (deleting the copy it read, if
+ * any); never throws.
+ */
 static void
 end_read_transaction(OwsyncConn *conn)
 {
-	if (conn == NULL || conn->db == NULL || !conn->xact_open)
+	if (conn == NULL)
 		return;
-	finalize_all(conn);
-	if (sqlite3_exec(conn->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK)
+	if (conn->filedb != NULL)
+		conn->xact_open = false;	/* it was the copy's; the file's handle has none */
+	drop_copy(conn);
+	if (conn->db != NULL && conn->xact_open)
 	{
-		ereport(WARNING,
-				(errmsg("could not end SQLite read transaction on server \"%s\": %s",
-						conn->servername, sqlite3_errmsg(conn->db)),
-				 errdetail("The connection was closed.")));
-		owsync_close(conn);
+		finalize_all(conn);
+		if (sqlite3_exec(conn->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK)
+		{
+			ereport(WARNING,
+					(errmsg("could not end SQLite read transaction on server \"%s\": %s",
+							conn->servername, sqlite3_errmsg(conn->db)),
+					 errdetail("The connection was closed.")));
+			owsync_close(conn);
+		}
 	}
 	conn->xact_open = false;
 	conn->superseded = false;
@@ -1174,4 +1380,33 @@ owsync_source_info(PG_FUNCTION_ARGS)
 	else
 		nulls[4] = true;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * owsync.source_marker(server): the change marker of a server's SQLite file
+ * (see change_marker): the one the transaction's snapshot was taken at, or,
+ * before the transaction reads the server, the file's now, read without a
+ * snapshot (no lock, no copy: a run that finds nothing committed since the
+ * last one reads nothing more).  NULL when the header cannot be read.
+ * Needs USAGE on the server.
+ */
+PG_FUNCTION_INFO_V1(owsync_source_marker);
+
+Datum
+owsync_source_marker(PG_FUNCTION_ARGS)
+{
+	ForeignServer *server = owsync_usable_server(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	OwsyncConn *conn = lookup_connection(server->serverid, false, true);
+	char	   *marker;
+
+	if (conn->xact_open)
+		marker = conn->marker;
+	else
+	{
+		conn = open_read_connection(server);
+		marker = change_marker(conn->db, conn->realpath);
+	}
+	if (marker == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(marker));
 }

@@ -24,6 +24,7 @@
 #include "foreign/fdwapi.h"
 #include "foreign/foreign.h"
 #include "lib/stringinfo.h"
+#include "storage/fd.h"
 #include "nodes/pathnodes.h"
 #include "utils/relcache.h"
 
@@ -105,6 +106,9 @@ typedef struct OwsyncConn
 	int64		busy_started_us;	/* busy handler bookkeeping */
 	char	   *marker;			/* the file's change marker, read just before
 								 * the current snapshot was taken */
+	sqlite3    *filedb;			/* the handle on the file itself while db reads
+								 * a copy of it (rollback-journal mode) */
+	File		copy;			/* that copy: a temporary file, 0 when none */
 	MemoryContext cachecxt;		/* facts read in the current snapshot, freed
 								 * when it ends: */
 	List	   *tableinfo;		/* planning facts about tables (owsync_fdw.c) */

@@ -30,6 +30,14 @@ CREATE FUNCTION owsync.source_info(server text,
 AS 'MODULE_PATHNAME', 'owsync_source_info'
 LANGUAGE C STRICT VOLATILE;
 
+-- The file's change marker: the one the transaction's snapshot was taken at,
+-- or, before the transaction reads the server, the file's now, read without
+-- taking a snapshot (a run that finds it unchanged reads nothing more).
+CREATE FUNCTION owsync.source_marker(server text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'owsync_source_marker'
+LANGUAGE C STRICT VOLATILE;
+
 -- The keys of a SQLite table in 2^nbits buckets (by the top bits of each
 -- key's hash), read in the transaction's snapshot: element 0 is the hash of
 -- the whole key set (order-independent: equal hashes, equal key sets),

@@ -98,24 +98,30 @@ BEGIN
                      (c.last_reconcile_at IS NULL OR
                       c.last_reconcile_at < now() - (owsync._options(c.options) ->> 'reconcile_interval')::interval));
 
-    SELECT '{}'::text[] AS new_tables, '{}'::text[] AS widened INTO drift;
-    cap := owsync._capture_schema(p_client, rid);
-    IF cap.drifted THEN
-        SELECT * INTO drift FROM owsync._apply_drift(p_client, rid);
-    END IF;
-
     -- nothing committed to the file since the last run (and no reconcile
-    -- due): the mirror is current, no table needs reading
-    IF p_mode = 'incremental' AND NOT reconcile AND cap.change_marker = c.change_marker THEN
-        UPDATE owsync.run SET source_unchanged = true WHERE run_id = rid;
+    -- due): the mirror is current; no snapshot is taken, no table read, and
+    -- the schema and journal mode are the last run's
+    IF p_mode = 'incremental' AND NOT reconcile AND owsync.source_marker(n.server) = c.change_marker THEN
+        UPDATE owsync.run
+           SET source_unchanged = true,
+               (source_schema_id, journal_mode) =
+                   (SELECT r.source_schema_id, r.journal_mode FROM owsync.run r
+                     WHERE r.client = p_client AND r.run_id <> rid AND r.source_schema_id IS NOT NULL
+                     ORDER BY r.run_id DESC LIMIT 1)
+         WHERE run_id = rid;
         IF interactive THEN
             RAISE NOTICE 'owsync %: nothing committed to the source since the last run', p_client;
         END IF;
     ELSE
+        SELECT '{}'::text[] AS new_tables, '{}'::text[] AS widened INTO drift;
+        cap := owsync._capture_schema(p_client, rid);
+        IF cap.drifted THEN
+            SELECT * INTO drift FROM owsync._apply_drift(p_client, rid);
+        END IF;
         PERFORM owsync._sync_tables(p_client, p_mode, reconcile, rid, drift.new_tables, drift.widened,
                                     interactive);
+        UPDATE owsync.client SET change_marker = cap.change_marker WHERE client = p_client;
     END IF;
-    UPDATE owsync.client SET change_marker = cap.change_marker WHERE client = p_client;
 
     IF reconcile OR p_mode = 'full' THEN
         UPDATE owsync.client SET last_reconcile_at = now() WHERE client = p_client;

@@ -40,7 +40,7 @@ $$;
 REVOKE ALL ON ALL ROUTINES IN SCHEMA owsync FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     owsync.owsync_fdw_handler(), owsync.owsync_fdw_validator(text[], oid), owsync.sqlite_version(),
-    owsync.source_info(text), owsync.key_buckets(text, text, text[], integer),
+    owsync.source_info(text), owsync.source_marker(text), owsync.key_buckets(text, text, text[], integer),
     owsync.key_set_hash(text, text, text[]), owsync.moved_buckets(bigint[], bigint[], bigint[]),
     owsync.key_hashes(text, text, text[], integer, integer[]), owsync.key_hash("any"),
     owsync.find_files(text), owsync.client_names(text), owsync.client_name_for_path(text, text),
