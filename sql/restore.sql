@@ -75,17 +75,31 @@ RESET SESSION AUTHORIZATION;
 GRANT pg_write_server_files TO regress_restorer;
 SET SESSION AUTHORIZATION regress_restorer;
 CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/by_admin.db') \gset
-SELECT owsync._write_sqlite('/tmp/owsync_regress/restore/out/direct.db', false, 'x', '{}', '{}', '{}', '{}', 'wal', '{}');
+SELECT owsync._write_sqlite('/tmp/owsync_regress/restore/out/direct.db', false, 'x', '{}', '{}', '{}', '{}', 'wal', '{}', false);
 RESET SESSION AUTHORIZATION;
 \! ls /tmp/owsync_regress/restore/out
 
--- a failure half way (here: a mirror column the captured schema does not
--- know, met after several tables were written) leaves no file at the target
--- and no temporary file
-ALTER TABLE legacy_example_com.user ADD COLUMN extra text;
+-- a failure half way (here: two chats of the mirror share a share_id, which
+-- the file's unique index chat_share_id refuses, met after several tables
+-- were written) leaves no file at the target and no temporary file
+BEGIN;
+UPDATE legacy_example_com.chat SET share_id = 'shared twice'
+ WHERE id IN (SELECT id FROM legacy_example_com.chat ORDER BY id COLLATE "C" LIMIT 2);
+\set VERBOSITY terse
 CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/broken.db');
-ALTER TABLE legacy_example_com.user DROP COLUMN extra;
+\set VERBOSITY default
+ROLLBACK;
 \! ls -a /tmp/owsync_regress/restore/out
+
+-- a column the mirror keeps but the source dropped (as an Open WebUI
+-- upgrade's migration drops some): the file has the source's schema as of
+-- the last sync, and the report says what was left out
+ALTER TABLE legacy_example_com.user ADD COLUMN extra text DEFAULT 'kept in PostgreSQL';
+CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/left_out.db') \gset
+SELECT :'report'::jsonb -> 'left_out_columns' AS left_out_columns, :'report'::jsonb -> 'left_out_tables' AS left_out_tables;
+\! sqlite3 /tmp/owsync_regress/restore/out/left_out.db "SELECT count(*) AS extra_columns FROM pragma_table_info('user') WHERE name = 'extra'"
+ALTER TABLE legacy_example_com.user DROP COLUMN extra;
+\! rm /tmp/owsync_regress/restore/out/left_out.db
 
 -- a backend terminated mid-way (it waits for a lock on a mirror table after
 -- writing the tables before it) leaves no file at the target either.  (How

@@ -75,6 +75,7 @@ typedef struct RestoreTable
 	int64		rows;			/* rows written */
 	uint64		hash;			/* sum of the written rows' hashes */
 	uint64	   *colhash;		/* by column, the sum of its values' hashes */
+	List	   *left_out;		/* the relation's columns the table has not */
 } RestoreTable;
 
 /*
@@ -183,9 +184,13 @@ replay_ddl(OwsyncConn *conn, const char *sql, const char *label)
 	PG_END_TRY();
 }
 
-/* Match the SQLite table's columns (PRAGMA table_info) with the relation's, by name. */
+/*
+ * Match the SQLite table's columns (PRAGMA table_info) with the relation's,
+ * by name; with leave_out, the relation's columns the table has not are
+ * listed in t->left_out, else refused.
+ */
 static void
-plan_table(OwsyncConn *conn, RestoreTable *t)
+plan_table(OwsyncConn *conn, RestoreTable *t, bool leave_out)
 {
 	sqlite3_stmt *stmt;
 	Relation	rel = relation_open(t->relid, AccessShareLock);
@@ -239,7 +244,10 @@ plan_table(OwsyncConn *conn, RestoreTable *t)
 		get_typlenbyval(t->cols[i].typid, &t->typlen[i], &t->byval[i]);
 		i++;
 	}
-	/* every column of the relation must reach the file (owsync_* are owsync's own) */
+	/*
+	 * every column of the relation must reach the file (owsync_* are
+	 * owsync's own), unless the caller may leave columns out: they are listed
+	 */
 	for (int a = 0; a < desc->natts; a++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, a);
@@ -249,7 +257,9 @@ plan_table(OwsyncConn *conn, RestoreTable *t)
 			continue;
 		for (i = 0; i < t->ncols && !found; i++)
 			found = strcmp(t->colnames[i], NameStr(att->attname)) == 0;
-		if (!found)
+		if (!found && leave_out)
+			t->left_out = lappend(t->left_out, pstrdup(NameStr(att->attname)));
+		else if (!found)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("column \"%s\" of \"%s\" has no column in SQLite table \"%s\"",
@@ -573,6 +583,8 @@ typedef struct RestoreRequest
 	RestoreTable *tables;		/* each SQLite table and its relation */
 	char	   *journal_mode;	/* the file's journal mode once written */
 	ArrayType  *forbidden;		/* the files registered clients sync from */
+	bool		leave_out;		/* relation columns without a SQLite column
+								 * may be left out (listed), else refused */
 } RestoreRequest;
 
 /* Read the arguments; refuse nulls, arrays that do not pair up, unknown modes. */
@@ -585,9 +597,10 @@ read_request(FunctionCallInfo fcinfo, RestoreRequest *req)
 				nrels;
 
 	/* a null overwrite means false */
-	for (int i = 0; i < 9; i++)
+	for (int i = 0; i < 10; i++)
 		if (i != 1 && PG_ARGISNULL(i))
 			elog(ERROR, "owsync._write_sqlite: arguments must not be null");
+	req->leave_out = PG_GETARG_BOOL(9);
 	req->target = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	req->overwrite = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 	req->label = text_to_cstring(PG_GETARG_TEXT_PP(2));
@@ -653,7 +666,7 @@ write_file(OwsyncConn *conn, RestoreRequest *req)
 				   TextDatumGetCString(req->stmt_labels[i]));
 	for (int i = 0; i < req->ntables; i++)
 	{
-		plan_table(conn, &req->tables[i]);
+		plan_table(conn, &req->tables[i], req->leave_out);
 		copy_table(conn, &req->tables[i]);
 	}
 	exec_sqlite(conn, "COMMIT", "commit the restored file");
@@ -718,13 +731,14 @@ publish_file(OwsyncConn *conn, RestoreRequest *req, const char *tmp, const char 
  * owsync._write_sqlite(target text, overwrite boolean, label text,
  *                      ddl text[], ddl_labels text[],
  *                      tables text[], relations regclass[],
- *                      journal_mode text, forbidden text[])
- *   RETURNS TABLE (table_name text, rows bigint)
+ *                      journal_mode text, forbidden text[], leave_out boolean)
+ *   RETURNS TABLE (table_name text, rows bigint, left_out text[])
  *
  * ddl: the CREATE statements in sqlite_master's order; tables/relations:
  * each SQLite table and the relation whose rows it gets; forbidden: the
- * files registered clients sync from.  Create, write, verify, publish; any
- * error removes the temporary file.
+ * files registered clients sync from; leave_out: a relation's columns that
+ * its SQLite table has not are left out (and returned) instead of refused.
+ * Create, write, verify, publish; any error removes the temporary file.
  */
 PG_FUNCTION_INFO_V1(owsync_write_sqlite);
 
@@ -768,11 +782,18 @@ owsync_write_sqlite(PG_FUNCTION_ARGS)
 
 	for (int i = 0; i < req.ntables; i++)
 	{
-		Datum		v[2];
-		bool		n[2] = {false, false};
+		Datum		v[3];
+		bool		n[3] = {false, false, false};
+		List	   *cols = req.tables[i].left_out;
+		Datum	   *names = palloc(sizeof(Datum) * Max(list_length(cols), 1));
+		ListCell   *lc;
+		int			k = 0;
 
+		foreach(lc, cols)
+			names[k++] = CStringGetTextDatum(lfirst(lc));
 		v[0] = CStringGetTextDatum(req.tables[i].name);
 		v[1] = Int64GetDatum(req.tables[i].rows);
+		v[2] = PointerGetDatum(construct_array(names, k, TEXTOID, -1, false, TYPALIGN_INT));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
 	}
 	SPI_finish();				/* the tables' plans and columns live in SPI's memory */

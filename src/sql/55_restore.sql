@@ -7,8 +7,8 @@
 CREATE FUNCTION owsync._write_sqlite(target text, overwrite boolean, label text,
                                      ddl text[], ddl_labels text[],
                                      tables text[], relations regclass[],
-                                     journal_mode text, forbidden text[],
-                                     OUT table_name text, OUT rows bigint)
+                                     journal_mode text, forbidden text[], leave_out boolean,
+                                     OUT table_name text, OUT rows bigint, OUT left_out text[])
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'owsync_write_sqlite'
 LANGUAGE C VOLATILE;
@@ -27,21 +27,25 @@ SELECT coalesce(array_agg(o.option_value), '{}')
  WHERE o.option_name = 'database'
 $$;
 
--- Write the file (owsync._write_sqlite) and describe it: what both kinds of
--- restore report.
+-- Write the file (owsync._write_sqlite) and describe it: what every kind of
+-- restore reports.  With p_leave_out, the relations' columns the file's
+-- tables have not (columns the source dropped, which the mirror keeps) are
+-- left out and listed by table in left_out_columns; without, refused.
 CREATE FUNCTION owsync._write_report(p_target text, p_overwrite boolean, p_label text,
                                      ddl text[], labels text[], tabs text[], rels regclass[],
-                                     p_journal_mode text) RETURNS jsonb
+                                     p_journal_mode text, p_leave_out boolean) RETURNS jsonb
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT jsonb_build_object('target', p_target, 'tables', count(*), 'rows', coalesce(sum(w.rows), 0),
                           'journal_mode', p_journal_mode,
                           'table_rows', coalesce(jsonb_object_agg(w.table_name, w.rows)
-                                                 FILTER (WHERE w.table_name IS NOT NULL), '{}'))
+                                                 FILTER (WHERE w.table_name IS NOT NULL), '{}'),
+                          'left_out_columns', coalesce(jsonb_object_agg(w.table_name, w.left_out)
+                                                       FILTER (WHERE cardinality(w.left_out) > 0), '{}'))
   FROM owsync._write_sqlite(p_target, p_overwrite, p_label, coalesce(ddl, '{}'), coalesce(labels, '{}'),
                             coalesce(tabs, '{}'), coalesce(rels, '{}'), p_journal_mode,
-                            owsync._source_paths()) w
+                            owsync._source_paths(), p_leave_out) w
 $$;
 
 -- A restore's options, whose one key is the flag named: its value (false
@@ -76,10 +80,25 @@ AS $$
      WHERE e ->> 'sql' IS NOT NULL AND left(e ->> 'name', 7) <> 'sqlite_'
 $$;
 
+-- The tables of a mirror (or of its copy) that a restore's captured schema
+-- has not: tables the source dropped, which the mirror keeps.
+CREATE FUNCTION owsync._left_out_tables(p_schema name, tabs text[]) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT coalesce(jsonb_agg(c.relname ORDER BY c.relname), '[]')
+  FROM pg_class c
+ WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = p_schema)
+   AND c.relkind IN ('r', 'p', 'f') AND NOT (c.relname = ANY (tabs))
+$$;
+
 -- Restore a client's mirror into target_path, with the schema captured from
 -- its source at the last sync (sqlite_master's own order and text) and the
--- journal mode the source had.  options: {"reattach": true} points the
--- client at the new file afterwards.
+-- journal mode the source had.  What the mirror keeps of tables and columns
+-- the source dropped (an Open WebUI upgrade's migrations drop some) is not
+-- written, since the file must be what that Open WebUI version expects: the
+-- report lists it (left_out_tables, left_out_columns).  options:
+-- {"reattach": true} points the client at the new file afterwards.
 CREATE FUNCTION owsync._restore(p_client text, p_target text, p_overwrite boolean, p_options jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER
@@ -139,7 +158,8 @@ BEGIN
     rels := ARRAY(SELECT format('%I.%I', n.mirror_schema, t)::regclass FROM unnest(tabs) WITH ORDINALITY u(t, o) ORDER BY o);
 
     report := owsync._write_report(p_target, p_overwrite, format('restore of %s', p_client), ddl, labels, tabs, rels,
-                                   CASE WHEN coalesce(jm, 'wal') = 'wal' THEN 'wal' ELSE 'delete' END);
+                                   CASE WHEN coalesce(jm, 'wal') = 'wal' THEN 'wal' ELSE 'delete' END, true)
+              || jsonb_build_object('left_out_tables', owsync._left_out_tables(n.mirror_schema, tabs));
     IF reattach THEN
         EXECUTE format('ALTER SERVER %I OPTIONS (SET database %L)', n.server, p_target);
         UPDATE owsync.client c SET database = p_target WHERE c.client = p_client;	-- discover() matches by it
@@ -364,7 +384,7 @@ BEGIN
     END IF;
 
     report := owsync._write_report(p_target, p_overwrite, format('restore of schema %s', p_schema),
-                                   ddl, labels, tabs, rels, 'wal');
+                                   ddl, labels, tabs, rels, 'wal', false);
     RETURN jsonb_build_object('schema', p_schema,
                               'ddl', CASE WHEN tmpl IS NULL THEN 'generated' ELSE 'client ' || tmpl END,
                               'seconds', round(extract(epoch FROM clock_timestamp() - t0)::numeric, 3))

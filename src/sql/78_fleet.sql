@@ -1035,7 +1035,8 @@ BEGIN
     rels := ARRAY(SELECT format('%I.%I', stage, t)::regclass FROM unnest(plan.tabs) WITH ORDINALITY u(t, o) ORDER BY o);
     report := owsync._write_report(p_target, p_overwrite, format('restore of %s from the hub', p_client),
                                    plan.ddl, plan.labels, plan.tabs, rels,
-                                   CASE WHEN coalesce(jm, 'wal') = 'wal' THEN 'wal' ELSE 'delete' END);
+                                   CASE WHEN coalesce(jm, 'wal') = 'wal' THEN 'wal' ELSE 'delete' END, true)
+              || jsonb_build_object('left_out_tables', owsync._left_out_tables(stage, plan.tabs));
     PERFORM owsync._drop_schemas_quietly(ARRAY[stage, cat]);
     IF register THEN
         PERFORM owsync.register_client(p_client, p_target, coalesce(reg.schedule, 'manual'), coalesce(reg.options, '{}'));

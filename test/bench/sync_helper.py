@@ -4,9 +4,11 @@
   sync_helper.py writer DB PHASE_FILE   stream tokens into one chat, as Open WebUI does while a
                                         model answers: every 20 ms BEGIN IMMEDIATE, rewrite the
                                         chat JSON (one token longer) and its chat_message row,
-                                        COMMIT.  Keeps the database open until PHASE_FILE says
-                                        "stop"; writes nothing while it says "pause"; otherwise
-                                        prints "<phase> <commit latency ms>" per commit.
+                                        COMMIT, in the file's journal mode, busy_timeout 5000 (as
+                                        Open WebUI's).  Keeps the database open until PHASE_FILE
+                                        says "stop"; writes nothing while it says "pause";
+                                        otherwise prints "<phase> <latency ms>" per commit, and
+                                        "<phase> <latency ms> FAIL <error>" per failed one.
   sync_helper.py mutate DB SEED         100 chats get a new user/assistant exchange (chat JSON,
                                         updated_at = now, 2 chat_message rows each); 20 chats are
                                         deleted with their chat_message rows.  One transaction.
@@ -27,8 +29,8 @@ def connect(db):
     os.umask(0)      # -wal/-shm usable by the PostgreSQL server's OS user too
     con = sqlite3.connect(db, isolation_level=None)
     con.execute('PRAGMA busy_timeout=5000')
-    con.execute('PRAGMA journal_mode=WAL')
-    con.execute('PRAGMA synchronous=NORMAL')
+    if con.execute('PRAGMA journal_mode').fetchone()[0] == 'wal':
+        con.execute('PRAGMA synchronous=NORMAL')   # Open WebUI's in WAL mode
     return con
 
 
@@ -62,13 +64,18 @@ def writer(db, phase_file):
         if phase != 'pause':
             msg['content'] += ' tok'
             t0 = time.perf_counter()
-            con.execute('BEGIN IMMEDIATE')
-            con.execute('UPDATE chat SET chat = ?, updated_at = ? WHERE id = ?',
-                        (json.dumps(doc), int(time.time()), cid))
-            con.execute('UPDATE chat_message SET content = ?, updated_at = ? WHERE id = ?',
-                        (json.dumps(msg['content']), int(time.time()), '%s-%s' % (cid, mid)))
-            con.execute('COMMIT')
-            print(phase, '%.3f' % ((time.perf_counter() - t0) * 1000), flush=True)
+            try:
+                con.execute('BEGIN IMMEDIATE')
+                con.execute('UPDATE chat SET chat = ?, updated_at = ? WHERE id = ?',
+                            (json.dumps(doc), int(time.time()), cid))
+                con.execute('UPDATE chat_message SET content = ?, updated_at = ? WHERE id = ?',
+                            (json.dumps(msg['content']), int(time.time()), '%s-%s' % (cid, mid)))
+                con.execute('COMMIT')
+                print(phase, '%.3f' % ((time.perf_counter() - t0) * 1000), flush=True)
+            except sqlite3.OperationalError as e:
+                print(phase, '%.3f' % ((time.perf_counter() - t0) * 1000), 'FAIL', e, flush=True)
+                if con.in_transaction:
+                    con.execute('ROLLBACK')
         tick += 0.020
         time.sleep(max(0.0, tick - time.monotonic()))
     con.close()
