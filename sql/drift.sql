@@ -53,9 +53,22 @@ SELECT table_name, removed_at IS NOT NULL AS removed FROM owsync.client_table
  ORDER BY 1;
 SELECT jsonb_array_length(ddl) AS schema_objects FROM owsync.source_schema
  WHERE client = 'drift_example_com' ORDER BY schema_id;
+-- the replaced table: the former mirror table kept aside with its rows,
+-- the new one loaded
+SELECT c.relname, (xpath('//n/text()', query_to_xml(format('SELECT count(*) AS n FROM drift_example_com.%I', c.relname),
+                                                        false, false, '')))[1]::text AS rows
+  FROM pg_class c WHERE c.relnamespace = 'drift_example_com'::regnamespace AND c.relname LIKE 'config%' AND c.relkind = 'r'
+ ORDER BY 1;
+SELECT count(*) AS config_rows_named_v2 FROM drift_example_com.config WHERE name LIKE 'v2.%';
 -- and the mirror equals the source in every column the source has
 SELECT count(*) AS tables, sum(missing + extra + coalesce(differing, 0)) AS differences
   FROM owsync.verify('drift_example_com');
+-- a restore writes the source's schema as of this sync: what the mirror
+-- keeps of the dropped table and column, and the replaced table, is left
+-- out, and said; the file equals the source
+CALL owsync.restore('drift_example_com', '/tmp/owsync_regress/drift/restored.db') \gset
+SELECT :'report'::jsonb -> 'left_out_tables' AS left_out_tables, :'report'::jsonb -> 'left_out_columns' AS left_out_columns;
+\! python3 "$PG_ABS_SRCDIR/test/compare_sqlite.py" /tmp/owsync_regress/drift/webui.db /tmp/owsync_regress/drift/restored.db | tail -1
 -- changes keep flowing into the new column and table
 \! sqlite3 /tmp/owsync_regress/drift/webui.db "UPDATE chat SET pinned_order = 2, updated_at = updated_at + 20000000 WHERE rowid = 3; INSERT INTO skill_usage VALUES ('su3', 's3', '[]', 1760000002, 1760000002);"
 CALL owsync.sync('drift_example_com');

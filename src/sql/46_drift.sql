@@ -37,12 +37,39 @@ BEGIN
 END
 $$;
 
+-- A table the source replaced by one of the same name whose key the mirror
+-- cannot follow (a key column gone: Open WebUI 0.10.0 renamed config to
+-- config_old and made a new config keyed by "key").  Its mirror table is
+-- kept, no longer synced, as <table>_before_<run> (a restore leaves it out
+-- and says so); its digests, foreign table, catalog row and pending mirror
+-- changes go, so the new table is imported and loaded like one that
+-- appeared.  Returns the kept table's name.
+CREATE FUNCTION owsync._retire_table(p_client text, p_table text, p_run bigint) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n record := owsync.client_names(p_client);
+    kept text := left(p_table, 63 - length('_before_' || p_run)) || '_before_' || p_run;
+BEGIN
+    EXECUTE format('DROP TRIGGER IF EXISTS owsync_mirror_change ON %I.%I', n.mirror_schema, p_table);
+    EXECUTE format('ALTER TABLE %I.%I RENAME TO %I', n.mirror_schema, p_table, kept);
+    EXECUTE format('DROP TABLE IF EXISTS %I.%I', n.digest_schema, p_table);
+    EXECUTE format('DROP FOREIGN TABLE IF EXISTS %I.%I', n.src_schema, p_table);
+    DELETE FROM owsync.client_table ct WHERE ct.client = p_client AND ct.table_name = p_table;
+    DELETE FROM owsync.mirror_change mc WHERE mc.client = p_client AND mc.table_name = p_table;
+    RETURN kept;
+END
+$$;
+
 -- Schema drift: compare the source's tables and columns (imported afresh into
 -- a probe schema) with the client's.  A new table is imported, created and
 -- (by the caller) loaded; a new column is added to the foreign and mirror
 -- tables and its table reconciled; a table or column removed or retyped at
--- the source is kept in the mirror and reported.  Open WebUI upgrades (new
--- alembic revisions) go through here without operator action.
+-- the source is kept in the mirror (a removed column made nullable) and
+-- reported; a table replaced by one without its key column is retired
+-- (_retire_table) and loaded anew.  Open WebUI upgrades (new alembic
+-- revisions) go through here without operator action.
 CREATE FUNCTION owsync._apply_drift(p_client text, p_run bigint,
                                     OUT new_tables text[], OUT widened text[])
 LANGUAGE plpgsql
@@ -65,6 +92,19 @@ BEGIN
     EXECUTE format('CREATE SCHEMA %I', probe);
     EXECUTE format('IMPORT FOREIGN SCHEMA main FROM SERVER %I INTO %I OPTIONS (json_type %L)',
                    n.server, probe, opts ->> 'json_type');
+
+    -- tables replaced by others of the same name that lack a key column
+    FOR t IN SELECT ct.table_name AS name FROM owsync.client_table ct
+              WHERE ct.client = p_client AND ct.removed_at IS NULL
+                AND to_regclass(format('%I.%I', probe, ct.table_name)) IS NOT NULL
+                AND EXISTS (SELECT 1 FROM unnest(ct.key_columns) k
+                             WHERE NOT EXISTS (SELECT 1 FROM pg_attribute p
+                                                WHERE p.attrelid = format('%I.%I', probe, ct.table_name)::regclass
+                                                  AND p.attname = k AND NOT p.attisdropped))
+              ORDER BY 1 LOOP
+        notes := notes || format('table %s was replaced at the source by one without its key column: the mirror table is kept as %s, no longer synced, and the new table loaded',
+                                 t.name, owsync._retire_table(p_client, t.name, p_run));
+    END LOOP;
 
     -- tables that appeared (or came back)
     FOR t IN SELECT c.relname::text AS name FROM pg_class c
@@ -128,6 +168,8 @@ BEGIN
                                      WHERE p.attrelid = format('%I.%I', probe, t.name)::regclass
                                        AND p.attname = s.attname AND NOT p.attisdropped) LOOP
             EXECUTE format('ALTER FOREIGN TABLE %I.%I DROP COLUMN %I', n.src_schema, t.name, col.name);
+            -- the source's new rows have no value for it
+            EXECUTE format('ALTER TABLE %I.%I ALTER COLUMN %I DROP NOT NULL', n.mirror_schema, t.name, col.name);
             widened := widened || t.name;	-- its digests change
             notes := notes || format('column %s.%s was removed at the source: kept in the mirror, no longer synced', t.name, col.name);
         END LOOP;
