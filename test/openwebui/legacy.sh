@@ -28,6 +28,9 @@ LEGACY_NEW=${LEGACY_NEW:-0.12.4}
 LEGACY_PORT=${LEGACY_PORT:-18300}
 # Users other than the admin see the fake model without a workspace entry granting it.
 LEGACY_ENV=(BYPASS_MODEL_ACCESS_CONTROL=true ENABLE_CHANNELS=true ENABLE_NOTES=true)
+# lib.sh starts the fake model server as owsync_owui with the `python3` of PATH: it must be one
+# that user can run (root's may live under /root, which it cannot enter).
+LEGACY_PATH=/usr/bin:/bin:/usr/sbin:/sbin:$PATH
 
 _legacy_fact() { echo "$*" | tee -a "$LEGACY_FACTS"; }
 
@@ -62,7 +65,7 @@ legacy_make() {
   [ "$wal_default" = False ] || owsync_die "legacy_make: $version defaults to WAL; it is not a pre-0.9.0 version"
   # MODE delete sets DATABASE_ENABLE_SQLITE_WAL=false: the same as this version's default.
   t0=$SECONDS
-  owui_start legacy-old "$version" "$out/data" "$LEGACY_PORT" delete "${LEGACY_ENV[@]}"
+  PATH=$LEGACY_PATH owui_start legacy-old "$version" "$out/data" "$LEGACY_PORT" delete "${LEGACY_ENV[@]}"
   _legacy_fact "old start on an empty data dir (peewee + alembic create webui.db): ready after $((SECONDS - t0)) s"
   t0=$SECONDS
   owui_exec legacy-old python3 "$LEGACY_DIR/legacy_drive.py" "$(owui_url legacy-old)" \
@@ -114,7 +117,7 @@ legacy_upgrade() {
   secs=$(legacy_time_migrations "$out/webui-$old.db" "$version" 2>"$out/migrations-alone.log" | tail -n 1)
   _legacy_fact "alembic upgrade $old -> $version alone (on a copy, imports excluded): $secs s"
   t0=$SECONDS
-  owui_start legacy-new "$version" "$out/data" "$LEGACY_PORT" wal "${LEGACY_ENV[@]}"
+  PATH=$LEGACY_PATH owui_start legacy-new "$version" "$out/data" "$LEGACY_PORT" wal "${LEGACY_ENV[@]}"
   _legacy_fact "new start on the old file (migrations included): ready after $((SECONDS - t0)) s"
   owui_exec legacy-new python3 "$LEGACY_DIR/legacy_drive.py" "$(owui_url legacy-new)" \
     login-check "$out/users.json"
@@ -127,7 +130,7 @@ legacy_upgrade() {
   _legacy_fact "upgraded file: journal $(legacy_journal "$out/data/webui.db"), alembic $(sqlite3 "file:$out/data/webui.db?mode=ro" 'SELECT version_num FROM alembic_version'), migratehistory: $(sqlite3 "file:$out/data/webui.db?mode=ro" "SELECT CASE WHEN count(*) = 1 THEN 'kept' ELSE 'gone' END FROM sqlite_master WHERE name = 'migratehistory'")"
   python3 "$LEGACY_DIR/schema_diff.py" "$out/webui-$old.db" "$out/data/webui.db" >"$out/upgrade-diff.md"
   t0=$SECONDS
-  owui_start legacy-new "$version" "$out/data" "$LEGACY_PORT" wal "${LEGACY_ENV[@]}"
+  PATH=$LEGACY_PATH owui_start legacy-new "$version" "$out/data" "$LEGACY_PORT" wal "${LEGACY_ENV[@]}"
   _legacy_fact "new start again (nothing to migrate): ready after $((SECONDS - t0)) s"
   owui_stop legacy-new
 }
@@ -153,6 +156,8 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   python3 - "$1/dump-${2:-$LEGACY_OLD}.json" "$1/dump-${3:-$LEGACY_NEW}.json" <<'PY'
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:])
-print("dumps equal" if a == b else "dumps DIFFER (see legacy.sh's report)")
+if a != b:
+    sys.exit("legacy.sh: the API's view differs before and after the upgrade: compare the dumps")
+print("legacy.sh: the API shows the same data before and after the upgrade")
 PY
 fi
