@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Compare a client's copy at the hub with its SQLite source file, independently of owsync.
 
-    compare_hub.py --hub CONNINFO --schema SCHEMA SQLITE_FILE
+    compare_hub.py --hub CONNINFO --schema SCHEMA SQLITE_FILE [--kept TABLE[.COLUMN]]...
+
+The schema may also be a client's mirror on its own PostgreSQL (test/openwebui/run.sh).  --kept
+names a table or column the schema keeps although the file has it no more (what owsync keeps
+of what an upgrade dropped): it is left out of the comparison, and must exist.
 
 Reads the SQLite file with Python's sqlite3 module and the hub's schema with `psql --csv`
 (every column cast to text, NULL told apart from the empty string), and compares:
@@ -27,6 +31,7 @@ import sys
 from decimal import Decimal, InvalidOperation
 
 INTS = {'bigint', 'integer', 'smallint'}
+KEPT_COLUMNS = {}  # table: [columns] the hub keeps that the file has no more (--kept)
 FLOATS = {'double precision', 'real'}
 
 
@@ -122,6 +127,11 @@ def show(row):
 def compare_table(db, conninfo, schema, table, hub_cols, diffs):
     """Adds the differences of one table to diffs; returns its row count at the source."""
     src_cols = [r[1] for r in db.execute('PRAGMA table_info(%s)' % ident(table))]
+    for c in KEPT_COLUMNS.get(table, ()):
+        if c not in hub_cols or c in src_cols:
+            diffs.append('table %s: column %s is said to be kept, but it is %s' % (
+                table, c, 'in the file' if c in src_cols else 'not at the hub'))
+        hub_cols = {k: v for k, v in hub_cols.items() if k != c}
     if set(src_cols) != set(hub_cols):
         diffs.append('table %s: columns differ: only in the file %s, only at the hub %s'
                      % (table, sorted(set(src_cols) - set(hub_cols)), sorted(set(hub_cols) - set(src_cols))))
@@ -152,7 +162,14 @@ def main():
     ap.add_argument('--hub', required=True, help='libpq connection string of the hub database')
     ap.add_argument('--schema', required=True, help="the client's schema at the hub")
     ap.add_argument('file', help='the SQLite source file')
+    ap.add_argument('--kept', action='append', default=[],
+                    help='a table or table.column the schema keeps that the file has no more')
     args = ap.parse_args()
+    kept_tables = {k for k in args.kept if '.' not in k}
+    for k in args.kept:
+        if '.' in k:
+            t, c = k.split('.', 1)
+            KEPT_COLUMNS.setdefault(t, []).append(c)
 
     db = connect(args.file)
     src_tables = [r[0] for r in db.execute(
@@ -161,8 +178,10 @@ def main():
     diffs, rows = [], 0
     for t in sorted(set(src_tables) - set(hub)):
         diffs.append('table %s: in the file, not at the hub' % t)
-    for t in sorted(set(hub) - set(src_tables)):
+    for t in sorted(set(hub) - set(src_tables) - kept_tables):
         diffs.append('table %s: at the hub, not in the file' % t)
+    for t in sorted(kept_tables - (set(hub) - set(src_tables))):
+        diffs.append('table %s: said to be kept, but it is %s' % (t, 'in the file' if t in src_tables else 'not at the hub'))
     for t in src_tables:
         if t in hub:
             rows += compare_table(db, args.hub, args.schema, t, hub[t], diffs)
