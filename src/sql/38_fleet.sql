@@ -263,10 +263,43 @@ SELECT coalesce(jsonb_object_agg(n.nspname || '.' || c.relname, jsonb_build_obje
 $q$, schemas)
 $$;
 
+-- The hub's side of tables this edge retired (_retire_table: a table the
+-- source replaced by one with another key is kept as <table>_before_<run>):
+-- a hub table whose key differs from this edge's table of that name, when
+-- this edge has a retired <table>_before_<run> the hub lacks, with the hub
+-- table's key, is renamed to it.  The rename statements, and the hub's
+-- tables as they are after them.
+CREATE FUNCTION owsync._hub_retired_sql(local jsonb, INOUT hub jsonb, OUT sql text)
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+BEGIN
+    sql := '';
+    FOR t IN SELECT h.k, h.v, r.v ->> 'table' AS retired, r.k AS retired_key
+               FROM jsonb_each(hub) AS h(k, v)
+               JOIN jsonb_each(local) AS l(k, v) ON l.k = h.k
+               CROSS JOIN LATERAL (SELECT x.k, x.v FROM jsonb_each(local) AS x(k, v)
+                                    WHERE x.v ->> 'schema' = h.v ->> 'schema'
+                                      AND (substring(x.v ->> 'table' FROM '^(.+)_before_[0-9]+$') = h.v ->> 'table'
+                                           OR (length(x.v ->> 'table') = 63	-- a long name, cut
+                                               AND starts_with(h.v ->> 'table',
+                                                               substring(x.v ->> 'table' FROM '^(.+)_before_[0-9]+$'))))
+                                      AND NOT hub ? x.k AND x.v -> 'key' IS NOT DISTINCT FROM h.v -> 'key'
+                                    ORDER BY x.k DESC LIMIT 1) r
+              WHERE l.v -> 'key' IS DISTINCT FROM h.v -> 'key' ORDER BY h.k LOOP
+        sql := sql || format(E'ALTER TABLE %I.%I RENAME TO %I;\n', t.v ->> 'schema', t.v ->> 'table', t.retired);
+        hub := (hub - t.k) || jsonb_build_object(t.retired_key, t.v || jsonb_build_object('table', t.retired));
+    END LOOP;
+END
+$$;
+
 -- The statements that make the hub's tables of some schemas match this
--- edge's: missing schemas and tables created (primary key, read-only
--- trigger), missing columns added, readers granted and revoked.  Only
--- additions: a mirror never drops or retypes a column.  '' when they match.
+-- edge's: tables this edge retired renamed (_hub_retired_sql), missing
+-- schemas and tables created (primary key, read-only trigger), missing
+-- columns added, readers granted and revoked.  Otherwise only additions: a
+-- mirror never drops or retypes a column.  '' when they match.
 CREATE FUNCTION owsync._hub_catch_up_sql(local jsonb, hub jsonb) RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -278,6 +311,7 @@ DECLARE
     sql text := '';
     r text;
 BEGIN
+    SELECT x.hub, x.sql INTO hub, sql FROM owsync._hub_retired_sql(local, hub) x;
     FOR t IN SELECT k, v FROM jsonb_each(local) AS x(k, v) ORDER BY k LOOP
         h := hub -> t.k;
         tbl := format('%I.%I', t.v ->> 'schema', t.v ->> 'table');

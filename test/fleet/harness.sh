@@ -9,7 +9,7 @@
 #   check NAME CMD...           # CMD's status decides "ok - NAME" / "not ok - NAME"
 #   wait_until SECS CMD...      # CMD every 0.2 s until it succeeds, at most SECS seconds
 #   wait_arrived EDGE           # the hub has applied everything EDGE has written so far
-#   compare_hub CLIENT FILE     # the hub's copy of CLIENT equals the SQLite FILE, every row
+#   compare_hub CLIENT FILE [--kept X]  # the hub's copy of CLIENT equals the SQLite FILE, every row
 
 FLEET_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 FLEET_FILES=/tmp/owsync_regress/fleet   # the edges' SQLite files: edge1/, edge2/, saved/
@@ -101,7 +101,7 @@ wait_arrived() {
 
 # compare_hub CLIENT FILE: the hub schema CLIENT holds exactly the rows of the SQLite FILE
 compare_hub() {
-  python3 "$FLEET_DIR/compare_hub.py" --hub "$(conninfo hub)" --schema "$1" "$2"
+  python3 "$FLEET_DIR/compare_hub.py" --hub "$(conninfo hub)" --schema "$1" "$2" "${@:3}"
 }
 
 # sqlite FILE SQL...: change a source file as Open WebUI would (the sqlite3 shell)

@@ -72,7 +72,7 @@ bulk() {
            (SELECT max(updated_at) FROM chat_message) + 5 FROM n"
 }
 # Each client's edge and SQLite file, as the scenarios move them.
-declare -A EDGE_OF=() FILE_OF=()
+declare -A EDGE_OF=() FILE_OF=() KEPT_OF=()   # KEPT_OF: compare_hub.py --kept flags (tables the mirror keeps)
 # hub_equal EDGE... : wait until the hub has applied each EDGE's WAL, then the hub's copy of
 # every client of those edges equals its file
 hub_equal() {
@@ -81,7 +81,8 @@ hub_equal() {
   for e in "$@"; do
     for c in $(clients_of "$e"); do
       echo "$c (${FILE_OF[$c]}):"
-      compare_hub "$c" "${FILE_OF[$c]}" || rc=1
+      # shellcheck disable=SC2086
+      compare_hub "$c" "${FILE_OF[$c]}" ${KEPT_OF[$c]:-} || rc=1
     done
   done
   return "$rc"
@@ -270,11 +271,15 @@ s_drift() {
     CREATE TABLE skill_usage (id TEXT NOT NULL, skill_id TEXT NOT NULL, data JSON,
                               created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, PRIMARY KEY (id));
     INSERT INTO skill_usage VALUES ('su1', 's1', '{\"runs\": 3}', 1760000000, 1760000000),
-                                   ('su2', 's2', NULL, 1760000001, 1760000001);"
+                                   ('su2', 's2', NULL, 1760000001, 1760000001);
+    ALTER TABLE config RENAME TO config_v1;
+    CREATE TABLE config (name TEXT NOT NULL, value JSON NOT NULL, updated_at BIGINT, PRIMARY KEY (name));
+    INSERT INTO config SELECT 'v2.' || \"key\", value, updated_at FROM config_v1;"
   edits "$F/edge1/alpha.db" drift
   t0=$(date +%s)
   sync edge1 "$A" incremental
-  check "the drifted run made the hub's tables match before it committed (new column, new table)" drift_ready
+  check "the drifted run made the hub's tables match before it committed (new column, new table, config replaced by one with another key: the hub's former config renamed as the edge kept it)" drift_ready
+  KEPT_OF[$A]="--kept=$(retired_config)"
   check "the rows with the new column arrive without a tick (the apply worker did not stall)" \
     wait_until 30 is_true hub "SELECT count(*) = 1 FROM $A.chat WHERE pinned_order = 7"
   # no fleet_tick by hand: the fleet's pg_cron job must bring the new table
@@ -293,11 +298,19 @@ fleet_job_ran() {  # SINCE (epoch): runs of the job since then, one succeeded
                   WHERE $FLEET_JOB AND d.status = 'succeeded' AND d.start_time >= to_timestamp($1)"
 }
 drift_ready() {
+  local kept; kept=$(retired_config)
+  [ -n "$kept" ] && echo "edge1 kept the former config as $kept" &&
   is_true hub "SELECT EXISTS (SELECT FROM information_schema.columns
                                WHERE table_schema = '$A' AND table_name = 'chat' AND column_name = 'pinned_order')
-                  AND to_regclass('$A.skill_usage') IS NOT NULL"
+                  AND to_regclass('$A.skill_usage') IS NOT NULL AND to_regclass('$A.$kept') IS NOT NULL
+                  AND EXISTS (SELECT FROM information_schema.columns
+                               WHERE table_schema = '$A' AND table_name = 'config' AND column_name = 'name')"
 }
-alpha_at_hub() { wait_arrived edge1 5 && compare_hub "$A" "$1"; }
+retired_config() {  # the name edge1 keeps alpha's former config under (_retire_table)
+  q edge1 "SELECT relname FROM pg_class WHERE relnamespace = '$A'::regnamespace AND relname LIKE 'config\_before\_%'"
+}
+# alpha's copy at the hub equals its file, but for the former config the hub keeps as the edge does
+alpha_at_hub() { wait_arrived edge1 5 && compare_hub "$A" "$1" ${KEPT_OF[$A]}; }
 
 # While $OWSYNC_WORK/kill.stop is missing, every 0.1 s: kill edge1's walsender, and the hub's
 # apply worker of edge2's subscription, when the hub has not confirmed all of that edge's WAL
@@ -456,7 +469,7 @@ s_move() {
   at edge2 "CALL owsync.restore_from_hub('$A', '$F/edge2/alpha.db')"
   check "restore_from_hub on edge2 writes alpha identical to its source as of the last sync" \
     $COMPARE_SQLITE "$F/edge1/alpha.db" "$F/edge2/alpha.db"
-  register edge2 "$A" "$F/edge2/alpha.db"; EDGE_OF[$A]=edge2 FILE_OF[$A]=$F/edge2/alpha.db
+  register edge2 "$A" "$F/edge2/alpha.db"; EDGE_OF[$A]=edge2 FILE_OF[$A]=$F/edge2/alpha.db KEPT_OF[$A]=""
   tick edge2
   edits "$F/edge2/alpha.db" moved; sync edge2 "$A"
   tick edge1 edge2
