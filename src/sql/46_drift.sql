@@ -62,6 +62,60 @@ BEGIN
 END
 $$;
 
+-- The columns of a table both the source and the client have, compared
+-- (the source's imported afresh into the probe schema): a new column is
+-- added to the foreign and mirror tables (widened: the table is to be
+-- reconciled); a removed one is dropped from the foreign table and kept in
+-- the mirror, nullable (widened: its digests change); a retyped one is kept
+-- as the mirror has it.  What it did, in notes.
+CREATE FUNCTION owsync._drift_columns(p_client text, p_table text, probe name,
+                                      OUT notes text[], OUT widened boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n record := owsync.client_names(p_client);
+    col record;
+BEGIN
+    notes := '{}';
+    widened := false;
+    FOR col IN SELECT p.attname::text AS name, format_type(p.atttypid, p.atttypmod) AS type,
+                    format_type(s.atttypid, s.atttypmod) AS old_type
+               FROM pg_attribute p
+               LEFT JOIN pg_attribute s ON s.attrelid = format('%I.%I', n.src_schema, p_table)::regclass
+                                       AND s.attname = p.attname AND NOT s.attisdropped
+              WHERE p.attrelid = format('%I.%I', probe, p_table)::regclass
+                AND p.attnum > 0 AND NOT p.attisdropped ORDER BY p.attnum LOOP
+        IF col.old_type IS NULL THEN
+            EXECUTE format('ALTER FOREIGN TABLE %I.%I ADD COLUMN %I %s OPTIONS (column_name %L)',
+                           n.src_schema, p_table, col.name, col.type, col.name);
+            IF NOT EXISTS (SELECT 1 FROM pg_attribute a
+                            WHERE a.attrelid = format('%I.%I', n.mirror_schema, p_table)::regclass
+                              AND a.attname = col.name AND NOT a.attisdropped) THEN
+                EXECUTE format('ALTER TABLE %I.%I ADD COLUMN %I %s', n.mirror_schema, p_table, col.name, col.type);
+            END IF;
+            widened := true;
+            notes := notes || format('column %s.%s appeared at the source: added, table reconciled', p_table, col.name);
+        ELSIF col.old_type <> col.type THEN
+            notes := notes || format('column %s.%s changed type at the source (now read as %s): the mirror keeps %s',
+                                     p_table, col.name, col.type, col.old_type);
+        END IF;
+    END LOOP;
+    FOR col IN SELECT s.attname::text AS name FROM pg_attribute s
+              WHERE s.attrelid = format('%I.%I', n.src_schema, p_table)::regclass
+                AND s.attnum > 0 AND NOT s.attisdropped AND s.attname <> 'owsync_digest'
+                AND NOT EXISTS (SELECT 1 FROM pg_attribute p
+                                 WHERE p.attrelid = format('%I.%I', probe, p_table)::regclass
+                                   AND p.attname = s.attname AND NOT p.attisdropped) LOOP
+        EXECUTE format('ALTER FOREIGN TABLE %I.%I DROP COLUMN %I', n.src_schema, p_table, col.name);
+        -- the source's new rows have no value for it
+        EXECUTE format('ALTER TABLE %I.%I ALTER COLUMN %I DROP NOT NULL', n.mirror_schema, p_table, col.name);
+        widened := true;
+        notes := notes || format('column %s.%s was removed at the source: kept in the mirror, no longer synced', p_table, col.name);
+    END LOOP;
+END
+$$;
+
 -- Schema drift: compare the source's tables and columns (imported afresh into
 -- a probe schema) with the client's.  A new table is imported, created and
 -- (by the caller) loaded; a new column is added to the foreign and mirror
@@ -81,7 +135,7 @@ DECLARE
     opts jsonb := (SELECT owsync._options(options) FROM owsync.client WHERE client = p_client);
     notes text[] := '{}';
     t record;
-    col record;
+    d record;
     w text;
 BEGIN
     new_tables := '{}';
@@ -139,40 +193,11 @@ BEGIN
     FOR t IN SELECT ct.table_name AS name FROM owsync.client_table ct
               WHERE ct.client = p_client AND ct.removed_at IS NULL
                 AND to_regclass(format('%I.%I', probe, ct.table_name)) IS NOT NULL ORDER BY 1 LOOP
-        FOR col IN SELECT p.attname::text AS name, format_type(p.atttypid, p.atttypmod) AS type,
-                        format_type(s.atttypid, s.atttypmod) AS old_type
-                   FROM pg_attribute p
-                   LEFT JOIN pg_attribute s ON s.attrelid = format('%I.%I', n.src_schema, t.name)::regclass
-                                           AND s.attname = p.attname AND NOT s.attisdropped
-                  WHERE p.attrelid = format('%I.%I', probe, t.name)::regclass
-                    AND p.attnum > 0 AND NOT p.attisdropped ORDER BY p.attnum LOOP
-            IF col.old_type IS NULL THEN
-                EXECUTE format('ALTER FOREIGN TABLE %I.%I ADD COLUMN %I %s OPTIONS (column_name %L)',
-                               n.src_schema, t.name, col.name, col.type, col.name);
-                IF NOT EXISTS (SELECT 1 FROM pg_attribute a
-                                WHERE a.attrelid = format('%I.%I', n.mirror_schema, t.name)::regclass
-                                  AND a.attname = col.name AND NOT a.attisdropped) THEN
-                    EXECUTE format('ALTER TABLE %I.%I ADD COLUMN %I %s', n.mirror_schema, t.name, col.name, col.type);
-                END IF;
-                widened := widened || t.name;
-                notes := notes || format('column %s.%s appeared at the source: added, table reconciled', t.name, col.name);
-            ELSIF col.old_type <> col.type THEN
-                notes := notes || format('column %s.%s changed type at the source (now read as %s): the mirror keeps %s',
-                                               t.name, col.name, col.type, col.old_type);
-            END IF;
-        END LOOP;
-        FOR col IN SELECT s.attname::text AS name FROM pg_attribute s
-                  WHERE s.attrelid = format('%I.%I', n.src_schema, t.name)::regclass
-                    AND s.attnum > 0 AND NOT s.attisdropped AND s.attname <> 'owsync_digest'
-                    AND NOT EXISTS (SELECT 1 FROM pg_attribute p
-                                     WHERE p.attrelid = format('%I.%I', probe, t.name)::regclass
-                                       AND p.attname = s.attname AND NOT p.attisdropped) LOOP
-            EXECUTE format('ALTER FOREIGN TABLE %I.%I DROP COLUMN %I', n.src_schema, t.name, col.name);
-            -- the source's new rows have no value for it
-            EXECUTE format('ALTER TABLE %I.%I ALTER COLUMN %I DROP NOT NULL', n.mirror_schema, t.name, col.name);
-            widened := widened || t.name;	-- its digests change
-            notes := notes || format('column %s.%s was removed at the source: kept in the mirror, no longer synced', t.name, col.name);
-        END LOOP;
+        SELECT * INTO d FROM owsync._drift_columns(p_client, t.name, probe);
+        notes := notes || d.notes;
+        IF d.widened THEN
+            widened := widened || t.name;
+        END IF;
     END LOOP;
 
     EXECUTE format('DROP SCHEMA %I CASCADE', probe);
