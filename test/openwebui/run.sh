@@ -43,6 +43,7 @@ owsync_on_exit() {
 owsync_workdir
 owsync_test_dir /tmp/owsync_regress
 rm -rf "$D"; mkdir -p -m 0777 "$D"
+owui_user    # before the cluster starts: its processes need the group that can read webui.db
 owsync_cluster_start_named pg "$FLEET_DB" "owsync.allowed_directories = '$D'"
 "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$(conninfo pg postgres)" -c "CREATE DATABASE $FLEET_DB"
 q pg "CREATE EXTENSION pg_cron; CREATE EXTENSION owsync_fdw" >/dev/null
