@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
 SCHEMA_FILES = {'legacy': 'schema-legacy.sql', 'fresh': 'schema-fresh.sql'}
-ALEMBIC_HEAD = 'd4c1a8e37b62'
+ALEMBIC_HEAD = '0bd252b206fb'   # open-webui 0.12.4
 # Peewee tables that had no PRIMARY KEY before Open WebUI v0.9.6 (only a "<table>_id" unique index).
 NO_PK_TABLES = ('auth', 'chat', 'chatidtag', 'file', 'function', 'memory', 'model', 'tool', 'user')
 

@@ -112,7 +112,9 @@ owsync_workdir() {
 # BENCH_DIR and BENCH_DB; both readable and writable by the server's user.
 owsync_bench_db() {
   BENCH_DIR=${OWSYNC_BENCH_DIR:-/var/tmp/owsync-bench}
-  BENCH_DB=$BENCH_DIR/bench.db
+  # named after what it is made from, so a changed schema or generator makes a new one
+  BENCH_DB=$BENCH_DIR/bench-$(cat "$OWSYNC_ROOT/test/fixtures/schema-legacy.sql" "$OWSYNC_ROOT/test/gen_openwebui.py" |
+                              md5sum | cut -c1-8).db
   mkdir -p "$BENCH_DIR"
   if [ ! -f "$BENCH_DB" ]; then
     owsync_step "generate the benchmark database (once): $BENCH_DB"
