@@ -125,6 +125,7 @@ SELECT table_name, policy, mirror_op, source_op, winner FROM owsync.conflicts;
 SELECT owsync.resolve_conflict(conflict_id, 'source') FROM owsync.conflicts;
 CALL owsync.sync('legacy_example_com', 'reconcile');
 SELECT * FROM pg_temp.check('legacy_example_com');
+SELECT * FROM pg_temp.compare('legacy_example_com') WHERE differences > 0 OR source_rows <> mirror_rows;
 SELECT * FROM pg_temp.check('fresh_example_com');
 -- the misspelt option set right
 SELECT owsync.set_options('legacy_example_com', '{"on_bad_row": "abort"}') ->> 'on_bad_row' AS on_bad_row;

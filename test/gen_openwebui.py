@@ -689,7 +689,8 @@ def add_chat(g, batch, index, u, tag_slugs, huge):
         'archived': int(g.chance(0.05)), 'created_at': created, 'updated_at': updated, 'chat': chat_json,
         'pinned': rng.choice([None, None, 0, 0, 0, 1]), 'meta': dumps({'tags': tag_slugs}),
         'folder_id': rng.choice(folders) if folders and g.chance(0.3) else None,
-        'tasks': dumps([{'id': g.new_id(), 'content': 'Follow up', 'status': 'pending'}]) if g.chance(0.03) else None,
+        # Open WebUI writes an absent JSON value as the text 'null' (SQLAlchemy's JSON type)
+        'tasks': dumps([{'id': g.new_id(), 'content': 'Follow up', 'status': 'pending'}]) if g.chance(0.03) else 'null',
         'summary': g.sentence_text(1, 2) if g.chance(0.05) else None,
         'last_read_at': None if g.chance(0.3) else updated, 'current_message_id': leaf['id'],
         'variables': None, 'timer_at': None,
@@ -698,15 +699,15 @@ def add_chat(g, batch, index, u, tag_slugs, huge):
         batch.rows['chat_message'].append({
             'id': '%s-%s' % (cid, mid), 'chat_id': cid, 'user_id': u['id'], 'role': m['role'],
             'parent_id': m['parentId'], 'content': dumps(m['content']),
-            'output': dumps(m['output']) if 'output' in m else None, 'model_id': m.get('model'),
-            'files': dumps(m['files']) if 'files' in m else None,
-            'sources': dumps(m['sources']) if 'sources' in m else None, 'embeds': None,
+            'output': dumps(m['output']) if 'output' in m else 'null', 'model_id': m.get('model'),
+            'files': dumps(m['files']) if 'files' in m else 'null',
+            'sources': dumps(m['sources']) if 'sources' in m else 'null', 'embeds': 'null',
             'done': int(m['done']) if 'done' in m else None,
-            'status_history': dumps(m['statusHistory']) if 'statusHistory' in m else None,
-            'error': dumps(m['error']) if 'error' in m else None,
-            'usage': dumps(m['usage']) if 'usage' in m else None,
+            'status_history': dumps(m['statusHistory']) if 'statusHistory' in m else 'null',
+            'error': dumps(m['error']) if 'error' in m else 'null',
+            'usage': dumps(m['usage']) if 'usage' in m else 'null',
             'created_at': m['timestamp'], 'updated_at': None if g.chance(0.1) else m['timestamp'],
-            'context_summary': None, 'meta': None,
+            'context_summary': None, 'meta': 'null',
         })
     for f in attach:
         batch.rows['chat_file'].append({'id': g.new_id(), 'user_id': u['id'], 'chat_id': cid, 'file_id': f['id'],

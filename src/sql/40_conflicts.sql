@@ -429,7 +429,9 @@ DECLARE
     x owsync.conflict;
     ct owsync.client_table;
     mirror text;
+    src text;
     cols text;
+    scols text;
     was text;
 BEGIN
     PERFORM owsync._require_admin();
@@ -466,21 +468,25 @@ BEGIN
             MESSAGE = format('table %s of client %L is not synced', x.table_name, x.client);
     END IF;
     mirror := format('%I.%I', (owsync.client_names(x.client)).mirror_schema, x.table_name);
+    src := format('%I.%I', (owsync.client_names(x.client)).src_schema, x.table_name);
     IF winner = 'source' THEN
         was := owsync._applying('on');
         EXECUTE format('DELETE FROM %1$s m USING jsonb_populate_record(NULL::%1$s, $1) k WHERE %2$s',
                        mirror, owsync._key_match(ct.key_columns, 'k', 'm'))
           USING x.key;
-        IF x.source_row IS NOT NULL THEN
-            -- the source's columns (a column only the mirror has keeps NULL)
-            SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) INTO cols
-              FROM pg_attribute a
-             WHERE a.attrelid = mirror::regclass AND a.attnum > 0 AND NOT a.attisdropped
-               AND x.source_row::jsonb ? a.attname;
-            EXECUTE format('INSERT INTO %1$s (%2$s) SELECT %2$s FROM json_populate_record(NULL::%1$s, $1)',
-                           mirror, cols)
-              USING x.source_row;
-        END IF;
+        -- the source's version as its file holds it now, read through its
+        -- foreign table (the copy in source_row is JSON, where a json
+        -- column's JSON null and SQL NULL look alike); a column only the
+        -- mirror has keeps NULL, a row the source no longer has stays deleted
+        SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),
+               string_agg(format('s.%I', a.attname), ', ' ORDER BY a.attnum) INTO cols, scols
+          FROM pg_attribute a
+         WHERE a.attrelid = mirror::regclass AND a.attnum > 0 AND NOT a.attisdropped
+           AND EXISTS (SELECT 1 FROM pg_attribute f WHERE f.attrelid = src::regclass
+                          AND f.attname = a.attname AND NOT f.attisdropped);
+        EXECUTE format('INSERT INTO %1$s (%2$s) SELECT %3$s FROM %4$s s, jsonb_populate_record(NULL::%1$s, $1) k WHERE %5$s',
+                       mirror, cols, scols, src, owsync._key_match(ct.key_columns, 'k', 's'))
+          USING x.key;
         PERFORM owsync._applying(was);
     END IF;
     DELETE FROM owsync.mirror_change mc
