@@ -130,6 +130,7 @@ DO_NOT_TRACK=true
 SCARF_NO_ANALYTICS=true
 ENABLE_OTEL=false
 ENABLE_OLLAMA_API=false
+OLLAMA_BASE_URL=http://127.0.0.1:11434
 ENABLE_OPENAI_API=true
 OPENAI_API_BASE_URL=http://127.0.0.1:$fake/v1
 OPENAI_API_KEY=owsync-fake-key
@@ -144,9 +145,6 @@ ENABLE_WEB_SEARCH=false
 ENABLE_COMMUNITY_SHARING=false
 ENABLE_CHANNELS=true
 ENABLE_NOTES=true
-ENABLE_SIGNUP=true
-DEFAULT_USER_ROLE=user
-ENABLE_FOLLOW_UP_GENERATION=false
 ENV
   case $mode in
     wal)    echo "DATABASE_ENABLE_SQLITE_WAL=true" ;;
@@ -189,7 +187,7 @@ owui_start() {
   printf '%s\n' "$port" >"$state/port"
   printf '%s\n' "$datadir" >"$state/datadir"
 
-  unshare --net -- sleep infinity &
+  unshare --net -- sleep infinity >/dev/null 2>&1 </dev/null &
   nspid=$!
   echo "$nspid" >"$state/netns.pid"
   OWUI_STARTED+=("$name")
@@ -197,7 +195,7 @@ owui_start() {
   nsenter --net="/proc/$nspid/ns/net" -- ip link set lo up
 
   nsenter --net="/proc/$nspid/ns/net" -- setpriv --reuid="$OWUI_USER" --regid="$OWUI_USER" \
-      --init-groups -- python3 "$OWUI_LIB_DIR/fake_openai.py" "$fake" \
+      --init-groups -- "$OWUI_PYTHON" "$OWUI_LIB_DIR/fake_openai.py" "$fake" \
       >"$parent/$name.fake.log" 2>&1 </dev/null &
   echo $! >"$state/fake.pid"
 
@@ -302,7 +300,7 @@ owui_stop_all() {
 owui_calls_out() {
   local f=$OWUI_STATE/${1:?}/strace.log
   [ -f "$f" ] || owsync_die "owui_calls_out: no $f (start with OWUI_STRACE=1)"
-  grep -E 'sa_family=AF_INET6?' "$f" \
+  grep -E '^[0-9]+ +(connect|sendto|sendmsg|sendmmsg)\(.*sa_family=AF_INET6?' "$f" \
     | grep -vE 'inet_addr\("127\.|inet_pton\(AF_INET6, "::1"|inet_pton\(AF_INET6, "::ffff:127\.' \
     || true
 }
