@@ -72,8 +72,10 @@ _owui_venv_build() {
 # then lists every connect/send to an address other than loopback or a unix socket.
 #
 # OS user: Open WebUI runs as `owsync_owui` (created if missing, with a group of its own that
-# the `postgres` OS user joins), with umask 0027: DATADIR is owsync_owui's, mode 2750 (setgid),
-# so webui.db and its -wal/-shm belong to group owsync_owui and postgres can read them.
+# the `postgres` OS user joins), with umask 0007: DATADIR is owsync_owui's, mode 2770 (setgid),
+# webui.db mode 0660, so webui.db and its -wal/-shm belong to group owsync_owui and postgres
+# reads them (and writes the -shm, as a WAL reader must).  Call owui_user before starting a
+# PostgreSQL cluster that must read them: a process has the groups it was started with.
 #
 # Offline: the environment below switches off every outbound feature Open WebUI 0.12.4 has at
 # start (update check, Hugging Face downloads, telemetry, Ollama, the local embedding model:
@@ -180,8 +182,9 @@ owui_start() {
   fake=${OWUI_FAKE_PORT:-$((port + 1))}
   mkdir -p "$home"
   chown -R "$OWUI_USER:$OWUI_USER" "$datadir" "$home"
-  chmod 2750 "$datadir"
+  chmod 2770 "$datadir"
   chmod 0750 "$home"
+  _owui_db_perms "$datadir" "$mode"
   mapfile -t envs < <(_owui_env "$datadir" "$home" "$fake" "$mode")
   envs+=("$@")
   printf '%s\n' "$port" >"$state/port"
@@ -207,7 +210,7 @@ owui_start() {
   t0=$(date +%s.%N)
   (
     cd "$home"
-    umask 0027
+    umask 0007
     exec nsenter --net="/proc/$nspid/ns/net" -- setpriv --reuid="$OWUI_USER" \
       --regid="$OWUI_USER" --init-groups -- env -i "${envs[@]}" "${trace[@]}" \
       "$venv/bin/python" -c 'import sys; sys.argv[0] = "open-webui"; from open_webui import app; app()' \
@@ -232,6 +235,23 @@ owui_start() {
     sleep 0.5
   done
   printf 'owui_start: %s ready in %.1f s\n' "$name" "$(echo "$(date +%s.%N) - $t0" | bc)"
+}
+
+# webui.db and its -wal/-shm/-journal files read and written by group owsync_owui (postgres):
+# SQLite creates the -wal and -shm files with the main file's mode, and PostgreSQL's read-only
+# reader of a WAL database must write the -shm file (to rebuild the WAL index when Open WebUI
+# has stopped and left a non-empty -wal).  A new data dir gets an empty webui.db of mode 0660,
+# which SQLite takes as a new database: Open WebUI's migrations create every table in it.
+_owui_db_perms() {
+  local datadir=$1 mode=$2 f
+  case $mode in pg:*) return 0 ;; esac
+  if [ ! -e "$datadir/webui.db" ]; then
+    install -m 0660 -o "$OWUI_USER" -g "$OWUI_USER" /dev/null "$datadir/webui.db"
+  fi
+  for f in "$datadir"/webui.db "$datadir"/webui.db-wal "$datadir"/webui.db-shm "$datadir"/webui.db-journal; do
+    [ -e "$f" ] && chmod 0660 "$f"
+  done
+  return 0
 }
 
 _owui_wait_netns() {  # $1 = holder pid: until it runs in a namespace other than ours
