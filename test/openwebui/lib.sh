@@ -74,8 +74,9 @@ _owui_venv_build() {
 # OS user: Open WebUI runs as `owsync_owui` (created if missing, with a group of its own that
 # the `postgres` OS user joins), with umask 0007: DATADIR is owsync_owui's, mode 2770 (setgid),
 # webui.db mode 0660, so webui.db and its -wal/-shm belong to group owsync_owui and postgres
-# reads them (and writes the -shm, as a WAL reader must).  Call owui_user before starting a
-# PostgreSQL cluster that must read them: a process has the groups it was started with.
+# reads them (and writes the -shm, as a WAL reader must).  Sourcing this file as root runs
+# owui_user, so that clusters started after it have the group (a process keeps the groups it
+# started with).
 #
 # Offline: the environment below switches off every outbound feature Open WebUI 0.12.4 has at
 # start (update check, Hugging Face downloads, telemetry, Ollama, the local embedding model:
@@ -98,6 +99,10 @@ owui_user() {
   fi
 }
 
+# As root, make the user at once: a PostgreSQL cluster started later has the group (its
+# processes get the groups of the moment they start).
+if owsync_is_root; then owui_user; fi
+
 _owui_netns_pid() { cat "$OWUI_STATE/${1:?}/netns.pid"; }
 
 # owui_exec NAME CMD...: run CMD (as the caller) in instance NAME's network namespace.
@@ -108,6 +113,18 @@ owui_exec() {
 
 # owui_url NAME: the base URL of instance NAME (valid inside its namespace).
 owui_url() { echo "http://127.0.0.1:$(cat "$OWUI_STATE/${1:?}/port")"; }
+
+# A PostgreSQL URL with the driver Open WebUI installs: its migrations use a synchronous
+# SQLAlchemy engine, whose default driver for postgresql:// is psycopg2, which `pip install
+# open-webui` does not bring (only its `all` extra and the Docker image do); psycopg 3, which it
+# does bring, serves the same URL as postgresql+psycopg://.
+_owui_pg_url() {
+  case $1 in
+    postgresql://*) echo "postgresql+psycopg://${1#postgresql://}" ;;
+    postgres://*)   echo "postgresql+psycopg://${1#postgres://}" ;;
+    *)              echo "$1" ;;
+  esac
+}
 
 # The environment Open WebUI runs with (one VAR=VALUE a line), for DATADIR, the fake model
 # server's port and MODE.
@@ -151,7 +168,7 @@ ENV
   case $mode in
     wal)    echo "DATABASE_ENABLE_SQLITE_WAL=true" ;;
     delete) echo "DATABASE_ENABLE_SQLITE_WAL=false" ;;
-    pg:*)   echo "DATABASE_URL=${mode#pg:}" ;;
+    pg:*)   echo "DATABASE_URL=$(_owui_pg_url "${mode#pg:}")" ;;
     *)      owsync_die "owui_start: MODE must be wal, delete or pg:DATABASE_URL, not '$mode'" ;;
   esac
 }

@@ -8,7 +8,6 @@ mode=${1:?usage: scenario.sh wal|delete|pg [VERSION]}
 version=${2:-0.12.4}
 . "$(dirname "$0")/lib.sh"
 owsync_workdir
-owui_user            # before any cluster starts: postgres joins group owsync_owui
 owsync_on_exit() { owui_stop_all; }
 dir=${OWUI_KEEP:-$OWSYNC_WORK/owui}
 rm -rf "$dir"; mkdir -p "$dir"; chmod 0755 "$dir"   # an empty data dir: Open WebUI creates webui.db
@@ -20,7 +19,7 @@ case $mode in
     chmod 0711 "$OWSYNC_WORK"; chmod 0755 "$OWSYNC_WORK/owui"
     (cd / && owsync_as_pg psql -h "$OWSYNC_WORK/owui" -p "${OWSYNC_PORT[owui]}" -U postgres -qX \
        -c "CREATE ROLE owui LOGIN" -c "CREATE DATABASE owui OWNER owui")
-    owui_mode="pg:postgresql+psycopg://owui@/owui?host=$OWSYNC_WORK/owui&port=${OWSYNC_PORT[owui]}"
+    owui_mode="pg:postgresql://owui@/owui?host=$OWSYNC_WORK/owui&port=${OWSYNC_PORT[owui]}"
     ;;
   *) owsync_die "MODE must be wal, delete or pg" ;;
 esac
