@@ -126,6 +126,25 @@ _owui_pg_url() {
   esac
 }
 
+# Let owsync_owui reach the unix socket directory named by host= in a PostgreSQL URL: each
+# directory on the way that it may not pass through gets o+x (pass through, not list), e.g.
+# the mode-0700 work directory of a throwaway cluster.
+_owui_pg_socket_access() {
+  local host d path=""
+  host=$("$OWUI_PYTHON" -c 'import sys, urllib.parse as u
+print(u.parse_qs(u.urlsplit(sys.argv[1]).query).get("host", [""])[0])' "$1")
+  case $host in /*) ;; *) return 0 ;; esac
+  local IFS=/
+  for d in ${host#/}; do
+    path=$path/$d
+    [ -d "$path" ] || return 0
+    if ! setpriv --reuid="$OWUI_USER" --regid="$OWUI_USER" --init-groups -- test -x "$path"; then
+      chmod o+x "$path"
+      echo "owui_start: $path made passable (o+x) for $OWUI_USER, to reach the PostgreSQL socket"
+    fi
+  done
+}
+
 # The environment Open WebUI runs with (one VAR=VALUE a line), for DATADIR, the fake model
 # server's port and MODE.
 _owui_env() {
@@ -202,6 +221,7 @@ owui_start() {
   chmod 2770 "$datadir"
   chmod 0750 "$home"
   _owui_db_perms "$datadir" "$mode"
+  case $mode in pg:*) _owui_pg_socket_access "${mode#pg:}" ;; esac
   mapfile -t envs < <(_owui_env "$datadir" "$home" "$fake" "$mode")
   envs+=("$@")
   printf '%s\n' "$port" >"$state/port"

@@ -16,7 +16,6 @@ case $mode in
   wal|delete) owui_mode=$mode ;;
   pg)
     owsync_cluster_start_named owui ""
-    chmod 0711 "$OWSYNC_WORK"; chmod 0755 "$OWSYNC_WORK/owui"
     (cd / && owsync_as_pg psql -h "$OWSYNC_WORK/owui" -p "${OWSYNC_PORT[owui]}" -U postgres -qX \
        -c "CREATE ROLE owui LOGIN" -c "CREATE DATABASE owui OWNER owui")
     owui_mode="pg:postgresql://owui@/owui?host=$OWSYNC_WORK/owui&port=${OWSYNC_PORT[owui]}"
