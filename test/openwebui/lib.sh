@@ -116,7 +116,7 @@ owui_url() { echo "http://127.0.0.1:$(cat "$OWUI_STATE/${1:?}/port")"; }
 
 # A PostgreSQL URL with the driver Open WebUI installs: its migrations use a synchronous
 # SQLAlchemy engine, whose default driver for postgresql:// is psycopg2, which `pip install
-# open-webui` does not bring (only its `all` extra and the Docker image do); psycopg 3, which it
+# open-webui` does not bring (only its `all` extra does); psycopg 3, which it
 # does bring, serves the same URL as postgresql+psycopg://.
 _owui_pg_url() {
   case $1 in
