@@ -49,7 +49,7 @@ def answer(body):
     if '### Task:' in prompt and '"tags"' in prompt:
         return json.dumps({'tags': ['Owsync', 'Testing']})
     if '### Task:' in prompt and '"follow_ups"' in prompt:
-        return json.dumps({'follow_ups': []})
+        return json.dumps({'follow_ups': ['Tell me more.', 'Why is that?']})
     return canned_reply(last_user)
 
 

@@ -72,8 +72,11 @@ _owui_venv_build() {
 # then lists every connect/send to an address other than loopback or a unix socket.
 #
 # OS user: Open WebUI runs as `owsync_owui` (created if missing, with a group of its own that
-# the `postgres` OS user joins), with umask 0027: DATADIR is owsync_owui's, mode 2750 (setgid),
-# so webui.db and its -wal/-shm belong to group owsync_owui and postgres can read them.
+# the `postgres` OS user joins), with umask 0007: DATADIR is owsync_owui's, mode 2770 (setgid),
+# webui.db mode 0660, so webui.db and its -wal/-shm belong to group owsync_owui and postgres
+# reads them (and writes the -shm, as a WAL reader must).  Sourcing this file as root runs
+# owui_user, so that clusters started after it have the group (a process keeps the groups it
+# started with).
 #
 # Offline: the environment below switches off every outbound feature Open WebUI 0.12.4 has at
 # start (update check, Hugging Face downloads, telemetry, Ollama, the local embedding model:
@@ -96,6 +99,10 @@ owui_user() {
   fi
 }
 
+# As root, make the user at once: a PostgreSQL cluster started later has the group (its
+# processes get the groups of the moment they start).
+if owsync_is_root; then owui_user; fi
+
 _owui_netns_pid() { cat "$OWUI_STATE/${1:?}/netns.pid"; }
 
 # owui_exec NAME CMD...: run CMD (as the caller) in instance NAME's network namespace.
@@ -106,6 +113,37 @@ owui_exec() {
 
 # owui_url NAME: the base URL of instance NAME (valid inside its namespace).
 owui_url() { echo "http://127.0.0.1:$(cat "$OWUI_STATE/${1:?}/port")"; }
+
+# A PostgreSQL URL with the driver Open WebUI installs: its migrations use a synchronous
+# SQLAlchemy engine, whose default driver for postgresql:// is psycopg2, which `pip install
+# open-webui` does not bring (only its `all` extra does); psycopg 3, which it
+# does bring, serves the same URL as postgresql+psycopg://.
+_owui_pg_url() {
+  case $1 in
+    postgresql://*) echo "postgresql+psycopg://${1#postgresql://}" ;;
+    postgres://*)   echo "postgresql+psycopg://${1#postgres://}" ;;
+    *)              echo "$1" ;;
+  esac
+}
+
+# Let owsync_owui reach the unix socket directory named by host= in a PostgreSQL URL: each
+# directory on the way that it may not pass through gets o+x (pass through, not list), e.g.
+# the mode-0700 work directory of a throwaway cluster.
+_owui_pg_socket_access() {
+  local host d path=""
+  host=$("$OWUI_PYTHON" -c 'import sys, urllib.parse as u
+print(u.parse_qs(u.urlsplit(sys.argv[1]).query).get("host", [""])[0])' "$1")
+  case $host in /*) ;; *) return 0 ;; esac
+  local IFS=/
+  for d in ${host#/}; do
+    path=$path/$d
+    [ -d "$path" ] || return 0
+    if ! setpriv --reuid="$OWUI_USER" --regid="$OWUI_USER" --init-groups -- test -x "$path"; then
+      chmod o+x "$path"
+      echo "owui_start: $path made passable (o+x) for $OWUI_USER, to reach the PostgreSQL socket"
+    fi
+  done
+}
 
 # The environment Open WebUI runs with (one VAR=VALUE a line), for DATADIR, the fake model
 # server's port and MODE.
@@ -130,6 +168,7 @@ DO_NOT_TRACK=true
 SCARF_NO_ANALYTICS=true
 ENABLE_OTEL=false
 ENABLE_OLLAMA_API=false
+OLLAMA_BASE_URL=http://127.0.0.1:11434
 ENABLE_OPENAI_API=true
 OPENAI_API_BASE_URL=http://127.0.0.1:$fake/v1
 OPENAI_API_KEY=owsync-fake-key
@@ -144,14 +183,11 @@ ENABLE_WEB_SEARCH=false
 ENABLE_COMMUNITY_SHARING=false
 ENABLE_CHANNELS=true
 ENABLE_NOTES=true
-ENABLE_SIGNUP=true
-DEFAULT_USER_ROLE=user
-ENABLE_FOLLOW_UP_GENERATION=false
 ENV
   case $mode in
     wal)    echo "DATABASE_ENABLE_SQLITE_WAL=true" ;;
     delete) echo "DATABASE_ENABLE_SQLITE_WAL=false" ;;
-    pg:*)   echo "DATABASE_URL=${mode#pg:}" ;;
+    pg:*)   echo "DATABASE_URL=$(_owui_pg_url "${mode#pg:}")" ;;
     *)      owsync_die "owui_start: MODE must be wal, delete or pg:DATABASE_URL, not '$mode'" ;;
   esac
 }
@@ -182,14 +218,16 @@ owui_start() {
   fake=${OWUI_FAKE_PORT:-$((port + 1))}
   mkdir -p "$home"
   chown -R "$OWUI_USER:$OWUI_USER" "$datadir" "$home"
-  chmod 2750 "$datadir"
+  chmod 2770 "$datadir"
   chmod 0750 "$home"
+  _owui_db_perms "$datadir" "$mode"
+  case $mode in pg:*) _owui_pg_socket_access "${mode#pg:}" ;; esac
   mapfile -t envs < <(_owui_env "$datadir" "$home" "$fake" "$mode")
   envs+=("$@")
   printf '%s\n' "$port" >"$state/port"
   printf '%s\n' "$datadir" >"$state/datadir"
 
-  unshare --net -- sleep infinity &
+  unshare --net -- sleep infinity >/dev/null 2>&1 </dev/null &
   nspid=$!
   echo "$nspid" >"$state/netns.pid"
   OWUI_STARTED+=("$name")
@@ -197,7 +235,7 @@ owui_start() {
   nsenter --net="/proc/$nspid/ns/net" -- ip link set lo up
 
   nsenter --net="/proc/$nspid/ns/net" -- setpriv --reuid="$OWUI_USER" --regid="$OWUI_USER" \
-      --init-groups -- python3 "$OWUI_LIB_DIR/fake_openai.py" "$fake" \
+      --init-groups -- "$OWUI_PYTHON" "$OWUI_LIB_DIR/fake_openai.py" "$fake" \
       >"$parent/$name.fake.log" 2>&1 </dev/null &
   echo $! >"$state/fake.pid"
 
@@ -209,7 +247,7 @@ owui_start() {
   t0=$(date +%s.%N)
   (
     cd "$home"
-    umask 0027
+    umask 0007
     exec nsenter --net="/proc/$nspid/ns/net" -- setpriv --reuid="$OWUI_USER" \
       --regid="$OWUI_USER" --init-groups -- env -i "${envs[@]}" "${trace[@]}" \
       "$venv/bin/python" -c 'import sys; sys.argv[0] = "open-webui"; from open_webui import app; app()' \
@@ -234,6 +272,23 @@ owui_start() {
     sleep 0.5
   done
   printf 'owui_start: %s ready in %.1f s\n' "$name" "$(echo "$(date +%s.%N) - $t0" | bc)"
+}
+
+# webui.db and its -wal/-shm/-journal files read and written by group owsync_owui (postgres):
+# SQLite creates the -wal and -shm files with the main file's mode, and PostgreSQL's read-only
+# reader of a WAL database must write the -shm file (to rebuild the WAL index when Open WebUI
+# has stopped and left a non-empty -wal).  A new data dir gets an empty webui.db of mode 0660,
+# which SQLite takes as a new database: Open WebUI's migrations create every table in it.
+_owui_db_perms() {
+  local datadir=$1 mode=$2 f
+  case $mode in pg:*) return 0 ;; esac
+  if [ ! -e "$datadir/webui.db" ]; then
+    install -m 0660 -o "$OWUI_USER" -g "$OWUI_USER" /dev/null "$datadir/webui.db"
+  fi
+  for f in "$datadir"/webui.db "$datadir"/webui.db-wal "$datadir"/webui.db-shm "$datadir"/webui.db-journal; do
+    [ -e "$f" ] && chmod 0660 "$f"
+  done
+  return 0
 }
 
 _owui_wait_netns() {  # $1 = holder pid: until it runs in a namespace other than ours
@@ -302,7 +357,7 @@ owui_stop_all() {
 owui_calls_out() {
   local f=$OWUI_STATE/${1:?}/strace.log
   [ -f "$f" ] || owsync_die "owui_calls_out: no $f (start with OWUI_STRACE=1)"
-  grep -E 'sa_family=AF_INET6?' "$f" \
+  grep -E '^[0-9]+ +(connect|sendto|sendmsg|sendmmsg)\(.*sa_family=AF_INET6?' "$f" \
     | grep -vE 'inet_addr\("127\.|inet_pton\(AF_INET6, "::1"|inet_pton\(AF_INET6, "::ffff:127\.' \
     || true
 }
