@@ -142,8 +142,13 @@ SELECT :'report'::jsonb - 'seconds' - 'table_rows' AS report;
 -- without: DDL generated as SQLAlchemy writes it; the same columns (names,
 -- declared types, NOT NULL, keys), indexes and rows, but for tag.user_id: a
 -- nullable part of tag's primary key in SQLite, NOT NULL in PostgreSQL
+-- (an index Open WebUI makes on PostgreSQL only, on JSON operators, is left
+-- out and said)
+CREATE INDEX file_pending_knowledge_idx ON native_webui.file (((meta -> 'data') ->> 'knowledge_id'))
+ WHERE (data ->> 'status') IN ('pending', 'processing');
 CALL owsync.restore_from_schema('native_webui', '/tmp/owsync_regress/restore/out/native_gen.db') \gset
-SELECT :'report'::jsonb ->> 'ddl' AS ddl, :'report'::jsonb -> 'rows' AS rows;
+SELECT :'report'::jsonb ->> 'ddl' AS ddl, :'report'::jsonb -> 'rows' AS rows,
+       :'report'::jsonb -> 'left_out_indexes' AS left_out_indexes;
 \! cd /tmp/owsync_regress/restore && $COMPARE fresh.db out/native_gen.db --columns; sqlite3 out/native_gen.db "SELECT sql FROM sqlite_master WHERE name IN ('chat', 'folder_id_idx')"
 CALL owsync.restore_from_schema('native_webui', '/tmp/owsync_regress/restore/out/x.db', options => '{"ddl_from_client": "legacy_example_com"}');
 CALL owsync.restore_from_schema('no_such_schema', '/tmp/owsync_regress/restore/out/x.db');

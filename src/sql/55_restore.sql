@@ -239,10 +239,23 @@ AS $$
 SELECT regexp_replace(regexp_replace(expr, '::[a-z ]+(\[\])?', '', 'g'), '\(\(([a-z_][a-z0-9_]*)\)\)', '(\1)', 'g')
 $$;
 
+-- Is an index PostgreSQL's alone: JSON operators in its expressions or
+-- predicate?
+CREATE FUNCTION owsync._postgres_only_index(idx oid) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT coalesce(pg_get_expr(i.indexprs, i.indrelid) ~ '->', false)
+       OR coalesce(pg_get_expr(i.indpred, i.indrelid) ~ '->', false)
+  FROM pg_index i WHERE i.indexrelid = idx
+$$;
+
 -- CREATE TABLE and CREATE INDEX statements for a PostgreSQL table, in
 -- SQLAlchemy's layout; a column type or default SQLite cannot take is an
--- error naming it.
-CREATE FUNCTION owsync._sqlite_ddl(rel regclass, OUT stmts text[], OUT labels text[])
+-- error naming it.  An index on JSON operators (-> or ->>, in its
+-- expressions or predicate) is PostgreSQL's alone (Open WebUI makes such
+-- indexes only there): not written, and named in left_out.
+CREATE FUNCTION owsync._sqlite_ddl(rel regclass, OUT stmts text[], OUT labels text[], OUT left_out text[])
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -300,7 +313,10 @@ BEGIN
                    || coalesce(' WHERE ' || owsync._sqlite_expr(pg_get_expr(i.indpred, i.indrelid, true)), '') AS s
               FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
              WHERE i.indrelid = rel
-               AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid)) x;
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid)
+               AND NOT owsync._postgres_only_index(i.indexrelid)) x;
+    left_out := ARRAY(SELECT ic.relname::text FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                       WHERE i.indrelid = rel AND owsync._postgres_only_index(i.indexrelid) ORDER BY 1);
 END
 $$;
 
@@ -319,6 +335,7 @@ DECLARE
     ddl text[] := '{}';
     labels text[] := '{}';
     g record;
+    left_out text[] := '{}';
     r regclass;
     denied text;
     report jsonb;
@@ -380,12 +397,13 @@ BEGIN
             g := owsync._sqlite_ddl(r);
             ddl := ddl || g.stmts;
             labels := labels || g.labels;
+            left_out := left_out || g.left_out;
         END LOOP;
     END IF;
 
     report := owsync._write_report(p_target, p_overwrite, format('restore of schema %s', p_schema),
                                    ddl, labels, tabs, rels, 'wal', false);
-    RETURN jsonb_build_object('schema', p_schema,
+    RETURN jsonb_build_object('schema', p_schema, 'left_out_indexes', to_jsonb(left_out),
                               'ddl', CASE WHEN tmpl IS NULL THEN 'generated' ELSE 'client ' || tmpl END,
                               'seconds', round(extract(epoch FROM clock_timestamp() - t0)::numeric, 3))
            || report;
