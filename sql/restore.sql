@@ -121,9 +121,15 @@ COMMIT;
 CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/killed.db') \gset
 \! cd /tmp/owsync_regress/restore && $COMPARE legacy.db out/killed.db | tail -1 && ls out
 
--- a value SQLite cannot hold as it is (json 1.0 in a JSON column, whose
--- NUMERIC affinity makes it the number 1) fails the read-back check
+-- a JSON number that the NUMERIC affinity of a JSON column stores in a form
+-- of its own: json 1.0 becomes the integer 1, as when Open WebUI writes it,
+-- and the report counts it; one with more digits than a double holds would
+-- change in value: refused, no file written
 UPDATE legacy_example_com.chat SET meta = '1.0' WHERE id = 'restored-chat';
+CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/affinity.db') \gset
+SELECT :'report'::jsonb -> 'json_numbers_as_sqlite_stores_them' AS json_numbers;
+\! sqlite3 /tmp/owsync_regress/restore/out/affinity.db "SELECT typeof(meta), meta FROM chat WHERE id = 'restored-chat'" && rm /tmp/owsync_regress/restore/out/affinity.db
+UPDATE legacy_example_com.chat SET meta = '0.1234567890123456789' WHERE id = 'restored-chat';
 CALL owsync.restore('legacy_example_com', '/tmp/owsync_regress/restore/out/affinity.db');
 \! ls /tmp/owsync_regress/restore/out
 

@@ -8,13 +8,17 @@
  */
 #include "owsync_fdw.h"
 
+#include <signal.h>
+
 #include "access/htup_details.h"
 #include "access/sysattr.h"
+#include "access/xact.h"
 #include "access/table.h"
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
 #include "commands/vacuum.h"
 #include "executor/executor.h"
+#include "executor/spi.h"
 #include "foreign/fdwapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -85,6 +89,71 @@ Datum
 owsync_sqlite_version(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TEXT_P(cstring_to_text(sqlite3_libversion()));
+}
+
+/*
+ * pg_cron's launcher learns of a changed cron.job from a relcache
+ * invalidation, and ignores the reset that replaces every invalidation
+ * when a transaction made more than the shared invalidation queue holds (a
+ * client's registration creates hundreds of relations): a job scheduled in
+ * such a transaction would never run until the server restarts.  A SIGHUP
+ * makes the launcher reload its jobs, so the transaction that changed a job
+ * sends one to it once it has committed.
+ */
+static List *cron_launchers_to_signal = NIL;	/* pids, in TopMemoryContext */
+
+static void
+signal_cron_at_end(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+		foreach(lc, cron_launchers_to_signal)
+			(void) kill((pid_t) lfirst_int(lc), SIGHUP);
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+	{
+		list_free(cron_launchers_to_signal);
+		cron_launchers_to_signal = NIL;
+	}
+}
+
+/*
+ * owsync._reload_cron_at_commit(): the pg_cron launchers of this server
+ * (pg_stat_activity) get a SIGHUP when the current transaction commits.
+ */
+PG_FUNCTION_INFO_V1(owsync_reload_cron_at_commit);
+
+Datum
+owsync_reload_cron_at_commit(PG_FUNCTION_ARGS)
+{
+	static bool registered = false;
+	MemoryContext old;
+
+	if (!registered)
+	{
+		RegisterXactCallback(signal_cron_at_end, NULL);
+		registered = true;
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = 'pg_cron launcher'",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_stat_activity");
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		pid = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			cron_launchers_to_signal = list_append_unique_int(cron_launchers_to_signal,
+															  DatumGetInt32(pid));
+	}
+	MemoryContextSwitchTo(old);
+	SPI_finish();
+	PG_RETURN_VOID();
 }
 
 /* ---------------------------------------------------------------------

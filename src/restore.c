@@ -34,6 +34,7 @@
  */
 #include "owsync_fdw.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -52,6 +53,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -76,6 +78,10 @@ typedef struct RestoreTable
 	uint64		hash;			/* sum of the written rows' hashes */
 	uint64	   *colhash;		/* by column, the sum of its values' hashes */
 	List	   *left_out;		/* the relation's columns the table has not */
+	bool	   *renumber;		/* json columns of NUMERIC affinity: SQLite
+								 * stores a JSON number there as a number */
+	int64		renumbered;		/* JSON numbers SQLite stores in a form of its
+								 * own, equal in value (1.0 as 1) */
 } RestoreTable;
 
 /*
@@ -270,6 +276,56 @@ plan_table(OwsyncConn *conn, RestoreTable *t, bool leave_out)
 	relation_close(rel, AccessShareLock);
 	if (t->ncols == 0)
 		elog(ERROR, "SQLite table \"%s\" has no columns", t->name);
+	t->renumber = palloc0(sizeof(bool) * t->ncols);
+	for (i = 0; i < t->ncols; i++)
+	{
+		const char *decl = NULL;
+
+		if ((t->cols[i].typid == JSONOID || t->cols[i].typid == JSONBOID) &&
+			sqlite3_table_column_metadata(conn->db, "main", t->name, t->colnames[i], &decl,
+										  NULL, NULL, NULL, NULL) == SQLITE_OK)
+			t->renumber[i] = owsync_affinity(decl) == OWA_NUMERIC;
+	}
+}
+
+/*
+ * A JSON number as the file holds it, when SQLite's NUMERIC affinity stores
+ * it in a form of its own that is equal in value (the text 1.0 becomes the
+ * integer 1, as it does when Open WebUI itself writes it): that form, read
+ * back as the check will read it; else the value as given.  probe is
+ * "REPLACE INTO temp.owsync_number ... RETURNING x", a NUMERIC column.
+ */
+static Datum
+as_sqlite_stores(OwsyncConn *conn, RestoreTable *t, int col, Datum value, sqlite3_stmt *probe,
+				 OwsyncRowRef *ref)
+{
+	char	   *given = t->cols[col].typid == JSONBOID
+		? JsonbToCString(NULL, &DatumGetJsonbP(value)->root, VARSIZE(DatumGetPointer(value)))
+		: text_to_cstring(DatumGetTextPP(value));
+	Datum		stored;
+	bool		isnull;
+	char	   *back;
+
+	if (!(given[0] == '-' || isdigit((unsigned char) given[0])))
+		return value;			/* not a bare number: stored as given */
+	owsync_bind_value(conn, probe, 1, value, t->cols[col].typid, false, false);
+	if (owsync_step(conn, probe, "probe how SQLite stores a number") != SQLITE_ROW)
+		elog(ERROR, "the number probe returned no row");
+	ref->stmt = probe;
+	stored = owsync_convert_value(&t->cols[col], probe, 0, &isnull, ref);
+	sqlite3_reset(probe);
+	back = t->cols[col].typid == JSONBOID
+		? JsonbToCString(NULL, &DatumGetJsonbP(stored)->root, VARSIZE(DatumGetPointer(stored)))
+		: text_to_cstring(DatumGetTextPP(stored));
+	if (isnull || strcmp(back, given) == 0 ||
+		!DatumGetBool(DirectFunctionCall2(numeric_eq,
+										  DirectFunctionCall3(numeric_in, CStringGetDatum(given),
+															  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)),
+										  DirectFunctionCall3(numeric_in, CStringGetDatum(back),
+															  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)))))
+		return value;			/* lossy: the check refuses it */
+	t->renumbered++;
+	return stored;
 }
 
 /* Copy a relation's rows into its SQLite table. */
@@ -278,6 +334,8 @@ copy_table(OwsyncConn *conn, RestoreTable *t)
 {
 	StringInfoData sql;
 	sqlite3_stmt *ins;
+	sqlite3_stmt *volatile probe = NULL;
+	OwsyncRowRef ref = {conn->servername, t->name, NULL, 0, NULL, NULL};
 	Portal		portal;
 	SPIPlanPtr	plan;
 	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext, "owsync restore row",
@@ -300,6 +358,7 @@ copy_table(OwsyncConn *conn, RestoreTable *t)
 		appendStringInfo(&sql, "%s?%d", i > 0 ? ", " : "", i + 1);
 	appendStringInfoChar(&sql, ')');
 	ins = owsync_prepare(conn, sql.data);
+	probe = owsync_prepare(conn, "REPLACE INTO temp.owsync_number (rowid, x) VALUES (1, ?1) RETURNING x");
 
 	resetStringInfo(&sql);
 	appendStringInfoString(&sql, "SELECT ");
@@ -330,6 +389,8 @@ copy_table(OwsyncConn *conn, RestoreTable *t)
 				{
 					values[i] = SPI_getbinval(tup, SPI_tuptable->tupdesc, i + 1, &nulls[i]);
 					owsync_bind_value(conn, ins, i + 1, values[i], t->cols[i].typid, nulls[i], true);
+					if (t->renumber[i] && !nulls[i])
+						values[i] = as_sqlite_stores(conn, t, i, values[i], probe, &ref);
 				}
 				owsync_step(conn, ins, "write a row");
 				sqlite3_reset(ins);
@@ -346,6 +407,7 @@ copy_table(OwsyncConn *conn, RestoreTable *t)
 	PG_FINALLY();
 	{
 		sqlite3_finalize(ins);
+		sqlite3_finalize(probe);
 	}
 	PG_END_TRY();
 	MemoryContextDelete(rowcxt);
@@ -415,7 +477,7 @@ check_table(OwsyncConn *conn, RestoreTable *t)
 			 cols.len ?
 			 errdetail("Values of column %s differ after the way to SQLite and back.", cols.data) :
 			 errdetail("Values moved between rows."),
-			 errhint("SQLite's column affinity changes some values (json 1.0 becomes 1 in a JSON column); the target was not written.")));
+			 errhint("SQLite's column affinity changes some values (a JSON number with more digits than a double holds); the target was not written.")));
 }
 
 static void
@@ -660,6 +722,7 @@ write_file(OwsyncConn *conn, RestoreRequest *req)
 	exec_sqlite(conn, "PRAGMA synchronous = OFF", "set up the restored file");
 	exec_sqlite(conn, "PRAGMA locking_mode = EXCLUSIVE", "set up the restored file");
 	exec_sqlite(conn, "PRAGMA cache_size = -32768", "set up the restored file");	/* 32 MB */
+	exec_sqlite(conn, "CREATE TEMP TABLE owsync_number (x NUMERIC)", "set up the restored file");
 	exec_sqlite(conn, "BEGIN", "start writing the restored file");
 	for (int i = 0; i < req->nstmts; i++)
 		replay_ddl(conn, TextDatumGetCString(req->stmts[i]),
@@ -732,12 +795,14 @@ publish_file(OwsyncConn *conn, RestoreRequest *req, const char *tmp, const char 
  *                      ddl text[], ddl_labels text[],
  *                      tables text[], relations regclass[],
  *                      journal_mode text, forbidden text[], leave_out boolean)
- *   RETURNS TABLE (table_name text, rows bigint, left_out text[])
+ *   RETURNS TABLE (table_name text, rows bigint, left_out text[], json_numbers bigint)
  *
  * ddl: the CREATE statements in sqlite_master's order; tables/relations:
  * each SQLite table and the relation whose rows it gets; forbidden: the
  * files registered clients sync from; leave_out: a relation's columns that
- * its SQLite table has not are left out (and returned) instead of refused.
+ * its SQLite table has not are left out (and returned) instead of refused;
+ * json_numbers: the JSON numbers SQLite stores in a form of its own, equal
+ * in value (as_sqlite_stores).
  * Create, write, verify, publish; any error removes the temporary file.
  */
 PG_FUNCTION_INFO_V1(owsync_write_sqlite);
@@ -782,8 +847,8 @@ owsync_write_sqlite(PG_FUNCTION_ARGS)
 
 	for (int i = 0; i < req.ntables; i++)
 	{
-		Datum		v[3];
-		bool		n[3] = {false, false, false};
+		Datum		v[4];
+		bool		n[4] = {false, false, false, false};
 		List	   *cols = req.tables[i].left_out;
 		Datum	   *names = palloc(sizeof(Datum) * Max(list_length(cols), 1));
 		ListCell   *lc;
@@ -794,6 +859,7 @@ owsync_write_sqlite(PG_FUNCTION_ARGS)
 		v[0] = CStringGetTextDatum(req.tables[i].name);
 		v[1] = Int64GetDatum(req.tables[i].rows);
 		v[2] = PointerGetDatum(construct_array(names, k, TEXTOID, -1, false, TYPALIGN_INT));
+		v[3] = Int64GetDatum(req.tables[i].renumbered);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
 	}
 	SPI_finish();				/* the tables' plans and columns live in SPI's memory */

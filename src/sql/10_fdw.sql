@@ -21,6 +21,13 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'owsync_sqlite_version'
 LANGUAGE C STRICT STABLE PARALLEL SAFE;
 
+-- The pg_cron launchers of this server reload their jobs once the current
+-- transaction commits (src/owsync_fdw.c says why).
+CREATE FUNCTION owsync._reload_cron_at_commit()
+RETURNS void
+AS 'MODULE_PATHNAME', 'owsync_reload_cron_at_commit'
+LANGUAGE C STRICT VOLATILE;
+
 -- Facts about a server's SQLite file, read in the transaction's snapshot.
 -- change_marker: equal markers mean nothing was committed to the file
 -- between the two snapshots.

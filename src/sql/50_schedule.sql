@@ -183,6 +183,9 @@ BEGIN
             ELSE format('SELECT cron.schedule_in_database(%L, %L, %L, %L, %L, true)::text', job, expr,
                         format('CALL owsync.sync(%L)', p_client), current_database(), current_user) END)::bigint;
     END IF;
+    -- pg_cron's scheduler may miss the change: it reloads its jobs on the
+    -- SIGHUP this transaction sends it once committed (src/owsync_fdw.c)
+    PERFORM owsync._reload_cron_at_commit();
     UPDATE owsync.client SET cron_schedule = expr WHERE client = p_client;
     RETURN id;
 END
@@ -309,33 +312,3 @@ BEGIN
 END
 $$;
 
--- Make pg_cron's scheduler read its job list again: a change of one
--- owsync job, in a transaction of its own.  pg_cron 1.4's scheduler learns
--- of job changes through a relation cache invalidation, and misses it when a
--- transaction with thousands of catalog changes (registering clients) made
--- it reset its caches: the jobs created then would not run until the next
--- job change.  discover() calls this after registering its files (nothing
--- to do when it registered none).  A reset skips the messages already
--- queued, so the change waits 1 second first: the scheduler reads its queue
--- at least that often.
-CREATE FUNCTION owsync._poke_cron(registered integer) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    pgcron record;
-BEGIN
-    PERFORM owsync._require_admin();
-    IF registered = 0 OR NOT EXISTS (SELECT 1 FROM owsync.client WHERE cron_schedule IS NOT NULL) THEN
-        RETURN;
-    END IF;
-    pgcron := owsync._cron();
-    IF pgcron.mode IS NOT NULL THEN
-        PERFORM pg_sleep(1);
-        PERFORM owsync._cron_query(pgcron.mode, pgcron.conn, pgcron.dblink, format(
-            'SELECT count(cron.alter_job(jobid, active => active))::text FROM cron.job
-              WHERE jobid = (SELECT min(jobid) FROM cron.job WHERE jobname = %L)',
-            owsync._job_name(pgcron.mode, (SELECT min(client) FROM owsync.client WHERE cron_schedule IS NOT NULL))));
-    END IF;
-END
-$$;

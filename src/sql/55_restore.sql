@@ -8,7 +8,8 @@ CREATE FUNCTION owsync._write_sqlite(target text, overwrite boolean, label text,
                                      ddl text[], ddl_labels text[],
                                      tables text[], relations regclass[],
                                      journal_mode text, forbidden text[], leave_out boolean,
-                                     OUT table_name text, OUT rows bigint, OUT left_out text[])
+                                     OUT table_name text, OUT rows bigint, OUT left_out text[],
+                                     OUT json_numbers bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'owsync_write_sqlite'
 LANGUAGE C VOLATILE;
@@ -31,6 +32,10 @@ $$;
 -- restore reports.  With p_leave_out, the relations' columns the file's
 -- tables have not (columns the source dropped, which the mirror keeps) are
 -- left out and listed by table in left_out_columns; without, refused.
+-- json_numbers_as_sqlite_stores_them counts the JSON numbers the file holds
+-- in SQLite's form, equal in value (json 1.0 as the integer 1, as Open WebUI
+-- itself would have stored it; a mirror never has any, data born on
+-- PostgreSQL may).
 CREATE FUNCTION owsync._write_report(p_target text, p_overwrite boolean, p_label text,
                                      ddl text[], labels text[], tabs text[], rels regclass[],
                                      p_journal_mode text, p_leave_out boolean) RETURNS jsonb
@@ -42,7 +47,8 @@ SELECT jsonb_build_object('target', p_target, 'tables', count(*), 'rows', coales
                           'table_rows', coalesce(jsonb_object_agg(w.table_name, w.rows)
                                                  FILTER (WHERE w.table_name IS NOT NULL), '{}'),
                           'left_out_columns', coalesce(jsonb_object_agg(w.table_name, w.left_out)
-                                                       FILTER (WHERE cardinality(w.left_out) > 0), '{}'))
+                                                       FILTER (WHERE cardinality(w.left_out) > 0), '{}'),
+                          'json_numbers_as_sqlite_stores_them', coalesce(sum(w.json_numbers), 0))
   FROM owsync._write_sqlite(p_target, p_overwrite, p_label, coalesce(ddl, '{}'), coalesce(labels, '{}'),
                             coalesce(tabs, '{}'), coalesce(rels, '{}'), p_journal_mode,
                             owsync._source_paths(), p_leave_out) w

@@ -273,7 +273,6 @@ BEGIN
         COMMIT;
     END LOOP;
     counts := owsync._discover_counts(report);
-    PERFORM owsync._poke_cron(counts.registered);
     registered := counts.registered;
     already_registered := counts.already_registered;
     not_registered := counts.not_registered;

@@ -51,7 +51,7 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION
     owsync.register_client(text, text, text, jsonb), owsync.unregister_client(text, boolean),
     owsync._discover_plan(text), owsync._discover_one(text, text, text, text),
-    owsync._discover_counts(jsonb), owsync._poke_cron(integer), owsync.set_schedule(text, text), owsync.enable_sync(text),
+    owsync._discover_counts(jsonb), owsync.set_schedule(text, text), owsync.enable_sync(text),
     owsync.disable_sync(text), owsync.pending(text), owsync.verify(text),
     owsync._start_run(text, text), owsync._work_run(bigint), owsync._finish_run(bigint),
     owsync.resolve_conflict(bigint, text), owsync.set_options(text, jsonb)
