@@ -21,7 +21,8 @@ OWSYNC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}   # not /usr/bin/pg_config: it picks the newest server-dev
 OWSYNC_PGBIN=${OWSYNC_PGBIN:-$(dirname "$PG_CONFIG")}
 OWSYNC_PKGS=(make gcc postgresql-15 postgresql-server-dev-15 postgresql-15-cron
-             libsqlite3-dev libxxhash-dev sqlite3 python3)
+             libsqlite3-dev libxxhash-dev sqlite3 python3
+             python3-venv python3-dev iproute2 bc curl strace)   # the Open WebUI test's
 OWSYNC_WORK=""          # private temp dir of this run (cluster, socket, logs), set by owsync_workdir
 OWSYNC_CLEANUP_DIRS=()  # extra directories removed at exit
 OWSYNC_CHILD=""         # pid of the command owsync_run is waiting for, for the signal traps

@@ -7,9 +7,11 @@
 #   3. the structure check test/check_structure.py (SQL files layered, no SQL routine over 100
 #      lines, no cycle between C files),
 #   4. the fleet test test/fleet/run.sh (two edges and a hub, clusters of their own), each of
-#      its "ok - " / "not ok - " lines counted.
-# --no-deps skips apt; --only NAME runs only sql/NAME.sql, specs/NAME.spec or, for "structure"
-# and "fleet", the structure check or the fleet test.
+#      its "ok - " / "not ok - " lines counted;
+#   5. the Open WebUI test test/openwebui/run.sh (the real application, installed from the
+#      Python package index into cached virtual environments), its lines counted the same way.
+# --no-deps skips apt; --only NAME runs only sql/NAME.sql, specs/NAME.spec or, for "structure",
+# "fleet" and "openwebui", the structure check, the fleet test or the Open WebUI test.
 # The last line is "N passed, N failed"; the exit status is non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,15 +30,16 @@ while [ $# -gt 0 ]; do
 done
 
 # What to run: make's own lists (REGRESS = every sql/*.sql), or just the --only test.
-regress=(ISOLATION=) iso=() structure=1 fleet=1
+regress=(ISOLATION=) iso=() structure=1 fleet=1 openwebui=1
 grep -qE '^ISOLATION[[:space:]]*[:+?]?=' Makefile && iso=(REGRESS=)
 if [ -n "$only" ]; then
-  regress=() iso=() structure=0 fleet=0
+  regress=() iso=() structure=0 fleet=0 openwebui=0
   [ -f "sql/$only.sql" ] && regress=(REGRESS="$only" ISOLATION=)
   [ -f "specs/$only.spec" ] && iso=(REGRESS= ISOLATION="$only")
   [ "$only" = structure ] && structure=1
   [ "$only" = fleet ] && fleet=1
-  [ -n "${regress[*]}${iso[*]}" ] || [ "$structure" -eq 1 ] || [ "$fleet" -eq 1 ] \
+  [ "$only" = openwebui ] && openwebui=1
+  [ -n "${regress[*]}${iso[*]}" ] || [ "$structure" -eq 1 ] || [ "$fleet" -eq 1 ] || [ "$openwebui" -eq 1 ] \
     || owsync_die "no test named '$only'"
 fi
 
@@ -45,7 +48,7 @@ n_pass=0 n_fail=0
 # (a failed install or build counts as one failure).
 owsync_on_exit() {
   [ "$1" -ne 0 ] && [ "$n_fail" -eq 0 ] && n_fail=1
-  owsync_step "summary (pg_regress + isolation tests + structure check + fleet test)"
+  owsync_step "summary (pg_regress + isolation tests + structure check + fleet test + Open WebUI test)"
   echo "$n_pass passed, $n_fail failed"
 }
 owsync_workdir
@@ -81,16 +84,25 @@ if [ "$structure" -eq 1 ]; then
   if python3 test/check_structure.py .; then n_pass=$((n_pass + 1)); else n_fail=$((n_fail + 1)); fi
 fi
 
-# The fleet test starts clusters of its own (and stops them); its ok/not ok lines are counted,
-# and a run that ends badly without a "not ok" line counts as one failure.
-if [ "$fleet" -eq 1 ]; then
-  owsync_step "fleet test (test/fleet/run.sh)"
-  out=$OWSYNC_WORK/fleet.out ok=1
-  owsync_run 900 "$out" bash test/fleet/run.sh || ok=0
+# count_checks NAME SECS SCRIPT: run a test script that starts clusters of its own (and stops
+# them), at most SECS seconds; its ok/not ok lines are counted, and a run that ends badly
+# without a "not ok" line counts as one failure.
+count_checks() {
+  local out=$OWSYNC_WORK/$1.out ok=1 p f
+  owsync_run "$2" "$out" bash "$3" || ok=0
   p=$(grep -cE '^ok - ' "$out" || true)
   f=$(grep -cE '^not ok - ' "$out" || true)
   [ "$ok" -eq 0 ] && [ "$f" -eq 0 ] && f=1
   n_pass=$((n_pass + p)) n_fail=$((n_fail + f))
+}
+if [ "$fleet" -eq 1 ]; then
+  owsync_step "fleet test (test/fleet/run.sh)"
+  count_checks fleet 900 test/fleet/run.sh
+fi
+# The Open WebUI test installs Open WebUI once per machine (test/openwebui/lib.sh: owui_venv).
+if [ "$openwebui" -eq 1 ]; then
+  owsync_step "Open WebUI test (test/openwebui/run.sh)"
+  count_checks openwebui 2400 test/openwebui/run.sh
 fi
 
 [ "$n_fail" -eq 0 ]

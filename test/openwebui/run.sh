@@ -111,7 +111,8 @@ boot_restored() {
 live() {  # MODE: Open WebUI writing while owsync registers it on the realtime tier
   local mode=$1 name=live-$1 c=owui_$1 dir=$D/$1 reg
   mkdir -p "$dir"
-  start "$name" "$VERSION" "$dir/data" 18300 "$mode"     # an empty data directory
+  # an empty data directory; the first instance traced: every connection it makes is listed
+  OWUI_STRACE=$([ "$mode" = wal ] && echo 1 || echo 0) start "$name" "$VERSION" "$dir/data" 18300 "$mode"
   check "$mode: populated through the API (users, chats with streamed replies, title, pin, archive, tags, folder, notes, channels, a file, deletions)" \
     drive "$name" populate "$dir/users.json"
   check "$mode: Open WebUI created webui.db in $mode mode" \
@@ -135,6 +136,10 @@ live() {  # MODE: Open WebUI writing while owsync registers it on the realtime t
     compare_mirror "$c" "$dir/data/webui.db"
   check "$mode: the original's API view" drive "$name" dump "$dir/users.json" "$dir/dump.json"
   check "$mode: restored into a new file" restore_to "$c" "$dir/restored"
+  if [ "$mode" = wal ]; then
+    check "wal: Open WebUI connected to nothing but loopback and unix sockets (strace of its whole run)" \
+      test -z "$(owui_calls_out "$name")"
+  fi
   owui_stop "$name"
   boot_restored "restored-$mode" "$mode" "$dir/restored" "$dir/dump.json" "$dir/users.json"
 }
