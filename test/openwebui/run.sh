@@ -123,9 +123,9 @@ live() {  # MODE: Open WebUI writing while owsync registers it on the realtime t
   reg=$(date -u +%FT%T.%NZ)
   check "$mode: registered on the realtime tier while Open WebUI writes" \
     q pg "SELECT count(*) FROM owsync.register_client('$c', '$dir/data/webui.db', 'realtime')"
-  check "$mode: pg_cron synced it (a scheduled run succeeded) while Open WebUI wrote" \
-    wait_until 150 is_true pg "SELECT EXISTS (SELECT 1 FROM owsync.run WHERE client = '$c' AND scheduled
-                                              AND status = 'succeeded' AND started_at > '$reg')"
+  check "$mode: pg_cron synced it twice (two scheduled runs succeeded, a minute apart) while Open WebUI wrote" \
+    wait_until 210 is_true pg "SELECT count(*) >= 2 FROM owsync.run WHERE client = '$c' AND scheduled
+                                  AND status = 'succeeded' AND started_at > '$reg'"
   touch "$dir/stop"
   wait "$writer" || rc=$?
   check "$mode: none of Open WebUI's writes failed while owsync synced it ($(tail -n 1 "$dir/writer.log"))" \
