@@ -40,6 +40,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "access/detoast.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "utils/datum.h"
@@ -299,13 +300,21 @@ static Datum
 as_sqlite_stores(OwsyncConn *conn, RestoreTable *t, int col, Datum value, sqlite3_stmt *probe,
 				 OwsyncRowRef *ref)
 {
-	char	   *given = t->cols[col].typid == JSONBOID
-		? JsonbToCString(NULL, &DatumGetJsonbP(value)->root, VARSIZE(DatumGetPointer(value)))
-		: text_to_cstring(DatumGetTextPP(value));
+	char	   *given;
 	Datum		stored;
 	bool		isnull;
 	char	   *back;
 
+	/*
+	 * A bare JSON number is short: a longer value (a chat's JSON) is told
+	 * from its header alone, not detoasted or printed for this (a number of
+	 * more than 64 characters would not survive a double anyway)
+	 */
+	if (toast_raw_datum_size(value) > VARHDRSZ + 64)
+		return value;
+	given = t->cols[col].typid == JSONBOID
+		? JsonbToCString(NULL, &DatumGetJsonbP(value)->root, VARSIZE(DatumGetPointer(value)))
+		: text_to_cstring(DatumGetTextPP(value));
 	if (!(given[0] == '-' || isdigit((unsigned char) given[0])))
 		return value;			/* not a bare number: stored as given */
 	owsync_bind_value(conn, probe, 1, value, t->cols[col].typid, false, false);

@@ -105,9 +105,9 @@ BEGIN
         UPDATE owsync.run
            SET source_unchanged = true,
                (source_schema_id, journal_mode) =
-                   (SELECT r.source_schema_id, r.journal_mode FROM owsync.run r
+                   (SELECT r.source_schema_id, r.journal_mode FROM owsync.run r	-- index run_client_started
                      WHERE r.client = p_client AND r.run_id <> rid AND r.source_schema_id IS NOT NULL
-                     ORDER BY r.run_id DESC LIMIT 1)
+                     ORDER BY r.started_at DESC LIMIT 1)
          WHERE run_id = rid;
         IF interactive THEN
             RAISE NOTICE 'owsync %: nothing committed to the source since the last run', p_client;
