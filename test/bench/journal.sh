@@ -14,7 +14,7 @@
 #     changes are the writer's own (streaming).
 # Per step: its duration, the writer's commits, latency p50 / p99 / max and failures; in DELETE
 # mode the target beside it: no commit waits more than max(0.5 s, 1.2 x the copy) and none fails.
-# Not part of CI.
+# fsync on, as PostgreSQL ships; no VACUUM or ANALYZE before a step.  Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib.sh
@@ -48,6 +48,7 @@ pct() { sort -n | awk -v p="$1" '{a[NR]=$1} END {i=int(NR*p/100+0.999); print a[
 q -v dir="$WDIR" >/dev/null <<'SQL'
 CREATE EXTENSION owsync_fdw;
 ALTER SYSTEM SET owsync.allowed_directories = :'dir';
+ALTER SYSTEM SET fsync = on;          -- as PostgreSQL ships (the test clusters turn it off)
 SELECT pg_reload_conf();
 SQL
 
