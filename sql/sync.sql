@@ -159,7 +159,7 @@ SELECT * FROM owsync.history ORDER BY run_id;
 \! cd /tmp/owsync_regress/sync && awk 'length > 120 { n++ } END { print NR " lines, " n + 0 " wider than 120 columns" }' status.txt history.txt
 RESET datestyle;
 
--- unregister: the internals go, the mirror stays unless asked
+-- unregister: the internals go, the mirror and its row versions stay unless asked
 SELECT owsync.unregister_client('acme_quantabase_io');
 SELECT count(*) AS mirror_tables_kept FROM pg_class WHERE relnamespace = 'acme_quantabase_io'::regnamespace AND relkind = 'r';
 SELECT nspname FROM pg_namespace WHERE nspname LIKE 'owsync_acme%';

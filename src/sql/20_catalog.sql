@@ -9,6 +9,7 @@
 --   schema  owsync_<client>_src      one foreign table per SQLite table, each with a
 --                                    computed column owsync_digest (digest 'true')
 --   schema  owsync_<client>_digest   the digest of every row at the last sync, by key
+--   schema  owsync_<client>_versions the versions of rows its runs replaced (43_versions.sql)
 --   schema  <client>                 the mirror: one table per SQLite table, the data
 
 CREATE TABLE owsync.client (
@@ -26,6 +27,8 @@ CREATE TABLE owsync.client (
     alerting          boolean NOT NULL DEFAULT false,	-- a 'failing' alert was sent, no 'recovered' yet
     reader_role       name,			-- reads the mirror (options->'reader_role'), see 90_security.sql
     cron_schedule     text,			-- the schedule of its pg_cron job (NULL: none), see 50_schedule.sql
+    versions_from     bigint,			-- the oldest run whose state its kept versions give back
+										-- (NULL: none kept yet), see 43_versions.sql
     CONSTRAINT client_name CHECK (client ~ '^[a-z_][a-z0-9_]*$' AND length(client) <= 48)
 );
 

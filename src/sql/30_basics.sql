@@ -24,6 +24,14 @@ AS $$
     SELECT ('owsync_' || client || '_probe')::name
 $$;
 
+-- The schema of a client's row versions: what its runs replaced (43_versions.sql).
+CREATE FUNCTION owsync._versions_schema(client text) RETURNS name
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ('owsync_' || client || '_versions')::name
+$$;
+
 -- The plan of one table's sync in a run: what its steps work with
 -- (owsync._plan_table(), 44_sync_table.sql).
 CREATE TYPE owsync._sync_plan AS (
@@ -41,7 +49,9 @@ CREATE TYPE owsync._sync_plan AS (
     overlap     bigint,		-- the fast path's overlap (owsync._overlap()), once a full reload is ruled out
     use_digests boolean,	-- every row's digest compared: a reconcile, a table without updated_at
     quarantine  boolean,	-- a row that cannot be read is quarantined (options->>'on_bad_row')
-    pending     boolean		-- rows changed in the mirror wait: conflicts to look for (40_conflicts.sql)
+    pending     boolean,	-- rows changed in the mirror wait: conflicts to look for (40_conflicts.sql)
+    keep_versions boolean,	-- the versions the run replaces are kept (43_versions.sql)
+    interval_run bigint		-- with versions_interval: the first run of the interval (else NULL)
 );
 
 -- The names of a registered client's objects; an error if it is not registered.

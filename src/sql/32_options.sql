@@ -28,6 +28,8 @@ AS $$
            ('reader_role', 'false', false),
            ('reconcile_interval', '"1 hour"', false),
            ('units', '{}', true),
+           ('versions_interval', '"0"', false),
+           ('versions_retention', '"7 days"', false),
            ('withheld_tables', '["auth", "api_key", "config", "oauth_session", "channel_webhook"]', false)
 $$;
 
@@ -131,6 +133,14 @@ BEGIN
                  CASE WHEN jsonb_typeof(e.value) <> 'object'
                            OR EXISTS (SELECT 1 FROM jsonb_each(e.value) u WHERE u.value NOT IN ('"s"', '"ns"'))
                       THEN 'Give an object naming tables whose updated_at counts "s" (seconds) or "ns" (nanoseconds).' END
+            WHEN 'versions_interval' THEN
+                 CASE WHEN NOT owsync._is_interval(e.value)
+                           OR extract(month FROM (e.value #>> '{}')::interval) <> 0
+                           OR extract(year FROM (e.value #>> '{}')::interval) <> 0
+                      THEN 'Give an interval of days or less such as "15 minutes": a row''s updates keep at most one version per interval ("0": every version).' END
+            WHEN 'versions_retention' THEN
+                 CASE WHEN NOT owsync._is_interval(e.value)
+                      THEN 'Give an interval such as "7 days": how far back a client can be restored ("0": no versions kept).' END
             WHEN 'withheld_tables' THEN
                  CASE WHEN jsonb_typeof(e.value) <> 'array'
                            OR EXISTS (SELECT 1 FROM jsonb_array_elements(e.value) w WHERE jsonb_typeof(w) <> 'string')

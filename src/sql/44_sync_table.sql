@@ -296,6 +296,12 @@ BEGIN
     p.quarantine := p.opts ->> 'on_bad_row' = 'quarantine';
     p.pending := EXISTS (SELECT 1 FROM owsync.mirror_change mc
                           WHERE mc.client = t.client AND mc.table_name = t.table_name);
+    -- versions are kept from the run after registration on
+    p.keep_versions := (p.opts ->> 'versions_retention')::interval > interval '0'
+                       AND (SELECT versions_from IS NOT NULL FROM owsync.client WHERE client = t.client);
+    IF p.keep_versions THEN
+        p.interval_run := owsync._interval_run(t.client, p_run, p.opts);
+    END IF;
     SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),
            string_agg(format('s.%I', a.attname), ', ' ORDER BY a.attnum),
            string_agg(format('%1$I = s.%1$I', a.attname), ', ' ORDER BY a.attnum)
@@ -320,11 +326,18 @@ AS $$
 DECLARE
     bits integer;
     newwm bigint;
+    before text;			-- a table without key: its set before the reload
 BEGIN
     path := CASE WHEN cardinality(t.key_columns) = 0 THEN 'set' ELSE 'full' END;
     conflicts := 0;
     IF p.pending THEN
         PERFORM owsync._full_conflicts_before(t);
+    END IF;
+    IF p.keep_versions AND cardinality(t.key_columns) = 0 THEN
+        before := owsync._set_signature(p.mirror);
+        PERFORM owsync._keep_set(t, p);
+    ELSIF p.keep_versions THEN
+        PERFORM owsync._keep_reloaded(t, p);
     END IF;
     IF cardinality(t.key_columns) = 0 AND owsync._is_edge() THEN
         -- published, a table without key has no replica identity: logical
@@ -338,8 +351,13 @@ BEGIN
     EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s', p.mirror, p.cols, p.cols, p.src);
     GET DIAGNOSTICS inserted = ROW_COUNT;
     rows_read := inserted;
+    IF p.keep_versions AND cardinality(t.key_columns) = 0 AND owsync._set_signature(p.mirror) = before THEN
+        PERFORM owsync._drop_kept_set(t, p);
+    END IF;
     IF cardinality(t.key_columns) > 0 THEN
-        bits := owsync._key_bits(p.dig, owsync._reload_digests(p.dig, p.src, p.keylist));
+        bits := owsync._key_bits(p.dig, owsync._reload_digests(p.dig,
+                                     CASE WHEN p.keep_versions THEN 'pg_temp.owsync_reload' ELSE p.src END,
+                                     p.keylist));
         PERFORM owsync._store_state(t, p_key_bits => bits,
                                     p_key_buckets => owsync.key_buckets(p.server, t.table_name, t.key_columns, bits));
     END IF;
@@ -586,7 +604,7 @@ $$;
 -- changed updated (MERGE), then the digests stored.  Rows held out for
 -- conflicts (40_conflicts.sql) go back into the stage before the digests,
 -- which follow the source.  Returns the rows inserted and updated.
-CREATE FUNCTION owsync._apply(p owsync._sync_plan, OUT inserted bigint, OUT updated bigint)
+CREATE FUNCTION owsync._apply(t owsync.client_table, p owsync._sync_plan, OUT inserted bigint, OUT updated bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -597,6 +615,9 @@ BEGIN
                                                                  AND m.owsync_digest = s.owsync_digest))
                       FROM pg_temp.owsync_stage s', p.mirror, p.on_key, p.dig)
       INTO inserted, updated;
+    IF p.keep_versions AND inserted + updated > 0 THEN
+        PERFORM owsync._keep_replaced(t, p);
+    END IF;
     EXECUTE format('MERGE INTO %1$s m
                     USING (SELECT s.*, d.owsync_digest AS owsync_old_digest
                              FROM pg_temp.owsync_stage s LEFT JOIN %2$s d USING (%3$s)) s
@@ -632,8 +653,7 @@ DECLARE
     deleted bigint;
 BEGIN
     ANALYZE pg_temp.owsync_gone;
-    EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_gone s WHERE %2$s', p.mirror, p.on_key);
-    GET DIAGNOSTICS deleted = ROW_COUNT;
+    deleted := owsync._delete_gone(t, p);
     EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_gone s WHERE %2$s', p.dig, p.on_key);
     PERFORM owsync._store_state(t, p_key_buckets => kb);
     RETURN deleted;
@@ -728,7 +748,7 @@ BEGIN
         conflicts := owsync._hold_conflicts(t, p_run, keys_moved);
     END IF;
 
-    SELECT * INTO inserted, updated FROM owsync._apply(p);
+    SELECT * INTO inserted, updated FROM owsync._apply(t, p);
     IF keys_moved THEN
         deleted := owsync._apply_deletes(t, p, kb);
     END IF;

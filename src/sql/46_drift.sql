@@ -43,7 +43,8 @@ $$;
 -- kept, no longer synced, as <table>_before_<run> (a restore leaves it out
 -- and says so); its digests, foreign table, catalog row and pending mirror
 -- changes go, so the new table is imported and loaded like one that
--- appeared.  Returns the kept table's name.
+-- appeared.  Its versions table is kept under the same name: an as-of
+-- restore to before this run reads both.  Returns the kept table's name.
 CREATE FUNCTION owsync._retire_table(p_client text, p_table text, p_run bigint) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -54,6 +55,9 @@ DECLARE
 BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS owsync_mirror_change ON %I.%I', n.mirror_schema, p_table);
     EXECUTE format('ALTER TABLE %I.%I RENAME TO %I', n.mirror_schema, p_table, kept);
+    IF to_regclass(format('%I.%I', owsync._versions_schema(p_client), p_table)) IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE %I.%I RENAME TO %I', owsync._versions_schema(p_client), p_table, kept);
+    END IF;
     EXECUTE format('DROP TABLE IF EXISTS %I.%I', n.digest_schema, p_table);
     EXECUTE format('DROP FOREIGN TABLE IF EXISTS %I.%I', n.src_schema, p_table);
     DELETE FROM owsync.client_table ct WHERE ct.client = p_client AND ct.table_name = p_table;

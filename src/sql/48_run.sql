@@ -145,7 +145,8 @@ $$;
 -- After a run: count consecutive failures and back off, alert after
 -- options->>'alert_after_failures' (default 3) failures in a row and on the
 -- recovery that follows, and purge the client's history older than
--- owsync.history_retention (runs, and the pg_cron run details of its job).
+-- owsync.history_retention (runs, and the pg_cron run details of its job)
+-- and, after a success, its row versions older than their retention.
 --
 -- Backoff: after k failures in a row, a scheduled run starting before
 -- min(backoff_max, backoff_base * 2^(k-1)) has passed since the failed run
@@ -193,8 +194,13 @@ BEGIN
         PERFORM pg_notify('owsync_alert', payload::text);
     END IF;
 
+    IF r.status = 'succeeded' THEN
+        PERFORM owsync._purge_versions(p_client);
+    END IF;
     IF keep > interval '0' THEN
-        DELETE FROM owsync.run WHERE client = p_client AND started_at < now() - keep AND run_id <> p_run;
+        -- (the runs whose state its versions can give back stay: an as-of restore reads their times)
+        DELETE FROM owsync.run WHERE client = p_client AND started_at < now() - keep AND run_id <> p_run
+                                 AND run_id < coalesce(c.versions_from, p_run);
         DELETE FROM owsync.conflict WHERE client = p_client AND decided_at < now() - keep;
         IF to_regclass('cron.job_run_details') IS NOT NULL THEN
             BEGIN

@@ -54,21 +54,36 @@ SELECT jsonb_build_object('target', p_target, 'tables', count(*), 'rows', coales
                             owsync._source_paths(), p_leave_out) w
 $$;
 
--- A restore's options, whose one key is the flag named: its value (false
--- when not given); an error for anything else.
-CREATE FUNCTION owsync._restore_flag(options jsonb, flag text) RETURNS boolean
-LANGUAGE plpgsql IMMUTABLE
+-- A restore's options: the flag named (false when not given), and the
+-- moment to restore as of, by time ("as_of") or by run ("run_id"), NULL for
+-- now; an error for anything else.
+CREATE FUNCTION owsync._restore_options(options jsonb, flag text,
+                                        OUT flag_value boolean, OUT as_of timestamptz, OUT run_id bigint)
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    hint text := format('Options are "%s" (true or false), and "as_of" (a time) or "run_id" (a run''s id).', flag);
 BEGIN
-    IF jsonb_typeof(coalesce(options, '{}')) <> 'object'
-       OR EXISTS (SELECT 1 FROM jsonb_object_keys(coalesce(options, '{}')) k WHERE k <> flag)
-       OR jsonb_typeof(coalesce(options -> flag, 'false')) <> 'boolean' THEN
+    options := coalesce(options, '{}');
+    IF jsonb_typeof(options) <> 'object'
+       OR EXISTS (SELECT 1 FROM jsonb_object_keys(options) k WHERE k NOT IN (flag, 'as_of', 'run_id'))
+       OR jsonb_typeof(coalesce(options -> flag, 'false')) <> 'boolean'
+       OR jsonb_typeof(coalesce(options -> 'as_of', '""')) <> 'string'
+       OR jsonb_typeof(coalesce(options -> 'run_id', '0')) <> 'number'
+       OR (options ? 'as_of' AND options ? 'run_id') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('invalid restore options %s', options), HINT = hint;
+    END IF;
+    flag_value := coalesce((options ->> flag)::boolean, false);
+    BEGIN
+        as_of := (options ->> 'as_of')::timestamptz;
+        run_id := (options ->> 'run_id')::bigint;
+    EXCEPTION WHEN data_exception THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = format('invalid restore options %s', options),
-            HINT = format('The only option is "%s": true or false.', flag);
-    END IF;
-    RETURN coalesce((options ->> flag)::boolean, false);
+            DETAIL = SQLERRM, HINT = hint;
+    END;
 END
 $$;
 
@@ -104,7 +119,11 @@ $$;
 -- the source dropped (an Open WebUI upgrade's migrations drop some) is not
 -- written, since the file must be what that Open WebUI version expects: the
 -- report lists it (left_out_tables, left_out_columns).  options:
--- {"reattach": true} points the client at the new file afterwards.
+-- {"reattach": true} points the client at the new file afterwards;
+-- {"as_of": "<time>"} or {"run_id": <run>} restores the client as it stood
+-- after that run (owsync._as_of_run()), from its mirror and its kept
+-- versions, with the schema captured then: tables and columns it had not
+-- are left out.
 CREATE FUNCTION owsync._restore(p_client text, p_target text, p_overwrite boolean, p_options jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER
@@ -123,19 +142,29 @@ DECLARE
     report jsonb;
     t0 timestamptz := clock_timestamp();
     reattach boolean;
+    opt record;
+    past record;		-- as of a past run: owsync._as_of_run()
 BEGIN
     PERFORM owsync._require_admin();
     IF NOT EXISTS (SELECT 1 FROM owsync.client c WHERE c.client = p_client) THEN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('client %L is not registered', p_client);
     END IF;
-    reattach := owsync._restore_flag(p_options, 'reattach');
+    SELECT * INTO opt FROM owsync._restore_options(p_options, 'reattach');
+    reattach := opt.flag_value;
     n := owsync.client_names(p_client);
     -- the client's run lock, until the end of the transaction: every table
     -- is read as the same run left it
     PERFORM owsync._lock_client(p_client);
 
-    SELECT * INTO sch FROM owsync.source_schema s WHERE s.client = p_client ORDER BY s.schema_id DESC LIMIT 1;
+    SELECT NULL::bigint AS run_id INTO past;
+    IF opt.as_of IS NOT NULL OR opt.run_id IS NOT NULL THEN
+        past := owsync._as_of_run(p_client, opt.as_of, opt.run_id);
+        SELECT * INTO sch FROM owsync.source_schema s
+         WHERE s.schema_id = (SELECT r.source_schema_id FROM owsync.run r WHERE r.run_id = past.run_id);
+    ELSE
+        SELECT * INTO sch FROM owsync.source_schema s WHERE s.client = p_client ORDER BY s.schema_id DESC LIMIT 1;
+    END IF;
     IF sch.schema_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('client %L has no captured schema', p_client),
@@ -144,28 +173,41 @@ BEGIN
     -- rows the sync could not take are in quarantine, not in the mirror: a
     -- restore would lose them
     SELECT count(*) INTO quarantined FROM owsync.quarantine q WHERE q.client = p_client;
-    IF quarantined > 0 THEN
+    IF quarantined > 0 AND past.run_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('client %L has %s quarantined rows, which its mirror does not hold', p_client, quarantined),
             DETAIL = 'A restore from the mirror would lose them.',
             HINT = 'Fix the rows at the source and sync (SELECT * FROM owsync.quarantine shows them).';
     END IF;
     SELECT r.journal_mode INTO jm FROM owsync.run r
-     WHERE r.client = p_client AND r.journal_mode IS NOT NULL ORDER BY r.run_id DESC LIMIT 1;
+     WHERE r.client = p_client AND r.journal_mode IS NOT NULL AND r.run_id <= coalesce(past.run_id, r.run_id)
+     ORDER BY r.run_id DESC LIMIT 1;
 
     SELECT * INTO ddl, labels, tabs FROM owsync._replay_plan(sch.ddl);
     SELECT string_agg(t, ', ') INTO missing FROM unnest(tabs) t
-     WHERE to_regclass(format('%I.%I', n.mirror_schema, t)) IS NULL;
+     WHERE to_regclass(format('%I.%I', n.mirror_schema,
+                              CASE WHEN past.run_id IS NULL THEN t
+                                   ELSE owsync._as_of_table(n.mirror_schema, t, past.run_id) END)) IS NULL;
     IF missing IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('client %L has no mirror table for %s', p_client, missing),
             HINT = format('Run CALL owsync.sync(%L) so that the mirror follows the source''s schema.', p_client);
     END IF;
-    rels := ARRAY(SELECT format('%I.%I', n.mirror_schema, t)::regclass FROM unnest(tabs) WITH ORDINALITY u(t, o) ORDER BY o);
+    IF past.run_id IS NULL THEN
+        rels := ARRAY(SELECT format('%I.%I', n.mirror_schema, t)::regclass FROM unnest(tabs) WITH ORDINALITY u(t, o) ORDER BY o);
+    ELSE
+        rels := owsync._as_of_views(n.mirror_schema, owsync._versions_schema(p_client), tabs, past.run_id);
+    END IF;
 
     report := owsync._write_report(p_target, p_overwrite, format('restore of %s', p_client), ddl, labels, tabs, rels,
                                    CASE WHEN coalesce(jm, 'wal') = 'wal' THEN 'wal' ELSE 'delete' END, true)
               || jsonb_build_object('left_out_tables', owsync._left_out_tables(n.mirror_schema, tabs));
+    IF past.run_id IS NOT NULL THEN
+        PERFORM owsync._drop_as_of_views(rels);
+        report := report || jsonb_build_object('as_of', opt.as_of, 'state_after_run', past.run_id,
+                                               'run_finished_at', past.finished_at, 'exact_at', past.exact_at,
+                                               'versions_interval', past.granularity);
+    END IF;
     IF reattach THEN
         EXECUTE format('ALTER SERVER %I OPTIONS (SET database %L)', n.server, p_target);
         UPDATE owsync.client c SET database = p_target WHERE c.client = p_client;	-- discover() matches by it
@@ -188,7 +230,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON PROCEDURE owsync.restore IS 'write a client''s mirror out as a new, verified SQLite file (options: reattach); returns a report';
+COMMENT ON PROCEDURE owsync.restore IS 'write a client''s mirror out as a new, verified SQLite file (options: reattach, as_of or run_id); returns a report';
 
 -- Rollback of a deployment that ran on PostgreSQL: a schema created by Open
 -- WebUI itself (its own types: json, bigint, boolean, text, varchar, ...)

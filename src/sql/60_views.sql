@@ -65,7 +65,9 @@ SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
        (SELECT count(*) FROM owsync.quarantine q WHERE q.client = c.client) AS quarantined_rows,
        (SELECT count(*) FROM owsync.mirror_change mc WHERE mc.client = c.client) AS mirror_changes,
        (SELECT count(*) FROM owsync.conflict x WHERE x.client = c.client AND x.decided IS NULL) AS pending_conflicts,
-       e.bad_options, e.option_errors
+       e.bad_options, e.option_errors,
+       owsync._versions_bytes(c.client) AS versions_bytes,
+       (SELECT r.finished_at FROM owsync.run r WHERE r.run_id = c.versions_from) AS restorable_from
   FROM owsync.client c
   CROSS JOIN LATERAL (SELECT array_agg(coalesce(x.option, 'options') ORDER BY x.option) AS bad_options,
                              array_agg(x.message || ' (' || x.hint || ')' ORDER BY x.option) AS option_errors
@@ -77,7 +79,7 @@ SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
                       WHERE r.client = c.client AND r.status = 'succeeded'
                       ORDER BY r.run_id DESC LIMIT 1) ok ON true;
 
-COMMENT ON VIEW owsync.status_detail IS 'one row per client: schedule and its pg_cron job, last run and its outcome, failures in a row and the backoff, next run, last success, lag, rows in the mirror (statistics), quarantined rows, rows changed in the mirror (pending in owsync.mirror_change), conflicts pending resolution, and the stored options that register_client() or set_options() would refuse now (their names, and why)';
+COMMENT ON VIEW owsync.status_detail IS 'one row per client: schedule and its pg_cron job, last run and its outcome, failures in a row and the backoff, next run, last success, lag, rows in the mirror (statistics), quarantined rows, rows changed in the mirror (pending in owsync.mirror_change), conflicts pending resolution, the stored options that register_client() or set_options() would refuse now (their names, and why), the bytes of its kept row versions and the oldest moment it can be restored to (owsync.restore options as_of)';
 
 CREATE VIEW owsync.status WITH (security_invoker = true) AS
 SELECT d.client, d.enabled, d.schedule, d.cron_job,
@@ -114,7 +116,10 @@ SELECT c.client,
        (SELECT count(*) FROM owsync.quarantine q WHERE q.client = c.client) AS quarantined_rows,
        (SELECT count(*) FROM owsync.mirror_change mc WHERE mc.client = c.client) AS mirror_changes,
        (SELECT count(*) FROM owsync.conflict x WHERE x.client = c.client AND x.decided IS NULL) AS pending_conflicts,
-       n.succeeded AS runs_succeeded, n.failed AS runs_failed, n.skipped AS runs_skipped
+       n.succeeded AS runs_succeeded, n.failed AS runs_failed, n.skipped AS runs_skipped,
+       owsync._versions_bytes(c.client) AS versions_bytes,
+       (SELECT extract(epoch FROM r.finished_at) FROM owsync.run r WHERE r.run_id = c.versions_from)
+         AS restorable_from_timestamp_seconds
   FROM owsync.client c
   LEFT JOIN LATERAL (SELECT r.* FROM owsync.run r
                       WHERE r.client = c.client AND r.status = 'succeeded'

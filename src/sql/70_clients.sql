@@ -26,11 +26,11 @@ BEGIN
             HINT = 'Unregister it first with owsync.unregister_client().';
     END IF;
     IF EXISTS (SELECT 1 FROM pg_namespace
-                WHERE nspname IN (n.mirror_schema, n.src_schema, n.digest_schema)) THEN
+                WHERE nspname IN (n.mirror_schema, n.src_schema, n.digest_schema, owsync._versions_schema(client))) THEN
         RAISE EXCEPTION USING ERRCODE = 'duplicate_schema',
             MESSAGE = format('a schema of client %L already exists', client),
-            DETAIL = format('A client uses the schemas %I, %I and %I.', n.mirror_schema, n.src_schema,
-                            n.digest_schema);
+            DETAIL = format('A client uses the schemas %I, %I, %I and %I.', n.mirror_schema, n.src_schema,
+                            n.digest_schema, owsync._versions_schema(client));
     END IF;
     -- a schedule other than manual needs pg_cron: known before any work
     IF owsync._cron_expr(client, schedule) IS NOT NULL THEN
@@ -66,6 +66,8 @@ BEGIN
 
     -- the first sync, in this transaction: registration is all or nothing
     rid := owsync._run(client, 'full');
+    -- the runs after this first load keep what they replace
+    UPDATE owsync.client c SET versions_from = rid WHERE c.client = register_client.client;
     PERFORM owsync._sync_job(client);
     RETURN QUERY
         SELECT ct.table_name, ct.key_columns, ct.watermark_column || ' (' || ct.watermark_unit || ')',
@@ -116,8 +118,8 @@ $$;
 
 
 -- Unregister a client: its server, internal schemas and pg_cron job go; its
--- mirror stays (a schema of plain tables) unless drop_data; its history
--- stays.
+-- mirror and its row versions stay (schemas of plain tables) unless
+-- drop_data; its history stays.
 CREATE FUNCTION owsync.unregister_client(client text, drop_data boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
@@ -135,6 +137,7 @@ BEGIN
     EXECUTE format('DROP SERVER IF EXISTS %I CASCADE', n.server);
     IF drop_data THEN
         EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', n.mirror_schema);
+        EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', owsync._versions_schema(client));
     ELSE
         PERFORM owsync._unwatch_mirror(client);	-- the kept tables are plain tables now
     END IF;

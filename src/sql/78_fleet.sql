@@ -986,10 +986,16 @@ DECLARE
     claim jsonb;
     reg record;
     register boolean;
+    opt record;
 BEGIN
     PERFORM owsync._require_admin();
     PERFORM owsync._check_client_name(p_client);
-    register := owsync._restore_flag(p_options, 'register');
+    SELECT * INTO opt FROM owsync._restore_options(p_options, 'register');
+    register := opt.flag_value;
+    IF opt.as_of IS NOT NULL OR opt.run_id IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+            MESSAGE = 'a restore from the hub is of the client as it is now';
+    END IF;
     claim := owsync._hub_json(format('SELECT to_jsonb(c) FROM owsync_fleet.client c WHERE client = %L', p_client));
     src := claim ->> 'edge';
     IF src IS NULL THEN

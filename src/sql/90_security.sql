@@ -46,7 +46,8 @@ GRANT EXECUTE ON FUNCTION
     owsync.find_files(text), owsync.client_names(text), owsync.client_name_for_path(text, text),
     owsync._next_run(text, timestamptz), owsync._age(interval), owsync._brief(text, integer),
     owsync._may_read_mirror(text, text), owsync._option_errors(text, jsonb), owsync._option_list(),
-    owsync._is_interval(jsonb), owsync._is_integer(jsonb, numeric, numeric), owsync._closest_name(text, text[])
+    owsync._is_interval(jsonb), owsync._is_integer(jsonb, numeric, numeric), owsync._closest_name(text, text[]),
+    owsync._versions_bytes(text), owsync._versions_schema(text)
   TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
     owsync.register_client(text, text, text, jsonb), owsync.unregister_client(text, boolean),
@@ -54,7 +55,7 @@ GRANT EXECUTE ON FUNCTION
     owsync._discover_counts(jsonb), owsync.set_schedule(text, text), owsync.enable_sync(text),
     owsync.disable_sync(text), owsync.pending(text), owsync.verify(text),
     owsync._start_run(text, text), owsync._work_run(bigint), owsync._finish_run(bigint),
-    owsync.resolve_conflict(bigint, text), owsync.set_options(text, jsonb)
+    owsync.resolve_conflict(bigint, text), owsync.set_options(text, jsonb), owsync.row_versions(text, text, jsonb)
   TO owsync_admin;
 GRANT EXECUTE ON FUNCTION owsync._fleet_converge(boolean), owsync._fleet_report(boolean), owsync._published(),
     owsync._restore_from_hub(text, text, boolean, jsonb) TO owsync_admin;
