@@ -1,6 +1,6 @@
 --
 -- Upgrade: a cluster holding registered, synced clients of owsync_fdw 0.1
--- (and then one of 0.2, and one of 0.3) is upgraded by ALTER EXTENSION owsync_fdw UPDATE.
+-- (and then one of 0.2, 0.3 and 0.4) is upgraded by ALTER EXTENSION owsync_fdw UPDATE.
 -- Nothing is lost (every row of owsync's tables, the digests and the
 -- mirrors), the clients sync on
 -- incrementally (no table reloaded), their reader roles, conflicts and pg_cron
@@ -28,7 +28,10 @@ BEGIN
                                        OR s.nspname LIKE 'owsync\_%\_digest')
             ORDER BY 1 LOOP
     rel := t.name;
-    EXECUTE format('SELECT count(*), md5(coalesce(string_agg(x::text, E''\n'' ORDER BY x::text), '''')) FROM %s x',
+    -- (owsync.client without the column 0.5 added: new, not changed)
+    EXECUTE format('SELECT count(*), md5(coalesce(string_agg(y, E''\n'' ORDER BY y), ''''))
+                      FROM (SELECT %s AS y FROM %s x) x',
+                   CASE WHEN t.name = 'owsync.client' THEN $q$(to_jsonb(x) - 'versions_from')::text$q$ ELSE 'x::text' END,
                    t.name) INTO n, digest;
     RETURN NEXT;
   END LOOP;
@@ -90,6 +93,7 @@ SELECT * FROM pg_temp.check('legacy_example_com');
 SELECT * FROM pg_temp.check('fresh_example_com');
 CREATE TEMP TABLE before AS SELECT * FROM pg_temp.state();
 CREATE TEMP TABLE before_watermarks AS SELECT client, table_name, watermark FROM owsync.client_table;
+CREATE TEMP TABLE before_runs AS SELECT client, run_id FROM owsync.run WHERE status = 'succeeded';
 SELECT count(*) AS relations, sum(n) AS rows FROM before;
 SELECT jobname, command FROM cron.job ORDER BY jobname;
 
@@ -127,6 +131,10 @@ CALL owsync.sync('legacy_example_com', 'reconcile');
 SELECT * FROM pg_temp.check('legacy_example_com');
 SELECT * FROM pg_temp.compare('legacy_example_com') WHERE differences > 0 OR source_rows <> mirror_rows;
 SELECT * FROM pg_temp.check('fresh_example_com');
+-- the runs after the upgrade keep what they replace, from the last run before it on
+SELECT client, versions_from = (SELECT max(run_id) FROM before_runs b WHERE b.client = c.client) AS from_last_run_before,
+       versions_bytes > 0 AS kept
+  FROM owsync.client c JOIN owsync.status_detail USING (client) ORDER BY client;
 -- the misspelt option set right
 SELECT owsync.set_options('legacy_example_com', '{"on_bad_row": "abort"}') ->> 'on_bad_row' AS on_bad_row;
 SELECT client, problem FROM owsync.status ORDER BY client;
@@ -150,10 +158,12 @@ ORDER BY 1, 2, 3;
 
 CREATE TEMP TABLE fresh_install AS SELECT * FROM pg_temp.definition();
 
--- 0.2 and 0.3: a client synced, then the upgrade to this version
+-- 0.2, 0.3 and 0.4: a client synced, then the upgrade to this version
 \set from 0.2
 \i :abs_srcdir/test/fixtures/upgrade_from.sql
 \set from 0.3
+\i :abs_srcdir/test/fixtures/upgrade_from.sql
+\set from 0.4
 \i :abs_srcdir/test/fixtures/upgrade_from.sql
 
 DROP EXTENSION owsync_fdw;

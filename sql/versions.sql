@@ -155,5 +155,7 @@ SELECT count(*) > 0 AS reads_mirror FROM acme.chat;
 RESET ROLE;
 
 SELECT owsync.unregister_client('acme', drop_data => true);
-SELECT count(*) AS schemas_left FROM pg_namespace WHERE nspname LIKE '%acme%';
+SELECT count(*) AS schemas_left FROM pg_namespace
+ WHERE nspname IN ('acme', 'owsync_acme_src', 'owsync_acme_digest', 'owsync_acme_versions');
 DROP ROLE acme_reader;
+DROP EXTENSION owsync_fdw;

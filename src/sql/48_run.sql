@@ -198,9 +198,10 @@ BEGIN
         PERFORM owsync._purge_versions(p_client);
     END IF;
     IF keep > interval '0' THEN
-        -- (the runs whose state its versions can give back stay: an as-of restore reads their times)
+        -- (the successful runs whose state its versions can give back stay:
+        -- an as-of restore reads their times and schemas)
         DELETE FROM owsync.run WHERE client = p_client AND started_at < now() - keep AND run_id <> p_run
-                                 AND run_id < coalesce(c.versions_from, p_run);
+                                 AND NOT (status = 'succeeded' AND run_id >= coalesce(c.versions_from, p_run));
         DELETE FROM owsync.conflict WHERE client = p_client AND decided_at < now() - keep;
         IF to_regclass('cron.job_run_details') IS NOT NULL THEN
             BEGIN
