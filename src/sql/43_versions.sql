@@ -97,7 +97,7 @@ BEGIN
             EXECUTE format('CREATE INDEX ON %s (owsync_run)', v);
         END IF;
     END IF;
-    FOR col IN SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attcompression
+    FOR col IN SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type
                  FROM pg_attribute a
                 WHERE a.attrelid = mirror AND a.attnum > 0 AND NOT a.attisdropped
                   AND NOT EXISTS (SELECT 1 FROM pg_attribute x
@@ -106,10 +106,12 @@ BEGIN
         EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', v, col.attname, col.type);
     END LOOP;
     -- large values compressed as in the mirror
-    FOR col IN SELECT a.attname FROM pg_attribute a JOIN pg_attribute x ON x.attname = a.attname
+    FOR col IN SELECT a.attname, CASE a.attcompression WHEN 'l' THEN 'lz4' WHEN 'p' THEN 'pglz'
+                                                       ELSE 'default' END AS method
+                 FROM pg_attribute a JOIN pg_attribute x ON x.attname = a.attname
                 WHERE a.attrelid = mirror AND x.attrelid = v::regclass AND a.attcompression <> x.attcompression
                   AND NOT x.attisdropped LOOP
-        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET COMPRESSION lz4', v, col.attname);
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET COMPRESSION %s', v, col.attname, col.method);
     END LOOP;
     RETURN v;
 END
