@@ -317,7 +317,8 @@ $$;
 -- Full reload (mode full, or a table without key): the mirror and the
 -- digests are replaced by the source's rows, and the key buckets, the
 -- watermark and its window's signature stored.  Rows changed in the mirror
--- are decided as conflicts, as an incremental run would.
+-- are decided as conflicts, as an incremental run would.  The versions the
+-- reload replaces are kept first (43_versions.sql).
 CREATE FUNCTION owsync._full_reload(t owsync.client_table, p owsync._sync_plan,
     OUT path text, OUT rows_read bigint, OUT inserted bigint, OUT deleted bigint, OUT conflicts bigint)
 LANGUAGE plpgsql
@@ -603,7 +604,8 @@ $$;
 -- Apply the stage to the mirror: new rows inserted, rows whose digest
 -- changed updated (MERGE), then the digests stored.  Rows held out for
 -- conflicts (40_conflicts.sql) go back into the stage before the digests,
--- which follow the source.  Returns the rows inserted and updated.
+-- which follow the source.  The versions the MERGE replaces are kept first
+-- (43_versions.sql).  Returns the rows inserted and updated.
 CREATE FUNCTION owsync._apply(t owsync.client_table, p owsync._sync_plan, OUT inserted bigint, OUT updated bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -642,7 +644,7 @@ END
 $$;
 
 -- Hard deletes: the keys the source lost (pg_temp.owsync_gone) leave the
--- mirror and the digests, by key, and the key set's new buckets (kb) are
+-- mirror (their versions kept) and the digests, by key, and the key set's new buckets (kb) are
 -- stored; analyzed first, so that a few keys are deleted through the index
 -- rather than by hashing the whole table.  Returns the rows deleted.
 CREATE FUNCTION owsync._apply_deletes(t owsync.client_table, p owsync._sync_plan, kb bigint[]) RETURNS bigint
