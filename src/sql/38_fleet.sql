@@ -29,19 +29,23 @@ $$;
 
 -- The catalog tables copied to owsync_edge_<edge>, with their keys: what a
 -- hub needs to show the fleet and to restore a client (its captured schema,
--- journal mode and quarantine).
-CREATE FUNCTION owsync._edge_copied(OUT table_name text, OUT key_columns text)
+-- journal mode, quarantine, and the runs and versions_from an as-of restore
+-- reads).  A client's row stays in the copy when it is unregistered
+-- (kept_on_delete): a restore from the hub registers it elsewhere with its
+-- schedule and options, and reads its history's window there.
+CREATE FUNCTION owsync._edge_copied(OUT table_name text, OUT key_columns text, OUT kept_on_delete boolean)
 RETURNS SETOF record
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    VALUES ('client', 'client'), ('source_schema', 'schema_id'), ('run', 'run_id'),
-           ('quarantine', 'client, table_name, key'), ('alert', 'alert_id')
+    VALUES ('client', 'client', true), ('source_schema', 'schema_id', false), ('run', 'run_id', false),
+           ('quarantine', 'client, table_name, key', false), ('alert', 'alert_id', false)
 $$;
 
 -- Trigger on the copied catalog tables: the row's copy in
 -- owsync_edge_<edge> follows it, in the same transaction (so a run arrives
--- at the hub with its catalog rows).  Columns are matched by name.
+-- at the hub with its catalog rows).  Columns are matched by name.  Trigger
+-- arguments: the key columns, and 'kept' when a deleted row's copy stays.
 CREATE OR REPLACE FUNCTION owsync._copy_to_edge() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -49,15 +53,16 @@ AS $$
 DECLARE
     e text := (SELECT edge FROM owsync.edge);
     dst text;
+    kept boolean := TG_NARGS > 1 AND TG_ARGV[1] = 'kept';
 BEGIN
-    IF e IS NULL THEN
+    IF e IS NULL OR (TG_OP = 'DELETE' AND kept) THEN
         RETURN NULL;
     END IF;
     dst := format('%I.%I', owsync._edge_schema(e), TG_TABLE_NAME);
-    IF TG_OP <> 'INSERT' THEN
+    IF TG_OP <> 'INSERT' OR kept THEN
         EXECUTE format('DELETE FROM %s WHERE (%s) = (SELECT %2$s FROM jsonb_populate_record(NULL::%1$s, $1))',
                        dst, TG_ARGV[0])
-          USING to_jsonb(OLD);
+          USING to_jsonb(CASE WHEN TG_OP = 'INSERT' THEN NEW ELSE OLD END);
     END IF;
     IF TG_OP <> 'DELETE' THEN
         EXECUTE format('INSERT INTO %s SELECT * FROM jsonb_populate_record(NULL::%1$s, $1)', dst)
@@ -73,7 +78,8 @@ DECLARE
 BEGIN
     FOR t IN SELECT * FROM owsync._edge_copied() LOOP
         EXECUTE format('CREATE OR REPLACE TRIGGER owsync_copy_to_edge AFTER INSERT OR UPDATE OR DELETE ON owsync.%I
-                        FOR EACH ROW EXECUTE FUNCTION owsync._copy_to_edge(%L)', t.table_name, t.key_columns);
+                        FOR EACH ROW EXECUTE FUNCTION owsync._copy_to_edge(%L%s)', t.table_name, t.key_columns,
+                       CASE WHEN t.kept_on_delete THEN ', ''kept''' ELSE '' END);
     END LOOP;
 END
 $$;
@@ -100,13 +106,46 @@ AS $$
 $$;
 
 -- The schemas of a client that the hub holds, published together once the
--- hub has accepted the client's name: its mirror.  (A feature that keeps
--- more per-client data the hub needs adds that schema here.)
+-- hub has accepted the client's name: its mirror, and the versions its runs
+-- kept (43_versions.sql), so that an as-of restore works from the hub
+-- alone.  Both exist before they are published: owsync._hub_versions()
+-- makes the versions schema.
 CREATE FUNCTION owsync._hub_schemas(client text) RETURNS name[]
 LANGUAGE sql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT ARRAY[(owsync.client_names(client)).mirror_schema]
+    SELECT ARRAY[(owsync.client_names(client)).mirror_schema, owsync._versions_schema(client)]
+$$;
+
+-- Make a client's versions schema exist, and, while its runs keep versions,
+-- a versions table for each of its mirror tables with every column of it.
+-- A run makes these lazily, in a transaction that would bring the hub rows
+-- of a table (or column) it lacks, stopping the hub's apply for every
+-- client of this edge until the next tick; made here, at publication and
+-- after drift, they reach the hub first, like mirror tables.
+CREATE FUNCTION owsync._hub_versions(p_client text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    vs name := owsync._versions_schema(p_client);
+    t record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = vs) THEN
+        EXECUTE format('CREATE SCHEMA %I', vs);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM owsync.client c
+                    WHERE c.client = p_client AND c.versions_from IS NOT NULL
+                      AND (owsync._options(c.options) ->> 'versions_retention')::interval > interval '0') THEN
+        RETURN;
+    END IF;
+    FOR t IN SELECT ct.table_name, ct.key_columns FROM owsync.client_table ct
+              WHERE ct.client = p_client AND ct.removed_at IS NULL
+                AND to_regclass(format('%I.%I', p_client, ct.table_name)) IS NOT NULL
+              ORDER BY 1 LOOP
+        PERFORM owsync._versions_table(p_client, t.table_name, t.key_columns);
+    END LOOP;
+END
 $$;
 
 -- The schema of the dblink extension (NULL: not installed).
@@ -379,9 +418,54 @@ BEGIN
     IF NOT owsync._hub_schemas(p_client) <@ owsync._published() OR (SELECT hub FROM owsync.edge) IS NULL THEN
         RETURN;
     END IF;
+    PERFORM owsync._hub_versions(p_client);
     PERFORM owsync._hub_catch_up(owsync._hub_schemas(p_client));
 EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'owsync %: the hub could not take the new schema now: %', p_client, SQLERRM
         USING HINT = 'The fleet tick (job owsync-fleet) brings it to the hub when it can be reached.';
+END
+$$;
+
+-- On an edge: its catalog copy gets the columns its catalog tables gained
+-- since prepare_edge made it (an upgrade adds some: client.versions_from),
+-- filled from the catalog.  The hub gets them first when it can be reached
+-- (otherwise its apply waits for the next fleet tick, which adds them).
+DO $$
+DECLARE
+    e text := (SELECT edge FROM owsync.edge);
+    t record;
+    added text[];
+BEGIN
+    IF e IS NULL THEN
+        RETURN;
+    END IF;
+    FOR t IN SELECT * FROM owsync._edge_copied() LOOP
+        added := ARRAY(SELECT a.attname::text FROM pg_attribute a
+                        WHERE a.attrelid = format('owsync.%I', t.table_name)::regclass AND a.attnum > 0
+                          AND NOT a.attisdropped
+                          AND NOT EXISTS (SELECT 1 FROM pg_attribute x
+                                           WHERE x.attrelid = format('%I.%I', owsync._edge_schema(e), t.table_name)::regclass
+                                             AND x.attname = a.attname AND NOT x.attisdropped)
+                        ORDER BY a.attnum);
+        CONTINUE WHEN cardinality(added) = 0;
+        EXECUTE (SELECT string_agg(format('ALTER TABLE %I.%I ADD COLUMN %I %s', owsync._edge_schema(e), t.table_name,
+                                          a.attname, format_type(a.atttypid, a.atttypmod)), '; ' ORDER BY a.attnum)
+                   FROM pg_attribute a
+                  WHERE a.attrelid = format('owsync.%I', t.table_name)::regclass AND a.attname = ANY (added));
+        EXECUTE format('UPDATE %I.%I d SET (%s) = ROW(%s) FROM owsync.%I s WHERE %s',
+                       owsync._edge_schema(e), t.table_name,
+                       (SELECT string_agg(format('%I', c), ', ') FROM unnest(added) c),
+                       (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(added) c), t.table_name,
+                       (SELECT string_agg(format('d.%1$I = s.%1$I', btrim(k)), ' AND ')
+                          FROM unnest(string_to_array(t.key_columns, ',')) k));
+    END LOOP;
+    IF (SELECT hub FROM owsync.edge) IS NOT NULL THEN
+        BEGIN
+            PERFORM owsync._hub_catch_up(ARRAY[owsync._edge_schema(e)]);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'owsync edge %: the hub could not take the new columns of the catalog copy now: %', e, SQLERRM
+                USING HINT = 'The fleet tick (job owsync-fleet) brings them to the hub when it can be reached.';
+        END;
+    END IF;
 END
 $$;

@@ -362,7 +362,7 @@ $$;
 -- exact); for a run id, that run, which must have succeeded.  Refused
 -- outside the client's window: from the end of its run versions_from to
 -- now.  Also returns when that run finished, the moment the state is exact
--- for, and the interval (NULL: every version kept).
+-- for, and the interval (NULL: every version kept).  See _as_of_window.
 CREATE FUNCTION owsync._as_of_run(p_client text, p_at timestamptz, p_run bigint,
                                   OUT run_id bigint, OUT finished_at timestamptz, OUT exact_at timestamptz,
                                   OUT granularity interval)
@@ -371,29 +371,47 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c owsync.client;
+BEGIN
+    SELECT * INTO c FROM owsync.client x WHERE x.client = p_client;
+    SELECT * INTO run_id, finished_at, exact_at, granularity
+      FROM owsync._as_of_window(p_client, p_at, p_run, c.versions_from, c.options, 'owsync.run');
+END
+$$;
+
+-- owsync._as_of_run() from the facts it needs: the client's versions_from
+-- and options, and a relation of its runs (owsync.run, or the hub's copy of
+-- its edge's runs) with run_id, client, status, started_at and finished_at.
+CREATE FUNCTION owsync._as_of_window(p_client text, p_at timestamptz, p_run bigint, p_versions_from bigint,
+                                     p_options jsonb, p_runs regclass,
+                                     OUT run_id bigint, OUT finished_at timestamptz, OUT exact_at timestamptz,
+                                     OUT granularity interval)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
     oldest timestamptz;
     window_text text;
 BEGIN
-    SELECT * INTO c FROM owsync.client x WHERE x.client = p_client;
-    IF c.versions_from IS NULL THEN
+    IF p_versions_from IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('client %L keeps no row versions', p_client),
             DETAIL = 'Versions are kept from the first run after registration on, unless versions_retention is 0.',
             HINT = 'Restore the client as it is now, without as_of or run_id.';
     END IF;
-    SELECT r.finished_at INTO oldest FROM owsync.run r WHERE r.run_id = c.versions_from;
+    EXECUTE format('SELECT r.finished_at FROM %s r WHERE r.run_id = $1', p_runs) INTO oldest USING p_versions_from;
     window_text := format('Client %s can be restored as it stood at any moment from %s (the end of run %s) to now.',
-                          p_client, oldest, c.versions_from);
-    granularity := nullif((owsync._options(c.options) ->> 'versions_interval')::interval, interval '0');
+                          p_client, oldest, p_versions_from);
+    granularity := nullif((owsync._options(p_options) ->> 'versions_interval')::interval, interval '0');
     IF p_run IS NOT NULL THEN
-        SELECT r.run_id, r.finished_at INTO run_id, finished_at FROM owsync.run r
-         WHERE r.run_id = p_run AND r.client = p_client AND r.status = 'succeeded';
+        EXECUTE format('SELECT r.run_id, r.finished_at FROM %s r
+                         WHERE r.run_id = $1 AND r.client = $2 AND r.status = %L', p_runs, 'succeeded')
+          INTO run_id, finished_at USING p_run, p_client;
         IF run_id IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = format('run %s is not a successful run of client %L', p_run, p_client),
                 HINT = 'owsync.history lists the client''s runs.';
         END IF;
-        IF run_id < c.versions_from THEN
+        IF run_id < p_versions_from THEN
             RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                 MESSAGE = format('run %s of client %L is older than its kept versions reach', p_run, p_client),
                 DETAIL = window_text;
@@ -414,13 +432,14 @@ BEGIN
     END IF;
     exact_at := CASE WHEN granularity IS NULL THEN p_at
                      ELSE date_bin(granularity, p_at, timestamptz 'epoch') END;
-    SELECT r.run_id, r.finished_at INTO run_id, finished_at FROM owsync.run r
-     WHERE r.client = p_client AND r.status = 'succeeded' AND r.run_id >= c.versions_from
-       AND CASE WHEN granularity IS NULL THEN r.finished_at <= p_at ELSE r.started_at < exact_at END
-     ORDER BY r.run_id DESC LIMIT 1;
+    EXECUTE format('SELECT r.run_id, r.finished_at FROM %s r
+                     WHERE r.client = $1 AND r.status = %L AND r.run_id >= $2
+                       AND CASE WHEN $3 IS NULL THEN r.finished_at <= $4 ELSE r.started_at < $5 END
+                     ORDER BY r.run_id DESC LIMIT 1', p_runs, 'succeeded')
+      INTO run_id, finished_at USING p_client, p_versions_from, granularity, p_at, exact_at;
     IF run_id IS NULL THEN
         -- within the first interval of the window: its first run's state
-        run_id := c.versions_from;
+        run_id := p_versions_from;
         finished_at := oldest;
         exact_at := oldest;
     END IF;

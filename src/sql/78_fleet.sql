@@ -612,11 +612,13 @@ BEGIN
         FOR c IN SELECT x.client FROM owsync.client x ORDER BY 1 LOOP
             -- a published mirror: the name was claimed before
             IF (owsync.client_names(c.client)).mirror_schema = ANY (published) THEN
+                PERFORM owsync._hub_versions(c.client);
                 wanted := wanted || owsync._hub_schemas(c.client);
                 CONTINUE;
             END IF;
             holder := owsync._hub_claim(c.client);
             IF holder IS NULL THEN
+                PERFORM owsync._hub_versions(c.client);
                 wanted := wanted || owsync._hub_schemas(c.client);
             ELSE
                 held_elsewhere := held_elsewhere || c.client;
@@ -965,7 +967,10 @@ $$;
 -- its edge captured last, through the same checks as owsync.restore().
 -- options: {"register": true} registers the client here on the new file,
 -- with the schedule and options it had on its edge (which must have
--- released the name: unregistered there, or forgotten).
+-- released the name: unregistered there, or forgotten); {"as_of": "<time>"}
+-- or {"run_id": <run>} restores it as it stood after that run, like
+-- owsync.restore() does, from the hub's copies of its mirror and versions
+-- and of its edge's catalog (runs, versions_from, captured schemas).
 CREATE FUNCTION owsync._restore_from_hub(p_client text, p_target text, p_overwrite boolean, p_options jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER
@@ -974,6 +979,7 @@ AS $$
 DECLARE
     src text;
     stage name := ('owsync_' || p_client || '_hub')::name;
+    vstage name := ('owsync_' || p_client || '_hubv')::name;
     cat name := ('owsync_' || p_client || '_hubcat')::name;
     captured jsonb;
     jm text;
@@ -984,17 +990,20 @@ DECLARE
     t0 timestamptz := clock_timestamp();
     report jsonb;
     claim jsonb;
-    reg record;
+    reg jsonb;
     register boolean;
     opt record;
+    past record;		-- as of a past run: owsync._as_of_window()
 BEGIN
     PERFORM owsync._require_admin();
     PERFORM owsync._check_client_name(p_client);
     SELECT * INTO opt FROM owsync._restore_options(p_options, 'register');
     register := opt.flag_value;
-    IF opt.as_of IS NOT NULL OR opt.run_id IS NOT NULL THEN
+    IF register AND (opt.as_of IS NOT NULL OR opt.run_id IS NOT NULL) THEN
         RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
-            MESSAGE = 'a restore from the hub is of the client as it is now';
+            MESSAGE = 'a client registered from the hub is restored as it is now',
+            DETAIL = 'Its kept versions go with it, and they lead to its latest state.',
+            HINT = 'Restore it as of that moment without "register", then register the file with owsync.register_client().';
     END IF;
     claim := owsync._hub_json(format('SELECT to_jsonb(c) FROM owsync_fleet.client c WHERE client = %L', p_client));
     src := claim ->> 'edge';
@@ -1007,24 +1016,36 @@ BEGIN
             MESSAGE = format('client %L is registered on edge %s', p_client, src),
             HINT = format('Unregister it on edge %s first (or, if that host is lost, SELECT owsync.forget_edge(%L)).', src, src);
     END IF;
-    PERFORM owsync._drop_schemas_quietly(ARRAY[stage, cat]);
+    PERFORM owsync._drop_schemas_quietly(ARRAY[stage, vstage, cat]);
     EXECUTE format('CREATE SCHEMA %I', stage);
     EXECUTE format('CREATE SCHEMA %I', cat);
     EXECUTE format('IMPORT FOREIGN SCHEMA %I FROM SERVER owsync_hub INTO %I', p_client, stage);
     EXECUTE format('IMPORT FOREIGN SCHEMA %I LIMIT TO (client, source_schema, run, quarantine) FROM SERVER owsync_hub INTO %I',
                    owsync._edge_schema(src), cat);
-    EXECUTE format('SELECT ddl FROM %I.source_schema WHERE client = $1 ORDER BY schema_id DESC LIMIT 1', cat)
-      INTO captured USING p_client;
+    EXECUTE format('SELECT to_jsonb(c) FROM %I.client c WHERE client = $1', cat) INTO reg USING p_client;
+    SELECT NULL::bigint AS run_id INTO past;
+    IF opt.as_of IS NOT NULL OR opt.run_id IS NOT NULL THEN
+        past := owsync._as_of_window(p_client, opt.as_of, opt.run_id, (reg ->> 'versions_from')::bigint,
+                                     coalesce(reg -> 'options', '{}'), format('%I.run', cat)::regclass);
+        PERFORM owsync._hub_versions_stage(p_client, vstage);
+        EXECUTE format('SELECT s.ddl FROM %1$I.source_schema s
+                         WHERE s.schema_id = (SELECT r.source_schema_id FROM %1$I.run r WHERE r.run_id = $1)', cat)
+          INTO captured USING past.run_id;
+    ELSE
+        EXECUTE format('SELECT ddl FROM %I.source_schema WHERE client = $1 ORDER BY schema_id DESC LIMIT 1', cat)
+          INTO captured USING p_client;
+    END IF;
     EXECUTE format('SELECT journal_mode FROM %I.run WHERE client = $1 AND journal_mode IS NOT NULL
-                     ORDER BY run_id DESC LIMIT 1', cat) INTO jm USING p_client;
+                       AND run_id <= coalesce($2, run_id)
+                     ORDER BY run_id DESC LIMIT 1', cat) INTO jm USING p_client, past.run_id;
     EXECUTE format('SELECT count(*) FROM %I.quarantine WHERE client = $1', cat) INTO quarantined USING p_client;
-    EXECUTE format('SELECT schedule, options FROM %I.client WHERE client = $1', cat) INTO reg USING p_client;
     IF captured IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('the hub has no captured schema of client %L', p_client),
-            DETAIL = format('Edge %s''s catalog copy at the hub holds none.', src);
+            DETAIL = format('Edge %s''s catalog copy at the hub holds none%s.', src,
+                            CASE WHEN past.run_id IS NULL THEN '' ELSE format(' for run %s', past.run_id) END);
     END IF;
-    IF quarantined > 0 THEN
+    IF quarantined > 0 AND past.run_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('client %L has %s quarantined rows, which its copy does not hold', p_client, quarantined),
             DETAIL = 'A restore from the copy would lose them.',
@@ -1032,24 +1053,69 @@ BEGIN
     END IF;
     plan := owsync._replay_plan(captured);
     SELECT string_agg(t, ', ') INTO missing FROM unnest(plan.tabs) t
-     WHERE to_regclass(format('%I.%I', stage, t)) IS NULL;
+     WHERE to_regclass(format('%I.%I', stage, CASE WHEN past.run_id IS NULL THEN t
+                                                   ELSE owsync._as_of_table(stage, t, past.run_id) END)) IS NULL;
     IF missing IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('the hub''s copy of client %L has no table %s', p_client, missing),
             HINT = 'Wait for the hub to catch up with the edge (owsync_fleet.fleet at the hub), then try again.';
     END IF;
-    rels := ARRAY(SELECT format('%I.%I', stage, t)::regclass FROM unnest(plan.tabs) WITH ORDINALITY u(t, o) ORDER BY o);
+    IF past.run_id IS NULL THEN
+        rels := ARRAY(SELECT format('%I.%I', stage, t)::regclass FROM unnest(plan.tabs) WITH ORDINALITY u(t, o) ORDER BY o);
+    ELSE
+        rels := owsync._as_of_views(stage, vstage, plan.tabs, past.run_id,
+                                    owsync._hub_keys(p_client, stage, plan.tabs, past.run_id));
+    END IF;
     report := owsync._write_report(p_target, p_overwrite, format('restore of %s from the hub', p_client),
                                    plan.ddl, plan.labels, plan.tabs, rels,
                                    CASE WHEN coalesce(jm, 'wal') = 'wal' THEN 'wal' ELSE 'delete' END, true)
               || jsonb_build_object('left_out_tables', owsync._left_out_tables(stage, plan.tabs));
-    PERFORM owsync._drop_schemas_quietly(ARRAY[stage, cat]);
+    IF past.run_id IS NOT NULL THEN
+        PERFORM owsync._drop_as_of_views(rels);
+        report := report || jsonb_build_object('as_of', opt.as_of, 'state_after_run', past.run_id,
+                                               'run_finished_at', past.finished_at, 'exact_at', past.exact_at,
+                                               'versions_interval', past.granularity);
+    END IF;
+    PERFORM owsync._drop_schemas_quietly(ARRAY[stage, vstage, cat]);
     IF register THEN
-        PERFORM owsync.register_client(p_client, p_target, coalesce(reg.schedule, 'manual'), coalesce(reg.options, '{}'));
+        PERFORM owsync.register_client(p_client, p_target, coalesce(reg ->> 'schedule', 'manual'),
+                                       coalesce(reg -> 'options', '{}'));
     END IF;
     RETURN jsonb_build_object('client', p_client, 'from_edge', src, 'registered', register,
                               'seconds', round(extract(epoch FROM clock_timestamp() - t0)::numeric, 3)) || report;
 END
+$$;
+
+-- The hub's copy of a client's versions schema imported into schema stage
+-- (made here); an error when the hub holds none.
+CREATE FUNCTION owsync._hub_versions_stage(p_client text, stage name) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT owsync._hub_json(format('SELECT to_jsonb(EXISTS (SELECT FROM pg_namespace WHERE nspname = %L))',
+                                   owsync._versions_schema(p_client)))::boolean THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('the hub holds no versions of client %L', p_client),
+            HINT = 'Its edge publishes them at its next fleet tick (job owsync-fleet).';
+    END IF;
+    EXECUTE format('CREATE SCHEMA %I', stage);
+    EXECUTE format('IMPORT FOREIGN SCHEMA %I FROM SERVER owsync_hub INTO %I', owsync._versions_schema(p_client), stage);
+END
+$$;
+
+-- The keys of the hub's mirror tables that an as-of restore to run p_run
+-- reads for tabs (see owsync._as_of_table), in that order, as
+-- owsync._as_of_views() takes them: foreign tables have no primary key, the
+-- hub's tables have the edge's.
+CREATE FUNCTION owsync._hub_keys(p_client text, stage name, tabs text[], p_run bigint) RETURNS jsonb
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(CASE WHEN jsonb_typeof(k.key) = 'array' THEN k.key ELSE '[]' END ORDER BY u.o), '[]')
+      FROM (SELECT owsync._hub_json(owsync._table_shapes_sql(ARRAY[p_client::name])) AS shapes) s
+     CROSS JOIN unnest(tabs) WITH ORDINALITY u(t, o)
+     CROSS JOIN LATERAL (SELECT s.shapes -> (p_client || '.' || owsync._as_of_table(stage, u.t, p_run)) -> 'key' AS key) k
 $$;
 
 -- CALL owsync.restore_from_hub(client, target_path [, overwrite, options]):

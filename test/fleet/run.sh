@@ -72,6 +72,7 @@ bulk() {
            (SELECT max(updated_at) FROM chat_message) + 5 FROM n"
 }
 # Each client's edge and SQLite file, as the scenarios move them.
+ALPHA_T0=""                                      # the end of alpha's last run before its drift
 declare -A EDGE_OF=() FILE_OF=() KEPT_OF=()   # KEPT_OF: compare_hub.py --kept flags (tables the mirror keeps)
 # hub_equal EDGE... : wait until the hub has applied each EDGE's WAL, then the hub's copy of
 # every client of those edges equals its file
@@ -194,6 +195,112 @@ s_changes() {
   check "each edge's catalog arrives; run ids since attach are unique across the fleet" catalogs
 }
 
+# ------------------------------------------------------------------ row versions at the hub
+# versions_rows NODE CLIENT: one line per table of CLIENT's versions schema at NODE: its name,
+# row count and an md5 of its rows
+versions_rows() {
+  q "$1" "SELECT c.relname || ' ' || (xpath('/row/n/text()', query_to_xml(format(
+             'SELECT count(*) || '' '' || md5(coalesce(string_agg(x::text, E''\n'' ORDER BY x::text), '''')) AS n FROM %I.%I x',
+             n.nspname, c.relname), false, true, '')))[1]::text
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'owsync_$2_versions' AND c.relkind = 'r' ORDER BY 1"
+}
+# versions_at_hub EDGE CLIENT: the hub holds CLIENT's versions tables, each with a primary key,
+# and exactly the edge's rows, some of them
+versions_at_hub() {
+  local ours theirs
+  wait_arrived "$1" || return 1
+  ours=$(versions_rows "$1" "$2") theirs=$(versions_rows hub "$2")
+  printf '%s:\n%s\nhub:\n%s\n' "$1" "$ours" "$theirs"
+  [ -n "$ours" ] && [ "$ours" = "$theirs" ] || { echo "the hub's versions differ from the edge's"; return 1; }
+  is_true hub "SELECT count(*) > 0 AND bool_and(EXISTS (SELECT FROM pg_constraint x WHERE x.conrelid = c.oid AND x.contype = 'p'))
+                 FROM pg_class c WHERE c.relnamespace = 'owsync_$2_versions'::regnamespace AND c.relkind = 'r'" ||
+    { echo "a versions table at the hub has no primary key"; return 1; }
+  is_true hub "SELECT sum((xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I', 'owsync_$2_versions', c.relname),
+                                                               false, true, '')))[1]::text::bigint) > 0
+                 FROM pg_class c WHERE c.relnamespace = 'owsync_$2_versions'::regnamespace AND c.relkind = 'r'" ||
+    { echo "no versions rows at the hub"; return 1; }
+}
+last_run() { q "$1" "SELECT max(run_id) FROM owsync.run WHERE client = '$2' AND status = 'succeeded'"; }
+last_run_end() { q "$1" "SELECT finished_at FROM owsync.run WHERE run_id = $(last_run "$1" "$2")"; }
+# from_hub NODE CLIENT OPTIONS SAVED: restore_from_hub at NODE with OPTIONS, identical to SAVED
+from_hub() {
+  local out=$F/$1/$2.from_hub.db report
+  rm -f "$out"
+  report=$(q "$1" "CALL owsync.restore_from_hub('$2', '$out', options => '$3')") || { echo "$report"; return 1; }
+  echo "$report"
+  $COMPARE_SQLITE "$4" "$out"
+}
+# refused_from_hub NODE CLIENT OPTIONS WORD...: restore_from_hub refuses OPTIONS, saying each WORD
+refused_from_hub() {
+  local n=$1 c=$2 o=$3; shift 3
+  contains_all "$(q_err "$n" "CALL owsync.restore_from_hub('$c', '$F/$n/$c.refused.db', options => '$o')")" "$@"
+}
+
+s_versions() {
+  local r1 t0 vf rp t
+  # bravo (keyless tables too): its state after three runs, each saved with sqlite3 .backup
+  step "a copy of bravo's file as of its last run" sqlite3 "$F/edge1/bravo.db" ".backup $F/saved/bravo.v0.db"
+  t0=$(last_run_end edge1 "$B")
+  edits "$F/edge1/bravo.db" v1; sync edge1 "$B"; r1=$(last_run edge1 "$B")
+  step "a copy of bravo's file as of run $r1" sqlite3 "$F/edge1/bravo.db" ".backup $F/saved/bravo.v1.db"
+  edits "$F/edge1/bravo.db" v2; sync edge1 "$B"
+  # alpha as of now, restored from the hub after its drift (new column, new table, a table retired)
+  step "a copy of alpha's file as of its last run" sqlite3 "$F/edge1/alpha.db" ".backup $F/saved/alpha.v0.db"
+  ALPHA_T0=$(last_run_end edge1 "$A")
+  tick edge1 edge2
+  check "the hub holds bravo's versions tables (with primary keys) and exactly edge1's rows" versions_at_hub edge1 "$B"
+  check "the hub holds charlie's versions tables and exactly edge2's rows" versions_at_hub edge2 "$C"
+  check "the hub holds the versions schema of each of edge1's clients" \
+    is_true hub "SELECT count(*) = 3 FROM pg_namespace WHERE nspname IN ('owsync_${A}_versions', 'owsync_${B}_versions', 'owsync_${D}_versions')"
+  check "charlie's reader role at the hub cannot read charlie's versions" \
+    versions_withheld "${C}_reader" "$C"
+  check "restore_from_hub (at edge2) of bravo as of the end of a past run: identical to the copy saved then" \
+    from_hub edge2 "$B" "{\"as_of\": \"$t0\"}" "$F/saved/bravo.v0.db"
+  check "restore_from_hub (at edge2) of bravo by run id: identical to the copy saved after that run" \
+    from_hub edge2 "$B" "{\"run_id\": $r1}" "$F/saved/bravo.v1.db"
+  check "restore_from_hub of bravo as it is now still equals its file" \
+    from_hub edge1 "$B" '{}' "$F/edge1/bravo.db"
+  check "restore_from_hub refuses an as-of with register" \
+    refused_from_hub edge2 "$B" "{\"as_of\": \"$t0\", \"register\": true}" 0A000 register
+  # delta's retention made short: a run purges its older versions, and the hub follows
+  at edge1 "SELECT owsync.set_options('$D', '{\"versions_retention\": \"1 second\"}')"
+  vf=$(q edge1 "SELECT versions_from FROM owsync.client WHERE client = '$D'") rp=$(last_run edge1 "$D")
+  tick edge1
+  check "before the purge the hub holds versions of delta kept by its runs up to $rp" \
+    is_true hub "SELECT $(old_versions "$D" "$rp") > 0"
+  for t in p1 p2; do edits "$F/edge1/delta.db" "$t"; sync edge1 "$D"; done
+  check "a run of delta after its retention purges its versions up to run $rp at edge1" \
+    wait_until 30 purged edge1 "$D" "$rp"
+  check "the purge reaches the hub: its versions of delta are edge1's again (none up to run $rp), and so is versions_from" \
+    purge_at_hub edge1 "$D" "$rp"
+  check "restore_from_hub refuses an as-of before delta's window, saying the window" \
+    refused_from_hub edge2 "$D" "{\"run_id\": $vf}" 22023 "older than its kept versions reach" "can be restored as it stood"
+}
+versions_withheld() {  # ROLE CLIENT: ROLE reads CLIENT's mirror at the hub, not its versions
+  local t
+  t=$(q hub "SELECT min(relname) FROM pg_class WHERE relnamespace = 'owsync_$2_versions'::regnamespace AND relkind = 'r'")
+  [ -n "$t" ] || { echo "no versions table"; return 1; }
+  q hub "SET ROLE $1; SELECT count(*) FROM $2.chat" &&
+  q_err hub "SET ROLE $1; SELECT count(*) FROM owsync_$2_versions.$t" | grep "permission denied"
+}
+# old_versions CLIENT RUN: an expression counting CLIENT's kept versions of runs up to RUN
+old_versions() {
+  echo "(SELECT coalesce(sum((xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I WHERE owsync_run <= $2',
+                                                                        'owsync_$1_versions', c.relname), false, true, '')))[1]::text::bigint), 0)
+           FROM pg_class c WHERE c.relnamespace = 'owsync_$1_versions'::regnamespace AND c.relkind = 'r')"
+}
+purged() {  # EDGE CLIENT RUN: a sync moved the client's versions_from to RUN or later
+  q "$1" "CALL owsync.sync('$2')" >/dev/null &&
+  is_true "$1" "SELECT versions_from >= $3 FROM owsync.client WHERE client = '$2'"
+}
+purge_at_hub() {  # EDGE CLIENT RUN
+  versions_at_hub "$1" "$2" &&
+  is_true hub "SELECT $(old_versions "$2" "$3") = 0" &&
+  is_true hub "SELECT versions_from = $(q "$1" "SELECT versions_from FROM owsync.client WHERE client = '$2'")
+                 FROM owsync_edge_$1.client WHERE client = '$2'"
+}
+
 s_security() {
   check "the hub's copies refuse writes by a normal session (even a superuser's)" hub_read_only
   check "the reader role at the hub reads its client's tables, not withheld ones nor other clients" hub_reader
@@ -289,6 +396,8 @@ s_drift() {
   note "drift arrived ${secs} s after the run"
   check "the $FLEET_JOB_NAME job ran at edge1 after the drifted run, and succeeded" fleet_job_ran "$t0"
   check "the other clients are intact after the drift" hub_equal edge1 edge2
+  check "restore_from_hub of alpha as of before its drift: identical to the copy saved then (without the new column and table, with the former config)" \
+    from_hub edge2 "$A" "{\"as_of\": \"$ALPHA_T0\"}" "$F/saved/alpha.v0.db"
 }
 
 fleet_job_ran() {  # SINCE (epoch): runs of the job since then, one succeeded
@@ -568,6 +677,7 @@ owsync_step "fleet test: scenarios"
 s_setup
 s_attach
 s_changes
+s_versions
 s_security
 s_drift
 s_apply_error
