@@ -967,7 +967,8 @@ $$;
 -- its edge captured last, through the same checks as owsync.restore().
 -- options: {"register": true} registers the client here on the new file,
 -- with the schedule and options it had on its edge (which must have
--- released the name: unregistered there, or forgotten); {"as_of": "<time>"}
+-- released the name: unregistered there, or forgotten), and with its
+-- history (owsync._adopt_history); {"as_of": "<time>"}
 -- or {"run_id": <run>} restores it as it stood after that run, like
 -- owsync.restore() does, from the hub's copies of its mirror and versions
 -- and of its edge's catalog (runs, versions_from, captured schemas).
@@ -1076,13 +1077,146 @@ BEGIN
                                                'run_finished_at', past.finished_at, 'exact_at', past.exact_at,
                                                'versions_interval', past.granularity);
     END IF;
-    PERFORM owsync._drop_schemas_quietly(ARRAY[stage, vstage, cat]);
     IF register THEN
         PERFORM owsync.register_client(p_client, p_target, coalesce(reg ->> 'schedule', 'manual'),
                                        coalesce(reg -> 'options', '{}'));
+        report := report || jsonb_build_object('history', owsync._adopt_history(p_client, stage, vstage, cat,
+                                                                                 (reg ->> 'versions_from')::bigint));
     END IF;
+    PERFORM owsync._drop_schemas_quietly(ARRAY[stage, vstage, cat]);
     RETURN jsonb_build_object('client', p_client, 'from_edge', src, 'registered', register,
                               'seconds', round(extract(epoch FROM clock_timestamp() - t0)::numeric, 3)) || report;
+END
+$$;
+
+-- A client just registered here from the hub's copy (restore_from_hub's
+-- register) keeps its history: the hub's copies of its kept versions, of
+-- its runs from versions_from on and of the schemas they captured come into
+-- this edge's versions schema and catalog, and versions_from goes back to
+-- the former edge's (p_versions_from; later when runs of the window have
+-- ids taken here: runs from before the former edge's attach), so that an
+-- as-of restore to before the move works here, and from the hub once this
+-- edge has published them.
+-- The mirror here was loaded from the file restored from the hub's mirror
+-- in the same snapshot as the versions read, so they lead to its state.
+-- Mirror tables the former edge retired (<table>_before_<run>) come too, as
+-- plain tables: a restore to before their retirement reads them.  Run ids
+-- keep their order only when the former edge's are below this edge's
+-- (edge_no order): otherwise nothing is copied, and the report says why.
+-- The registration's captured schema stays the client's newest.  Returns
+-- what was copied.
+CREATE FUNCTION owsync._adopt_history(p_client text, stage name, vstage name, cat name, p_versions_from bigint)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    reg_run bigint := (SELECT c.versions_from FROM owsync.client c WHERE c.client = p_client);
+    vfrom bigint;			-- the oldest run whose state can be given back here
+    newest bigint;
+    map jsonb := '{}';
+    s record;
+    sid bigint;
+    cols text;
+    shapes jsonb;
+    t record;
+    k text[];
+    v text;
+    runs bigint;
+    rows bigint := 0;
+    n bigint;
+    retired text[] := '{}';
+BEGIN
+    IF p_versions_from IS NULL OR reg_run IS NULL THEN
+        RETURN jsonb_build_object('kept', false, 'why', 'the client kept no versions');
+    END IF;
+    EXECUTE format('SELECT max(run_id) FROM %I.run WHERE client = $1', cat) INTO newest USING p_client;
+    IF newest >= reg_run THEN
+        RAISE WARNING 'owsync %: its history is not kept here: its former edge''s run ids (up to %) are above this edge''s (%)',
+            p_client, newest, reg_run
+            USING HINT = 'Run ids keep their order when a client moves to an edge attached after its former one.';
+        RETURN jsonb_build_object('kept', false, 'why', format('its former edge''s run ids (up to %s) are above this edge''s (%s)',
+                                                                newest, reg_run));
+    END IF;
+    -- runs from before the former edge was attached have ids another edge
+    -- may use too: the window starts after the last of them that is taken here
+    EXECUTE format('SELECT min(r.run_id) FROM %1$I.run r
+                     WHERE r.client = $1 AND r.status = %2$L AND r.run_id >= $2
+                       AND NOT EXISTS (SELECT 1 FROM %1$I.run x JOIN owsync.run l ON l.run_id = x.run_id
+                                        WHERE x.client = $1 AND x.run_id >= r.run_id)', cat, 'succeeded')
+      INTO vfrom USING p_client, p_versions_from;
+    IF vfrom IS NULL THEN
+        RETURN jsonb_build_object('kept', false, 'why', 'its former edge''s run ids are taken here');
+    END IF;
+    BEGIN
+        PERFORM owsync._hub_versions_stage(p_client, vstage);
+    EXCEPTION WHEN object_not_in_prerequisite_state THEN
+        RETURN jsonb_build_object('kept', false, 'why', 'the hub holds no versions of the client');
+    END;
+
+    -- the captured schemas, in their order, then the registration's again as the newest
+    FOR s IN EXECUTE format('SELECT x.schema_id, x.captured_at, x.schema_version, x.ddl FROM %I.source_schema x
+                              WHERE x.schema_id IN (SELECT r.source_schema_id FROM %1$I.run r
+                                                     WHERE r.client = $1 AND r.run_id >= $2)
+                              ORDER BY x.schema_id', cat) USING p_client, vfrom LOOP
+        INSERT INTO owsync.source_schema (client, captured_at, schema_version, ddl)
+        VALUES (p_client, s.captured_at, s.schema_version, s.ddl) RETURNING schema_id INTO sid;
+        map := map || jsonb_build_object(s.schema_id::text, sid);
+    END LOOP;
+    FOR s IN SELECT x.* FROM owsync.source_schema x
+              WHERE x.schema_id IN (SELECT r.source_schema_id FROM owsync.run r WHERE r.run_id = reg_run) LOOP
+        INSERT INTO owsync.source_schema (client, captured_at, schema_version, ddl)
+        VALUES (p_client, s.captured_at, s.schema_version, s.ddl) RETURNING schema_id INTO sid;
+        UPDATE owsync.run SET source_schema_id = sid WHERE source_schema_id = s.schema_id;
+        DELETE FROM owsync.source_schema WHERE schema_id = s.schema_id;
+    END LOOP;
+
+    -- the runs (the columns both catalogs have)
+    SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) INTO cols
+      FROM pg_attribute a
+     WHERE a.attrelid = 'owsync.run'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attname <> 'source_schema_id'
+       AND EXISTS (SELECT 1 FROM pg_attribute x WHERE x.attrelid = format('%I.run', cat)::regclass
+                                                  AND x.attname = a.attname AND NOT x.attisdropped);
+    EXECUTE format('INSERT INTO owsync.run (%1$s, source_schema_id) OVERRIDING SYSTEM VALUE
+                    SELECT %1$s, ($3 ->> source_schema_id::text)::bigint FROM %2$I.run
+                     WHERE client = $1 AND run_id >= $2', cols, cat)
+      USING p_client, vfrom, map;
+    GET DIAGNOSTICS runs = ROW_COUNT;
+
+    -- the tables the former edge retired, and every table's versions
+    shapes := owsync._hub_json(owsync._table_shapes_sql(ARRAY[p_client::name]));
+    FOR t IN SELECT c.relname FROM pg_class c
+              WHERE c.relnamespace = stage::regnamespace AND c.relname ~ '_before_[0-9]+$'
+                AND to_regclass(format('%I.%I', p_client, c.relname)) IS NULL ORDER BY 1 LOOP
+        k := ARRAY(SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(shapes -> (p_client || '.' || t.relname) -> 'key') = 'array'
+                                                         THEN shapes -> (p_client || '.' || t.relname) -> 'key' ELSE '[]' END));
+        EXECUTE format('CREATE TABLE %I.%I AS SELECT * FROM %I.%I', p_client, t.relname, stage, t.relname);
+        IF cardinality(k) > 0 THEN
+            EXECUTE format('ALTER TABLE %I.%I ADD PRIMARY KEY (%s)', p_client, t.relname,
+                           (SELECT string_agg(format('%I', x), ', ') FROM unnest(k) x));
+        END IF;
+        retired := retired || t.relname::text;
+    END LOOP;
+    FOR t IN SELECT c.relname FROM pg_class c
+              WHERE c.relnamespace = vstage::regnamespace
+                AND to_regclass(format('%I.%I', p_client, c.relname)) IS NOT NULL ORDER BY 1 LOOP
+        k := coalesce((SELECT ct.key_columns FROM owsync.client_table ct WHERE ct.client = p_client AND ct.table_name = t.relname),
+                      owsync._primary_key(format('%I.%I', p_client, t.relname)::regclass));
+        v := owsync._versions_table(p_client, t.relname, k);
+        SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) INTO cols
+          FROM pg_attribute a
+         WHERE a.attrelid = v::regclass AND a.attnum > 0 AND NOT a.attisdropped
+           AND EXISTS (SELECT 1 FROM pg_attribute x WHERE x.attrelid = format('%I.%I', vstage, t.relname)::regclass
+                                                      AND x.attname = a.attname AND NOT x.attisdropped);
+        EXECUTE format('INSERT INTO %s (%s) SELECT %2$s FROM %I.%I WHERE owsync_run > $1', v, cols, vstage, t.relname)
+          USING vfrom;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        rows := rows + n;
+    END LOOP;
+    UPDATE owsync.client c SET versions_from = vfrom WHERE c.client = p_client;
+    RETURN jsonb_build_object('kept', true, 'versions_from', vfrom, 'runs', runs, 'versions', rows,
+                              'retired_tables', retired);
 END
 $$;
 

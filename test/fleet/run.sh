@@ -72,7 +72,8 @@ bulk() {
            (SELECT max(updated_at) FROM chat_message) + 5 FROM n"
 }
 # Each client's edge and SQLite file, as the scenarios move them.
-ALPHA_T0=""                                      # the end of alpha's last run before its drift
+ALPHA_T0=""                       # the end of alpha's last run before its drift
+BRAVO_T0="" BRAVO_R1=""           # the end of a past run of bravo's, and the run after it
 declare -A EDGE_OF=() FILE_OF=() KEPT_OF=()   # KEPT_OF: compare_hub.py --kept flags (tables the mirror keeps)
 # hub_equal EDGE... : wait until the hub has applied each EDGE's WAL, then the hub's copy of
 # every client of those edges equals its file
@@ -243,6 +244,7 @@ s_versions() {
   step "a copy of bravo's file as of its last run" sqlite3 "$F/edge1/bravo.db" ".backup $F/saved/bravo.v0.db"
   t0=$(last_run_end edge1 "$B")
   edits "$F/edge1/bravo.db" v1; sync edge1 "$B"; r1=$(last_run edge1 "$B")
+  BRAVO_T0=$t0 BRAVO_R1=$r1
   step "a copy of bravo's file as of run $r1" sqlite3 "$F/edge1/bravo.db" ".backup $F/saved/bravo.v1.db"
   edits "$F/edge1/bravo.db" v2; sync edge1 "$B"
   # alpha as of now, restored from the hub after its drift (new column, new table, a table retired)
@@ -575,15 +577,29 @@ s_move() {
   at edge1 "SELECT owsync.unregister_client('$A')"
   tick edge1
   check "the fleet view says alpha is registered on no edge" fleet_problem "$A" "no edge"
-  at edge2 "CALL owsync.restore_from_hub('$A', '$F/edge2/alpha.db')"
+  # restored and registered on edge2 by one call, with its history (the former config edge1
+  # retired comes along, as a restore to before its drift reads it)
+  at edge2 "CALL owsync.restore_from_hub('$A', '$F/edge2/alpha.db', options => '{\"register\": true}')"
   check "restore_from_hub on edge2 writes alpha identical to its source as of the last sync" \
     $COMPARE_SQLITE "$F/edge1/alpha.db" "$F/edge2/alpha.db"
-  register edge2 "$A" "$F/edge2/alpha.db"; EDGE_OF[$A]=edge2 FILE_OF[$A]=$F/edge2/alpha.db KEPT_OF[$A]=""
+  EDGE_OF[$A]=edge2 FILE_OF[$A]=$F/edge2/alpha.db
+  check "alpha moved to edge2 keeps its history: restored there as of before its drift on edge1, identical to the copy saved then" \
+    local_as_of edge2 "$A" "{\"as_of\": \"$ALPHA_T0\"}" "$F/saved/alpha.v0.db"
   tick edge2
   edits "$F/edge2/alpha.db" moved; sync edge2 "$A"
   tick edge1 edge2
   check "alpha moved to edge2: its hub copy goes on from edge2, nothing lost or duplicated" hub_equal edge1 edge2
   check "the fleet view shows alpha on edge2" fleet_lines
+  check "alpha's history moved with it to the hub: restore_from_hub as of before its drift, identical to the copy saved then" \
+    from_hub edge1 "$A" "{\"as_of\": \"$ALPHA_T0\"}" "$F/saved/alpha.v0.db"
+}
+# local_as_of NODE CLIENT OPTIONS SAVED: owsync.restore at NODE with OPTIONS, identical to SAVED
+local_as_of() {
+  local out=$F/$1/$2.as_of.db report
+  rm -f "$out"
+  report=$(q "$1" "CALL owsync.restore('$2', '$out', options => '$3')") || { echo "$report"; return 1; }
+  echo "$report"
+  $COMPARE_SQLITE "$4" "$out"
 }
 
 s_lost_host() {
@@ -611,6 +627,12 @@ s_lost_host() {
         restored "$c" '{"register": true}'
       check "$c is registered on edge2 with the schedule and options it had on edge1" \
         same_registration "$c"
+      if [ "$c" = "$B" ]; then
+        check "bravo keeps its history on edge2: restored there as of a moment on edge1, identical to the copy saved then" \
+          local_as_of edge2 "$B" "{\"as_of\": \"$BRAVO_T0\"}" "$F/saved/bravo.v0.db"
+        check "bravo keeps its history on edge2: restored there by a run id of edge1, identical to the copy saved after it" \
+          local_as_of edge2 "$B" "{\"run_id\": $BRAVO_R1}" "$F/saved/bravo.v1.db"
+      fi
       first=0
     else
       check "edge1 lost: $c restored onto edge2 from the hub, identical to its source as of the last sync" \
@@ -623,6 +645,8 @@ s_lost_host() {
   tick edge2
   check "edge1's clients go on from edge2: the hub equals every source" hub_equal edge2
   check "the fleet view: every client on edge2" fleet_lines
+  check "bravo's history reached the hub from edge2: restore_from_hub by a run id of edge1, identical to the copy saved after it" \
+    from_hub edge2 "$B" "{\"run_id\": $BRAVO_R1}" "$F/saved/bravo.v1.db"
 }
 
 same_registration() {  # CLIENT: edge2's registration of CLIENT is edge1's, as the hub holds it
