@@ -1,14 +1,15 @@
 -- The fleet, edge side: what every run and registration needs when this
 -- server is an edge feeding a hub (the setup calls: 78_fleet.sql).
 --
--- An edge publishes (publication owsync_edge) its clients' mirror schemas and
--- a copy of its own catalog (schema owsync_edge_<edge>); the hub, any
--- PostgreSQL without owsync_fdw, subscribes.  DDL is not replicated, so the
+-- An edge publishes (publication owsync_edge) its clients' mirror and
+-- versions schemas (_hub_schemas) and a copy of its own catalog (schema
+-- owsync_edge_<edge>); the hub, any PostgreSQL without owsync_fdw,
+-- subscribes.  DDL is not replicated, so the
 -- edge makes each published table exist at the hub, with its columns, before
 -- rows with them arrive there.  The edge reaches the hub through dblink over
 -- the postgres_fdw server owsync_hub, whose user mapping (for the extension's
 -- owner) holds the hub's password: only superusers can read it.  A client
--- name is claimed at the hub (owsync_fleet.client) before its schema is
+-- name is claimed at the hub (owsync_fleet.client) before its schemas are
 -- published, so two edges never feed one schema.
 
 -- This server's edge row, if it is one.
@@ -108,44 +109,13 @@ $$;
 -- The schemas of a client that the hub holds, published together once the
 -- hub has accepted the client's name: its mirror, and the versions its runs
 -- kept (43_versions.sql), so that an as-of restore works from the hub
--- alone.  Both exist before they are published: owsync._hub_versions()
--- makes the versions schema.
+-- alone.  Both exist before they are published (78_fleet.sql:
+-- _hub_versions makes the versions schema and tables).
 CREATE FUNCTION owsync._hub_schemas(client text) RETURNS name[]
 LANGUAGE sql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT ARRAY[(owsync.client_names(client)).mirror_schema, owsync._versions_schema(client)]
-$$;
-
--- Make a client's versions schema exist, and, while its runs keep versions,
--- a versions table for each of its mirror tables with every column of it.
--- A run makes these lazily, in a transaction that would bring the hub rows
--- of a table (or column) it lacks, stopping the hub's apply for every
--- client of this edge until the next tick; made here, at publication and
--- after drift, they reach the hub first, like mirror tables.
-CREATE FUNCTION owsync._hub_versions(p_client text) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    vs name := owsync._versions_schema(p_client);
-    t record;
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = vs) THEN
-        EXECUTE format('CREATE SCHEMA %I', vs);
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM owsync.client c
-                    WHERE c.client = p_client AND c.versions_from IS NOT NULL
-                      AND (owsync._options(c.options) ->> 'versions_retention')::interval > interval '0') THEN
-        RETURN;
-    END IF;
-    FOR t IN SELECT ct.table_name, ct.key_columns FROM owsync.client_table ct
-              WHERE ct.client = p_client AND ct.removed_at IS NULL
-                AND to_regclass(format('%I.%I', p_client, ct.table_name)) IS NOT NULL
-              ORDER BY 1 LOOP
-        PERFORM owsync._versions_table(p_client, t.table_name, t.key_columns);
-    END LOOP;
-END
 $$;
 
 -- The schema of the dblink extension (NULL: not installed).
@@ -387,8 +357,60 @@ BEGIN
 END
 $$;
 
+-- The shapes (as _table_shapes_sql gives them) of the versions tables a
+-- client's mirror tables call for while it keeps versions: a run makes a
+-- versions table, or adds a column to it, when it first keeps a version
+-- that needs it (owsync._versions_table: the mirror's columns after
+-- owsync_run, owsync_op and, without key, owsync_ord; keyed by the
+-- mirror's key and owsync_run, or by owsync_run and owsync_ord).  A drift
+-- adds mirror tables and columns in the run that then keeps their
+-- versions, so the hub gets them from here first.
+CREATE FUNCTION owsync._versions_shapes(p_client text) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_object_agg(v.vs || '.' || c.relname, jsonb_build_object(
+             'schema', v.vs, 'table', c.relname,
+             'columns', '[["owsync_run", "bigint"], ["owsync_op", "\"char\""]]'::jsonb
+                        || CASE WHEN k.key IS NULL THEN '[["owsync_ord", "integer"]]'::jsonb ELSE '[]' END
+                        || (SELECT jsonb_agg(jsonb_build_array(a.attname, format_type(a.atttypid, a.atttypmod))
+                                             ORDER BY a.attnum)
+                              FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+             'key', coalesce(k.key || '["owsync_run"]'::jsonb, '["owsync_run", "owsync_ord"]'),
+             'readers', '[]'::jsonb)), '{}')
+      FROM (SELECT owsync._versions_schema(p_client)::text AS vs) v
+      CROSS JOIN pg_class c
+      CROSS JOIN LATERAL (SELECT jsonb_agg(a.attname ORDER BY u.i) AS key
+                            FROM pg_constraint x CROSS JOIN LATERAL unnest(x.conkey) WITH ORDINALITY u(att, i)
+                            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.att
+                           WHERE x.conrelid = c.oid AND x.contype = 'p') k
+     WHERE c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = (owsync.client_names(p_client)).mirror_schema)
+       AND c.relkind = 'r'
+       AND EXISTS (SELECT 1 FROM owsync.client x
+                    WHERE x.client = p_client AND x.versions_from IS NOT NULL
+                      AND (owsync._options(x.options) ->> 'versions_retention')::interval > interval '0')
+$$;
+
+-- Tables' shapes (local) with those a planned set calls for (planned): a
+-- table only planned is added, a planned column a table lacks is added to it.
+CREATE FUNCTION owsync._shapes_with(local jsonb, planned jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT local || coalesce(jsonb_object_agg(p.k, CASE WHEN local ? p.k
+        THEN jsonb_set(local -> p.k, '{columns}',
+                       (local -> p.k -> 'columns')
+                       || coalesce((SELECT jsonb_agg(c ORDER BY o) FROM jsonb_array_elements(p.v -> 'columns') WITH ORDINALITY x(c, o)
+                                     WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(local -> p.k -> 'columns') lc
+                                                        WHERE lc ->> 0 = c ->> 0)), '[]'))
+        ELSE p.v END), '{}')
+      FROM jsonb_each(planned) AS p(k, v)
+$$;
+
 -- Make the hub's tables of some schemas match this edge's (see
--- _hub_catch_up_sql); returns the statements run ('' when none were needed).
+-- _hub_catch_up_sql; a versions schema with the tables and columns its
+-- client's runs will need, _versions_shapes); returns the statements run
+-- ('' when none were needed).
 CREATE FUNCTION owsync._hub_catch_up(schemas name[]) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -397,8 +419,12 @@ DECLARE
     q text := owsync._table_shapes_sql(schemas);
     local jsonb;
     sql text;
+    c record;
 BEGIN
     EXECUTE q INTO local;
+    FOR c IN SELECT x.client FROM owsync.client x WHERE owsync._versions_schema(x.client) = ANY (schemas) LOOP
+        local := owsync._shapes_with(local, owsync._versions_shapes(c.client));
+    END LOOP;
     sql := owsync._hub_catch_up_sql(local, owsync._hub_json(q));
     IF sql <> '' THEN
         PERFORM owsync._hub_exec(sql);
@@ -418,7 +444,6 @@ BEGIN
     IF NOT owsync._hub_schemas(p_client) <@ owsync._published() OR (SELECT hub FROM owsync.edge) IS NULL THEN
         RETURN;
     END IF;
-    PERFORM owsync._hub_versions(p_client);
     PERFORM owsync._hub_catch_up(owsync._hub_schemas(p_client));
 EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'owsync %: the hub could not take the new schema now: %', p_client, SQLERRM

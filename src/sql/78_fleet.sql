@@ -664,6 +664,39 @@ BEGIN
 END
 $$;
 
+-- Make a client's versions schema exist (it is published with its mirror),
+-- and, while its runs keep versions, a versions table for each of its
+-- mirror tables with every column of it.  A run makes these lazily; a table
+-- it made would reach the hub only at the next tick's refresh of the
+-- subscription, and an as-of restore from the hub meanwhile would miss its
+-- rows.  Made here, before publication and at each tick, they are copied
+-- with the rest (a drift's new table waits for the tick, like its mirror
+-- table).
+CREATE FUNCTION owsync._hub_versions(p_client text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    vs name := owsync._versions_schema(p_client);
+    t record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = vs) THEN
+        EXECUTE format('CREATE SCHEMA %I', vs);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM owsync.client c
+                    WHERE c.client = p_client AND c.versions_from IS NOT NULL
+                      AND (owsync._options(c.options) ->> 'versions_retention')::interval > interval '0') THEN
+        RETURN;
+    END IF;
+    FOR t IN SELECT ct.table_name, ct.key_columns FROM owsync.client_table ct
+              WHERE ct.client = p_client AND ct.removed_at IS NULL
+                AND to_regclass(format('%I.%I', p_client, ct.table_name)) IS NOT NULL
+              ORDER BY 1 LOOP
+        PERFORM owsync._versions_table(p_client, t.table_name, t.key_columns);
+    END LOOP;
+END
+$$;
+
 -- SELECT on every table of the published schemas for owsync_replicator (the
 -- hub's first copy of a table reads it as that role), where it lacks it.
 CREATE FUNCTION owsync._grant_replicator(schemas name[]) RETURNS void
@@ -990,7 +1023,6 @@ DECLARE
     rels regclass[];
     t0 timestamptz := clock_timestamp();
     report jsonb;
-    claim jsonb;
     reg jsonb;
     register boolean;
     opt record;
@@ -1006,23 +1038,9 @@ BEGIN
             DETAIL = 'Its kept versions go with it, and they lead to its latest state.',
             HINT = 'Restore it as of that moment without "register", then register the file with owsync.register_client().';
     END IF;
-    claim := owsync._hub_json(format('SELECT to_jsonb(c) FROM owsync_fleet.client c WHERE client = %L', p_client));
-    src := claim ->> 'edge';
-    IF src IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-            MESSAGE = format('the hub holds no copy of client %L', p_client);
-    END IF;
-    IF register AND claim ->> 'released_at' IS NULL AND src <> (SELECT edge FROM owsync.edge) THEN
-        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
-            MESSAGE = format('client %L is registered on edge %s', p_client, src),
-            HINT = format('Unregister it on edge %s first (or, if that host is lost, SELECT owsync.forget_edge(%L)).', src, src);
-    END IF;
+    src := owsync._hub_source_edge(p_client, register);
     PERFORM owsync._drop_schemas_quietly(ARRAY[stage, vstage, cat]);
-    EXECUTE format('CREATE SCHEMA %I', stage);
-    EXECUTE format('CREATE SCHEMA %I', cat);
-    EXECUTE format('IMPORT FOREIGN SCHEMA %I FROM SERVER owsync_hub INTO %I', p_client, stage);
-    EXECUTE format('IMPORT FOREIGN SCHEMA %I LIMIT TO (client, source_schema, run, quarantine) FROM SERVER owsync_hub INTO %I',
-                   owsync._edge_schema(src), cat);
+    PERFORM owsync._hub_stage(p_client, src, stage, cat);
     EXECUTE format('SELECT to_jsonb(c) FROM %I.client c WHERE client = $1', cat) INTO reg USING p_client;
     SELECT NULL::bigint AS run_id INTO past;
     IF opt.as_of IS NOT NULL OR opt.run_id IS NOT NULL THEN
@@ -1061,12 +1079,10 @@ BEGIN
             MESSAGE = format('the hub''s copy of client %L has no table %s', p_client, missing),
             HINT = 'Wait for the hub to catch up with the edge (owsync_fleet.fleet at the hub), then try again.';
     END IF;
-    IF past.run_id IS NULL THEN
-        rels := ARRAY(SELECT format('%I.%I', stage, t)::regclass FROM unnest(plan.tabs) WITH ORDINALITY u(t, o) ORDER BY o);
-    ELSE
-        rels := owsync._as_of_views(stage, vstage, plan.tabs, past.run_id,
-                                    owsync._hub_keys(p_client, stage, plan.tabs, past.run_id));
-    END IF;
+    rels := CASE WHEN past.run_id IS NULL
+                 THEN ARRAY(SELECT format('%I.%I', stage, t)::regclass FROM unnest(plan.tabs) WITH ORDINALITY u(t, o) ORDER BY o)
+                 ELSE owsync._as_of_views(stage, vstage, plan.tabs, past.run_id,
+                                          owsync._hub_keys(p_client, stage, plan.tabs, past.run_id)) END;
     report := owsync._write_report(p_target, p_overwrite, format('restore of %s from the hub', p_client),
                                    plan.ddl, plan.labels, plan.tabs, rels,
                                    CASE WHEN coalesce(jm, 'wal') = 'wal' THEN 'wal' ELSE 'delete' END, true)
@@ -1086,6 +1102,46 @@ BEGIN
     PERFORM owsync._drop_schemas_quietly(ARRAY[stage, vstage, cat]);
     RETURN jsonb_build_object('client', p_client, 'from_edge', src, 'registered', register,
                               'seconds', round(extract(epoch FROM clock_timestamp() - t0)::numeric, 3)) || report;
+END
+$$;
+
+-- The edge whose copy of a client the hub holds (the one that claimed its
+-- name last), for a restore from the hub: an error when the hub holds none,
+-- or, to register the client here, when another edge still holds the name.
+CREATE FUNCTION owsync._hub_source_edge(p_client text, register boolean) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    claim jsonb := owsync._hub_json(format('SELECT to_jsonb(c) FROM owsync_fleet.client c WHERE client = %L', p_client));
+    src text := claim ->> 'edge';
+BEGIN
+    IF src IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('the hub holds no copy of client %L', p_client);
+    END IF;
+    IF register AND claim ->> 'released_at' IS NULL AND src <> (SELECT edge FROM owsync.edge) THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('client %L is registered on edge %s', p_client, src),
+            HINT = format('Unregister it on edge %s first (or, if that host is lost, SELECT owsync.forget_edge(%L)).', src, src);
+    END IF;
+    RETURN src;
+END
+$$;
+
+-- The hub's copy of a client's mirror imported into schema stage, and of
+-- its edge's catalog (the tables a restore reads) into schema cat (both
+-- made here).
+CREATE FUNCTION owsync._hub_stage(p_client text, src text, stage name, cat name) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('CREATE SCHEMA %I', stage);
+    EXECUTE format('CREATE SCHEMA %I', cat);
+    EXECUTE format('IMPORT FOREIGN SCHEMA %I FROM SERVER owsync_hub INTO %I', p_client, stage);
+    EXECUTE format('IMPORT FOREIGN SCHEMA %I LIMIT TO (client, source_schema, run, quarantine) FROM SERVER owsync_hub INTO %I',
+                   owsync._edge_schema(src), cat);
 END
 $$;
 
@@ -1114,18 +1170,8 @@ DECLARE
     reg_run bigint := (SELECT c.versions_from FROM owsync.client c WHERE c.client = p_client);
     vfrom bigint;			-- the oldest run whose state can be given back here
     newest bigint;
-    map jsonb := '{}';
-    s record;
-    sid bigint;
-    cols text;
-    shapes jsonb;
-    t record;
-    k text[];
-    v text;
     runs bigint;
-    rows bigint := 0;
-    n bigint;
-    retired text[] := '{}';
+    kept jsonb;
 BEGIN
     IF p_versions_from IS NULL OR reg_run IS NULL THEN
         RETURN jsonb_build_object('kept', false, 'why', 'the client kept no versions');
@@ -1154,7 +1200,28 @@ BEGIN
         RETURN jsonb_build_object('kept', false, 'why', 'the hub holds no versions of the client');
     END;
 
-    -- the captured schemas, in their order, then the registration's again as the newest
+    runs := owsync._adopt_runs(p_client, cat, vfrom, reg_run);
+    kept := owsync._adopt_versions(p_client, stage, vstage, vfrom);
+    UPDATE owsync.client c SET versions_from = vfrom WHERE c.client = p_client;
+    RETURN jsonb_build_object('kept', true, 'versions_from', vfrom, 'runs', runs) || kept;
+END
+$$;
+
+-- _adopt_history's runs: the hub's copies of a client's runs from vfrom on
+-- (the columns both catalogs have) and of the schemas they captured, in
+-- their order, then the registration's (run reg_run) again as the newest.
+-- Returns the runs copied.
+CREATE FUNCTION owsync._adopt_runs(p_client text, cat name, vfrom bigint, reg_run bigint) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    map jsonb := '{}';
+    s record;
+    sid bigint;
+    cols text;
+    runs bigint;
+BEGIN
     FOR s IN EXECUTE format('SELECT x.schema_id, x.captured_at, x.schema_version, x.ddl FROM %I.source_schema x
                               WHERE x.schema_id IN (SELECT r.source_schema_id FROM %1$I.run r
                                                      WHERE r.client = $1 AND r.run_id >= $2)
@@ -1170,7 +1237,6 @@ BEGIN
         UPDATE owsync.run SET source_schema_id = sid WHERE source_schema_id = s.schema_id;
         DELETE FROM owsync.source_schema WHERE schema_id = s.schema_id;
     END LOOP;
-
     -- the runs (the columns both catalogs have)
     SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) INTO cols
       FROM pg_attribute a
@@ -1183,9 +1249,28 @@ BEGIN
                      WHERE client = $1 AND run_id >= $2', cols, cat)
       USING p_client, vfrom, map;
     GET DIAGNOSTICS runs = ROW_COUNT;
+    RETURN runs;
+END
+$$;
 
-    -- the tables the former edge retired, and every table's versions
-    shapes := owsync._hub_json(owsync._table_shapes_sql(ARRAY[p_client::name]));
+-- _adopt_history's versions: the hub's copies of a client's kept versions
+-- of runs after vfrom, into its versions tables here, and the mirror tables
+-- its former edge retired, as plain tables with their keys.  Returns the
+-- rows copied and the retired tables.
+CREATE FUNCTION owsync._adopt_versions(p_client text, stage name, vstage name, vfrom bigint) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    shapes jsonb := owsync._hub_json(owsync._table_shapes_sql(ARRAY[p_client::name]));
+    t record;
+    k text[];
+    v text;
+    cols text;
+    rows bigint := 0;
+    n bigint;
+    retired text[] := '{}';
+BEGIN
     FOR t IN SELECT c.relname FROM pg_class c
               WHERE c.relnamespace = stage::regnamespace AND c.relname ~ '_before_[0-9]+$'
                 AND to_regclass(format('%I.%I', p_client, c.relname)) IS NULL ORDER BY 1 LOOP
@@ -1214,9 +1299,7 @@ BEGIN
         GET DIAGNOSTICS n = ROW_COUNT;
         rows := rows + n;
     END LOOP;
-    UPDATE owsync.client c SET versions_from = vfrom WHERE c.client = p_client;
-    RETURN jsonb_build_object('kept', true, 'versions_from', vfrom, 'runs', runs, 'versions', rows,
-                              'retired_tables', retired);
+    RETURN jsonb_build_object('versions', rows, 'retired_tables', retired);
 END
 $$;
 

@@ -86,11 +86,11 @@ wait_until() {
 }
 is_true() { [ "$(q "$1" "$2")" = t ]; }
 
-# wait_arrived EDGE [SECS]: the hub has applied EDGE's WAL as of now: the slot of EDGE's
+# wait_arrived EDGE [SECS, default 120]: the hub has applied EDGE's WAL as of now: the slot of EDGE's
 # subscription confirmed at least the edge's current WAL position, and every table of the
 # subscription has finished its initial copy
 wait_arrived() {
-  local edge=$1 secs=${2:-60} lsn
+  local edge=$1 secs=${2:-120} lsn
   lsn=$(q "$edge" "SELECT pg_current_wal_lsn()")
   wait_until "$secs" is_true "$edge" \
     "SELECT coalesce(bool_and(confirmed_flush_lsn >= '$lsn'), false) FROM pg_replication_slots WHERE slot_name = 'owsync_$edge'" &&
