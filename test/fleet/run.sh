@@ -697,6 +697,30 @@ synced_alone() {  # CLIENTS: each synced at edge2 and its mirror equal to its fi
   done
 }
 
+# An edge prepared at version 0.4, with a client, upgraded by ALTER EXTENSION: its catalog copy
+# gets the catalog's new column (client.versions_from), filled; an unregistered client's row
+# stays there (a restore from the hub reads its registration)
+OLD_DB=owsync_old
+qold() { local a=() s; for s in "$@"; do a+=(-c "$s"); done
+         PGOPTIONS='-c client_min_messages=warning' "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -d "$(conninfo edge2 $OLD_DB)" "${a[@]}"; }
+s_upgrade_edge() {
+  step "a database at edge2 for an edge of version 0.4" \
+    "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$(conninfo edge2 postgres)" -c "CREATE DATABASE $OLD_DB"
+  step "a file for its client" sqlite3 "$F/edge2/charlie.db" ".backup $F/edge2/old.db"
+  step "owsync_fdw 0.4 there, made edge edge_old, a client registered" \
+    qold "CREATE EXTENSION owsync_fdw VERSION '0.4'" "SELECT owsync.prepare_edge('edge_old') IS NOT NULL" \
+         "SELECT count(*) FROM owsync.register_client('old_client', '$F/edge2/old.db')"
+  check "before the upgrade the edge's catalog copy has no versions_from" \
+    test "$(qold "SELECT count(*) FROM pg_attribute WHERE attrelid = 'owsync_edge_edge_old.client'::regclass AND attname = 'versions_from'")" = 0
+  step "ALTER EXTENSION owsync_fdw UPDATE at edge_old" qold "ALTER EXTENSION owsync_fdw UPDATE"
+  check "the upgraded edge's catalog copy has client.versions_from, equal to its catalog's" \
+    test "$(qold "SELECT count(*) = 1 AND bool_and(c.versions_from IS NOT NULL AND c.versions_from = e.versions_from)
+                    FROM owsync.client c JOIN owsync_edge_edge_old.client e USING (client)")" = t
+  step "unregister_client at edge_old" qold "SELECT owsync.unregister_client('old_client', drop_data => true)"
+  check "an unregistered client's row stays in the edge's catalog copy" \
+    test "$(qold "SELECT count(*) FROM owsync_edge_edge_old.client WHERE client = 'old_client' AND versions_from IS NOT NULL")" = 1
+}
+
 owsync_step "fleet test: scenarios"
 s_setup
 s_attach
@@ -711,4 +735,5 @@ s_slot_lost
 s_move
 s_lost_host
 s_detach
+s_upgrade_edge
 [ "$FLEET_FAIL" -eq 0 ]
