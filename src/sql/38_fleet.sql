@@ -4,13 +4,13 @@
 -- An edge publishes (publication owsync_edge) its clients' mirror and
 -- versions schemas (_hub_schemas) and a copy of its own catalog (schema
 -- owsync_edge_<edge>); the hub, any PostgreSQL without owsync_fdw,
--- subscribes.  DDL is not replicated, so the
--- edge makes each published table exist at the hub, with its columns, before
--- rows with them arrive there.  The edge reaches the hub through dblink over
--- the postgres_fdw server owsync_hub, whose user mapping (for the extension's
--- owner) holds the hub's password: only superusers can read it.  A client
--- name is claimed at the hub (owsync_fleet.client) before its schemas are
--- published, so two edges never feed one schema.
+-- subscribes.  DDL is not replicated, so the edge makes each published table
+-- exist at the hub, with its columns, before rows with them arrive there.
+-- The edge reaches the hub through dblink over the postgres_fdw server
+-- owsync_hub, whose user mapping (for the extension's owner) holds the hub's
+-- password: only superusers can read it.  A client name is claimed at the
+-- hub (owsync_fleet.client) before its schemas are published, so two edges
+-- never feed one schema.
 
 -- This server's edge row, if it is one.
 CREATE FUNCTION owsync._edge() RETURNS owsync.edge
