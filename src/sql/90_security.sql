@@ -55,7 +55,8 @@ GRANT EXECUTE ON FUNCTION
     owsync._discover_counts(jsonb), owsync.set_schedule(text, text), owsync.enable_sync(text),
     owsync.disable_sync(text), owsync.pending(text), owsync.verify(text),
     owsync._start_run(text, text), owsync._work_run(bigint), owsync._finish_run(bigint),
-    owsync.resolve_conflict(bigint, text), owsync.set_options(text, jsonb), owsync.row_versions(text, text, jsonb)
+    owsync.resolve_conflict(bigint, text), owsync.set_options(text, jsonb), owsync.row_versions(text, text, jsonb),
+    owsync.chat_export(text, text, timestamptz)
   TO owsync_admin;
 GRANT EXECUTE ON FUNCTION owsync._fleet_converge(boolean), owsync._fleet_report(boolean), owsync._published(),
     owsync._restore_from_hub(text, text, boolean, jsonb) TO owsync_admin;
