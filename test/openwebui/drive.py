@@ -11,6 +11,15 @@
                                                     without what differs between instances
     drive.py BASE_URL login-check USERS.json        every user logs in with its password, and
                                                     every deleted user is refused
+    drive.py BASE_URL chat-get USERS.json USER CHAT_ID OUT.json
+                                                    the chat as USER's Export chat (.json)
+                                                    downloads it: [GET /api/v1/chats/CHAT_ID]
+    drive.py BASE_URL chat-delete USERS.json USER CHAT_ID
+                                                    USER deletes the chat (the chat menu's Delete)
+    drive.py BASE_URL chat-import USERS.json USER EXPORT.json OUT.json
+                                                    USER imports a chat export file (Settings >
+                                                    Chats > Import); OUT.json: each imported chat
+                                                    as the API then shows it
 
 USERS.json is the file populate wrote.  A chat message is sent as the front end sends it
 (Chat.svelte, sendMessageSocket): POST /api/chat/completions with the socket.io session id of a
@@ -526,6 +535,52 @@ def login_check(base, users_path):
     return 1 if bad else 0
 
 
+# ------------------------------------------------------------------------------- one chat
+
+def signin_as(base, users_path, key):
+    u = json.load(open(users_path))['users'][key]
+    return signin(base, u['email'], u['password'])[0]
+
+
+def chat_get(base, users_path, key, chat_id, out_path):
+    """What the chat menu's Export chat (.json) saves (Chat.svelte downloadJSONExport):
+    JSON.stringify([chat]) of GET /api/v1/chats/{id}."""
+    chat = signin_as(base, users_path, key).get(f'/api/v1/chats/{chat_id}')
+    with open(out_path, 'w') as fh:
+        json.dump([chat], fh)
+    print(f"chat-get: {chat['title']!r}, "
+          f"{len((chat['chat'].get('history') or {}).get('messages') or {})} messages")
+
+
+def chat_delete(base, users_path, key, chat_id):
+    """The chat menu's Delete (deleteChatById)."""
+    if signin_as(base, users_path, key).delete(f'/api/v1/chats/{chat_id}') is not True:
+        raise RuntimeError(f'chat {chat_id} not deleted')
+    print(f'chat-delete: {chat_id} deleted')
+
+
+def chat_import(base, users_path, key, export_path, out_path):
+    """Settings > Chats > Import of a chat export file (Chats.svelte importChatsHandler, each
+    item mapped as it maps them, then importChats: POST /api/v1/chats/import), and each
+    imported chat read back through GET /api/v1/chats/{id}."""
+    api = signin_as(base, users_path, key)
+    chats = json.load(open(export_path))
+
+    def given(c, k, default):  # JavaScript's c?.k ?? default
+        return default if c.get(k) is None else c[k]
+    forms = [{'chat': c['chat'], 'meta': given(c, 'meta', {}), 'variables': given(c, 'variables', {}),
+              'pinned': given(c, 'pinned', False), 'archived': given(c, 'archived', False),
+              'folder_id': given(c, 'folder_id', None), 'created_at': given(c, 'created_at', None),
+              'updated_at': given(c, 'updated_at', None)} for c in chats]
+    imported = api.post('/api/v1/chats/import', {'chats': forms})
+    if not imported or len(imported) != len(forms):
+        raise RuntimeError(f'import of {len(forms)} chats answered {imported}')
+    back = [api.get(f"/api/v1/chats/{c['id']}") for c in imported]
+    with open(out_path, 'w') as fh:
+        json.dump(back, fh)
+    print(f"chat-import: {len(back)} chats imported as {[c['id'] for c in back]}")
+
+
 # ------------------------------------------------------------------------------- writer
 
 def writer(base, users_path, seconds, stop_file, out_path):
@@ -580,6 +635,12 @@ def main(argv):
         dump(base, args[0], args[1])
     elif cmd == 'login-check':
         return login_check(base, args[0])
+    elif cmd == 'chat-get':
+        chat_get(base, *args)
+    elif cmd == 'chat-delete':
+        chat_delete(base, *args)
+    elif cmd == 'chat-import':
+        chat_import(base, *args)
     elif cmd == 'writer':
         opts = {'--seconds': None, '--stop-file': None, '--out': None}
         users_path, rest = args[0], args[1:]

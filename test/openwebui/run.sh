@@ -14,7 +14,10 @@
 #                tier and pg_cron syncs it; none of its writes fails; after a last sync the
 #                mirror equals the file (test/fleet/compare_hub.py, without owsync); restored
 #                into a new file that a second Open WebUI boots from without migrating, whose
-#                users log in with their passwords and whose API shows the same data.
+#                users log in with their passwords and whose API shows the same data.  One chat,
+#                deleted by its owner and synced, comes back: owsync.chat_export as of before the
+#                deletion gives the file Open WebUI's Export chat (.json) saved, and Open WebUI's
+#                import takes it back with its title and messages.
 #   pg           Open WebUI 0.12.4 on PostgreSQL (DATABASE_URL), written to SQLite with
 #                owsync.restore_from_schema; Open WebUI boots on it and shows the same data.
 #   upgrade      a webui.db made by Open WebUI 0.8.12 (rollback journal) synced, upgraded in
@@ -107,6 +110,79 @@ boot_restored() {
   owui_stop "$name"
 }
 
+# export_chat CLIENT CHAT_ID AT FILE: owsync.chat_export of the chat as of AT, into FILE
+export_chat() {
+  q pg "SELECT owsync.chat_export('$1', '$2', '$3')" >"$4"
+}
+# chat_gone CLIENT CHAT_ID: chat_export without a moment refuses the chat, as not there (P0002)
+chat_gone() {
+  q_err pg "SELECT owsync.chat_export('$1', '$2')" | grep 'P0002'
+}
+# same_export OWUI OWSYNC: Open WebUI's export file and owsync's are equal as JSON, but for
+# context_usage (an estimate Open WebUI computes when it reads a chat; owsync gives null)
+same_export() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+a, b = ([{k: v for k, v in c.items() if k != 'context_usage'} for c in json.load(open(p))]
+        for p in sys.argv[1:])
+if a != b:
+    import difflib
+    la, lb = (json.dumps(x, indent=1, sort_keys=True).splitlines() for x in (a, b))
+    sys.stdout.writelines(l + '\n' for l in list(difflib.unified_diff(la, lb, 'open-webui', 'owsync', lineterm=''))[:60])
+    sys.exit(1)
+PY
+}
+# same_chat EXPORT IMPORTED: the one chat imported is a new chat of the same owner with the
+# exported chat's title, messages (history.messages), current message, pin and tags.  The
+# import names the importing user (here the owner) as every message's user_id (routers/chats.py
+# set_message_authors); the owner's export names it on user messages only.
+same_chat() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+[a], b = (json.load(open(p)) for p in sys.argv[1:])
+if len(b) != 1:
+    sys.exit(f'{len(b)} chats imported, not 1')
+b = b[0]
+ha, hb = (c['chat'].get('history') or {} for c in (a, b))
+want = {k: dict(m, user_id=b['user_id']) for k, m in (ha.get('messages') or {}).items()}
+bad = [what for what, same in (('a new id', a['id'] != b['id']), ('owner', a['user_id'] == b['user_id']),
+                               ('title', a['title'] == b['title']), ('pin', a['pinned'] == b['pinned']),
+                               ('tags', (a['meta'] or {}).get('tags') == (b['meta'] or {}).get('tags')),
+                               ('messages', want == hb.get('messages')),
+                               ('current message', ha.get('currentId') == hb.get('currentId'))) if not same]
+print(f"{a['title']!r}, {len(ha.get('messages') or {})} messages: {', '.join(bad) or 'equal'}")
+if bad:
+    import difflib
+    la, lb = (json.dumps(h, indent=1, sort_keys=True).splitlines() for h in (want, hb.get('messages')))
+    sys.stdout.writelines(l + '\n' for l in list(difflib.unified_diff(la, lb, 'exported', 'imported', lineterm=''))[:60])
+    sys.exit(1)
+PY
+}
+# chat_back MODE NAME CLIENT DIR: Alice's renamed, pinned and tagged chat, deleted by her through
+# the API and synced, comes back: owsync.chat_export as of before the deletion gives what Open
+# WebUI's Export chat (.json) saved then, and Open WebUI's import takes it back
+chat_back() {
+  local mode=$1 name=$2 c=$3 users=$4/users.json d=$4/chat id at
+  mkdir -p "$d"
+  id=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["chats"]["alice-chat0"]["id"])' "$users")
+  at=$(q pg "SELECT now()")
+  check "$mode: a chat as Open WebUI's Export chat (.json) saves it (Alice's, renamed, pinned, tagged)" \
+    drive "$name" chat-get "$users" alice "$id" "$d/open-webui.json"
+  check "$mode: owsync.chat_export of the chat as of now" export_chat "$c" "$id" "$at" "$d/before.json"
+  check "$mode: owsync's export equals Open WebUI's (but for context_usage, a reading's estimate)" \
+    same_export "$d/open-webui.json" "$d/before.json"
+  check "$mode: Alice deletes the chat through the API" drive "$name" chat-delete "$users" alice "$id"
+  check "$mode: synced after the deletion" q pg "CALL owsync.sync('$c')"
+  check "$mode: the chat is gone: chat_export without a moment says so (no_data_found)" chat_gone "$c" "$id"
+  check "$mode: chat_export as of before the deletion gives the same export again (from kept versions)" \
+    export_chat "$c" "$id" "$at" "$d/after.json"
+  check "$mode: ... equal to the one taken before" same_json "$d/before.json" "$d/after.json"
+  check "$mode: Alice imports it through Open WebUI's import (as Settings > Chats > Import)" \
+    drive "$name" chat-import "$users" alice "$d/after.json" "$d/imported.json"
+  check "$mode: read back through the API: a new chat with the original's title, messages, pin and tags" \
+    same_chat "$d/open-webui.json" "$d/imported.json"
+}
+
 # ------------------------------------------------------------------ scenarios
 live() {  # MODE: Open WebUI writing while owsync registers it on the realtime tier
   local mode=$1 name=live-$1 c=owui_$1 dir=$D/$1 reg
@@ -136,6 +212,7 @@ live() {  # MODE: Open WebUI writing while owsync registers it on the realtime t
     compare_mirror "$c" "$dir/data/webui.db"
   check "$mode: the original's API view" drive "$name" dump "$dir/users.json" "$dir/dump.json"
   check "$mode: restored into a new file" restore_to "$c" "$dir/restored"
+  chat_back "$mode" "$name" "$c" "$dir"
   if [ "$mode" = wal ]; then
     check "wal: Open WebUI connected to nothing but loopback and unix sockets (strace of its whole run)" \
       test -z "$(owui_calls_out "$name")"
