@@ -21,16 +21,18 @@
 -- (ChatImportForm); it gives the chat a new id, makes the importing user its
 -- owner and the author of its messages, and takes the title from chat.title.
 --
--- The export reads table chat only.  Table chat_message (since 0.10) is a
--- copy of each message that Open WebUI writes beside history.messages, not a
--- part of the export: GET and the export read history.messages, and the
--- import writes a chat_message row for each message of history.messages
--- (ChatTable.import_chats), so they are made anew.  What the export leaves as
--- stored: context_usage is null (an estimate Open WebUI computes when asked
--- and the import ignores), and history.currentId is not repaired as Open
--- WebUI repairs it when it reads the chat (it does so again after the
--- import).  A JSON value goes through jsonb: key order and number forms
--- (1.50) may differ from the stored text, the values do not.
+-- The export reads table chat (and table user for authors' names) as of the
+-- moment.  Table chat_message holds a copy of each message that Open WebUI
+-- writes beside history.messages; it is not a part of the export: GET and the
+-- export read history.messages, and the import writes a chat_message row for
+-- each message of history.messages (ChatTable.import_chats), so they are made
+-- anew.  What the export leaves as stored: context_usage is null (an estimate
+-- Open WebUI computes when asked and the import ignores), and
+-- history.currentId is not repaired as Open WebUI repairs it when it reads
+-- the chat (it does so again after the import).  A JSON value goes through
+-- jsonb: key order and number forms (1.50) may differ from the stored text,
+-- the values do not; a value jsonb cannot hold (a \u0000 or a lone surrogate
+-- escape) is an error.
 
 -- The rows, as JSON, of a client's table (keyed by column id) whose id is in
 -- ids, as they stood after run p_run (NULL: as the mirror holds them now);
