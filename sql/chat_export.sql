@@ -141,3 +141,6 @@ DROP ROLE chat_export_nobody;
 
 SELECT owsync.unregister_client('fresh', drop_data => true) IS NOT NULL AS dropped;
 SELECT owsync.unregister_client('legacy', drop_data => true) IS NOT NULL AS dropped;
+SELECT count(*) AS schemas_left FROM pg_namespace WHERE nspname ~ '^(owsync_)?(fresh|legacy)(_|$)';
+DROP EXTENSION owsync_fdw;
+\! rm -rf /tmp/owsync_regress/chat_export
