@@ -19,8 +19,9 @@
 #      column (updated_at set), on both files alike; client kept keeps every version, client
 #      off now keeps them with versions_interval "15 minutes".  A round stands for a minute:
 #      the files' updated_at and the runs' started_at (a trigger on owsync.run in this
-#      throwaway cluster) follow a simulated clock 60 s a round, so the fast path's overlap
-#      re-reads one round, as in production, and the intervals are counted as in a day.  The
+#      throwaway cluster) follow a simulated clock 60 s a round from now on (ahead of the real
+#      one, so runs start in order): the fast path's overlap re-reads one round, as in
+#      production, and the intervals are counted as in a day.  The
 #      size (owsync._versions_bytes) is printed every 60 rounds and extrapolated linearly per
 #      round to a day, 7 and 30 days; --day-secs S stops the rounds after S seconds (default:
 #      none), and the rounds done are extrapolated.  The hot set's share of it is told by the
@@ -158,8 +159,8 @@ rm -f "$WDIR/asof.db"
 
 owsync_step "3. a day of realtime rounds: hot set of 100 chats + 1% of other rows ($day rounds)"
 q -c "SELECT owsync.set_options('off', '{\"versions_retention\": \"7 days\", \"versions_interval\": \"15 minutes\"}')" >/dev/null
-# runs start on the simulated clock (a round a minute), ending before now: started_at is what
-# versions_interval counts intervals by
+# runs start on the simulated clock (a round a minute), after every earlier run (versions_interval
+# counts intervals by started_at and takes runs to start in the order of their ids), so from now on
 q >/dev/null <<'SQL'
 CREATE TABLE public.bench_clock (at timestamptz);
 CREATE FUNCTION public.bench_started_at() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -170,7 +171,7 @@ END $$;
 CREATE TRIGGER bench_clock BEFORE INSERT ON owsync.run FOR EACH ROW EXECUTE FUNCTION public.bench_started_at();
 INSERT INTO public.bench_clock VALUES (NULL);
 SQL
-clock=$(( $(date +%s) - day * 60 - 600 ))
+clock=$(( $(date +%s) + 60 ))
 cat >"$R/day.py" <<'PY'
 """day.py DB ROUND EPOCH: one realtime round on DB: the hot set (100 chats picked with seed 1000)
 gets a message each (chat JSON rewritten, updated_at, one chat_message row); 1% of the other
