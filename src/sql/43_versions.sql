@@ -120,10 +120,13 @@ $$;
 -- The versions a run is about to replace by applying the stage (the MERGE
 -- of owsync._apply): the mirror's version of each row whose digest changed
 -- (unless versions_interval holds one of it already), and the keys the stage
--- inserts.
+-- inserts.  The stage holds the run's changed rows, few against the mirror:
+-- each is looked up by key through the indexes (no hash join, which would
+-- read the whole mirror and digest table to find them).
 CREATE FUNCTION owsync._keep_replaced(t owsync.client_table, p owsync._sync_plan) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET enable_hashjoin = off
 AS $$
 DECLARE
     v text := owsync._versions_table(t.client, t.table_name, t.key_columns);
