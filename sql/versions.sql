@@ -114,7 +114,7 @@ SELECT versions_bytes > 0 AS has_versions, restorable_from = (SELECT finished_at
        AS from_r0 FROM owsync.status_detail;
 SELECT versions_bytes > 0 AS has_versions, restorable_from_timestamp_seconds > 0 AS dated FROM owsync.metrics;
 
--- retention: runs 0 and 1 are made 8 days old (the default keeps 7): the
+-- retention: runs 0 and 1 are made 8 days old (the default keeps 1): the
 -- next run purges what only they needed, run 1 is the oldest restorable
 -- state, and an as-of before it is refused
 UPDATE owsync.run SET started_at = started_at - interval '8 days', finished_at = finished_at - interval '8 days'

@@ -29,7 +29,7 @@ AS $$
            ('reconcile_interval', '"1 hour"', false),
            ('units', '{}', true),
            ('versions_interval', '"0"', false),
-           ('versions_retention', '"7 days"', false),
+           ('versions_retention', '"1 day"', false),
            ('withheld_tables', '["auth", "api_key", "config", "oauth_session", "channel_webhook"]', false)
 $$;
 

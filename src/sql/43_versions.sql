@@ -27,7 +27,7 @@
 -- client.versions_from is the oldest run whose state can be given back:
 -- the registration (its first load is not recorded: nothing came before),
 -- the last run before the upgrade that brought versions, or, once the
--- retention (option versions_retention, default 7 days) is reached, the
+-- retention (option versions_retention, default 1 day) is reached, the
 -- newest run that finished before it; older versions are purged by each
 -- run.  With option versions_interval, an update of a row that already has
 -- a version kept within the current interval (intervals counted from the
