@@ -133,8 +133,8 @@ END
 $$;
 
 -- Reload a digest table from the source in bulk: emptied, its primary key and
--- index dropped, loaded, and both built again at once (about twice as fast as
--- maintaining them row by row).  The table is owsync's own: the lock TRUNCATE
+-- index dropped, loaded, both built again at once (about twice as fast as
+-- maintaining them row by row), and analyzed.  The table is owsync's own: the lock TRUNCATE
 -- takes until the run commits keeps out only another reader of the digests.
 -- Returns the rows loaded.
 CREATE FUNCTION owsync._reload_digests(dig text, src text, keylist text) RETURNS bigint
@@ -166,6 +166,10 @@ BEGIN
     FOREACH stmt IN ARRAY rebuild LOOP
         EXECUTE stmt;
     END LOOP;
+    -- statistics now, not when autovacuum comes by: the next run's key diff
+    -- is planned with them (without, a few moved buckets are compared with
+    -- every digest by a nested loop)
+    EXECUTE format('ANALYZE %s', dig);
     RETURN nrows;
 END
 $$;
