@@ -147,6 +147,18 @@ SELECT :'report'::jsonb ->> 'versions_interval' AS granularity,
 SELECT owsync.set_options('acme', '{"versions_interval": "1 month"}');
 SELECT owsync.set_options('acme', '{"versions_retention": "a week"}');
 
+-- versions_retention "0": nothing is kept, and the window is the last run
+-- alone (its state is the mirror's)
+SELECT owsync.set_options('acme', '{"versions_retention": "0", "versions_interval": null}') IS NOT NULL AS set;
+\! cd $DIR && sqlite3 webui.db "UPDATE chat SET title = 'A eight', updated_at = (SELECT max(updated_at) + 1 FROM chat) WHERE id = (SELECT min(id) FROM chat);" && sqlite3 webui.db ".backup saved/r8.db"
+CALL owsync.sync('acme');
+SELECT max(run_id) AS r8 FROM owsync.run \gset
+SELECT versions_from = :r8 AS from_r8, (SELECT count(*) FROM owsync_acme_versions.chat) AS chat_versions_kept
+  FROM owsync.client;
+SELECT pg_temp.refusal(jsonb_build_object('run_id', :r7));
+CALL owsync.restore('acme', '/tmp/owsync_regress/versions/out/r8.db', options => jsonb_build_object('run_id', :r8)) \gset
+\! cd $DIR && $COMPARE saved/r8.db out/r8.db | tail -1
+
 -- the versions are owsync's: a reader role of the client has no access
 SELECT owsync.set_options('acme', '{"reader_role": true}') IS NOT NULL AS set;
 SET ROLE acme_reader;

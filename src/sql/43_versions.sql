@@ -285,12 +285,14 @@ AS $$
      WHERE r.run_id = p_run AND (opts ->> 'versions_interval')::interval > interval '0'
 $$;
 
--- Purge what is older than the retention: the newest run that finished
--- before it becomes the oldest the client can be restored to, and the
--- versions its state does not need (kept by it or earlier runs) go.  Each
--- table's purge is one DELETE by run, through the index on owsync_run; the
--- window may reach a 24th of the retention further back than it, never less.
-CREATE FUNCTION owsync._purge_versions(p_client text) RETURNS void
+-- Purge what is older than the retention, after run p_run succeeded: the
+-- newest run that finished before it becomes the oldest the client can be
+-- restored to, and the versions its state does not need (kept by it or
+-- earlier runs) go.  Each table's purge is one DELETE by run, through the
+-- index on owsync_run; the window may reach a 24th of the retention further
+-- back than it, never less.  With versions_retention 0 nothing is kept: the
+-- window is run p_run alone (its state is the mirror's).
+CREATE FUNCTION owsync._purge_versions(p_client text, p_run bigint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -305,13 +307,16 @@ BEGIN
         RETURN;
     END IF;
     keep := (owsync._options(c.options) ->> 'versions_retention')::interval;
+    IF keep = interval '0' THEN
+        cutoff := p_run;
     -- in batches: once the window's start is past the retention by a 24th
     -- of it (an hour for a day), so that most runs skip this
-    IF (SELECT r.finished_at FROM owsync.run r WHERE r.run_id = c.versions_from) >= now() - keep - keep / 24 THEN
+    ELSIF (SELECT r.finished_at FROM owsync.run r WHERE r.run_id = c.versions_from) >= now() - keep - keep / 24 THEN
         RETURN;
+    ELSE
+        SELECT max(r.run_id) INTO cutoff FROM owsync.run r
+         WHERE r.client = p_client AND r.status = 'succeeded' AND r.finished_at < now() - keep;
     END IF;
-    SELECT max(r.run_id) INTO cutoff FROM owsync.run r
-     WHERE r.client = p_client AND r.status = 'succeeded' AND r.finished_at < now() - keep;
     IF cutoff IS NULL OR cutoff <= c.versions_from THEN
         RETURN;
     END IF;

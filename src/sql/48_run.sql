@@ -195,7 +195,7 @@ BEGIN
     END IF;
 
     IF r.status = 'succeeded' THEN
-        PERFORM owsync._purge_versions(p_client);
+        PERFORM owsync._purge_versions(p_client, p_run);
     END IF;
     IF keep > interval '0' THEN
         -- (the successful runs whose state its versions can give back stay:
