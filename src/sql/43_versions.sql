@@ -510,6 +510,18 @@ BEGIN
 END
 $$;
 
+-- What a restore as of a past run adds to its report: the moment asked,
+-- the run whose state it wrote, when that run finished, the moment the state
+-- is exact for, and versions_interval (see owsync._as_of_run()).
+CREATE FUNCTION owsync._as_of_report(as_of timestamptz, run_id bigint, finished_at timestamptz,
+                                     exact_at timestamptz, granularity interval) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('as_of', as_of, 'state_after_run', run_id, 'run_finished_at', finished_at,
+                              'exact_at', exact_at, 'versions_interval', granularity)
+$$;
+
 -- Drop the views owsync._as_of_views() made.
 CREATE FUNCTION owsync._drop_as_of_views(rels regclass[]) RETURNS void
 LANGUAGE plpgsql

@@ -303,7 +303,7 @@ BEGIN
     -- versions are kept from the run after registration on
     p.keep_versions := (p.opts ->> 'versions_retention')::interval > interval '0'
                        AND (SELECT versions_from IS NOT NULL FROM owsync.client WHERE client = t.client);
-    IF p.keep_versions THEN
+    IF p.keep_versions AND (p.opts ->> 'versions_interval')::interval > interval '0' THEN
         p.interval_run := owsync._interval_run(t.client, p_run, p.opts);
     END IF;
     SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),

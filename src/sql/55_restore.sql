@@ -204,9 +204,8 @@ BEGIN
               || jsonb_build_object('left_out_tables', owsync._left_out_tables(n.mirror_schema, tabs));
     IF past.run_id IS NOT NULL THEN
         PERFORM owsync._drop_as_of_views(rels);
-        report := report || jsonb_build_object('as_of', opt.as_of, 'state_after_run', past.run_id,
-                                               'run_finished_at', past.finished_at, 'exact_at', past.exact_at,
-                                               'versions_interval', past.granularity);
+        report := report || owsync._as_of_report(opt.as_of, past.run_id, past.finished_at, past.exact_at,
+                                                 past.granularity);
     END IF;
     IF reattach THEN
         EXECUTE format('ALTER SERVER %I OPTIONS (SET database %L)', n.server, p_target);
