@@ -158,12 +158,14 @@ ORDER BY 1, 2, 3;
 
 CREATE TEMP TABLE fresh_install AS SELECT * FROM pg_temp.definition();
 
--- 0.2, 0.3 and 0.4: a client synced, then the upgrade to this version
+-- 0.2 to 0.5: a client synced, then the upgrade to this version
 \set from 0.2
 \i :abs_srcdir/test/fixtures/upgrade_from.sql
 \set from 0.3
 \i :abs_srcdir/test/fixtures/upgrade_from.sql
 \set from 0.4
+\i :abs_srcdir/test/fixtures/upgrade_from.sql
+\set from 0.5
 \i :abs_srcdir/test/fixtures/upgrade_from.sql
 
 DROP EXTENSION owsync_fdw;

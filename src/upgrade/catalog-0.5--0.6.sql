@@ -1,0 +1,1 @@
+-- 0.5 to 0.6: no table changes yet.
