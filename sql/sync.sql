@@ -140,6 +140,24 @@ RESET datestyle;
 CALL owsync.sync('acme_quantabase_io', 'reconcile');
 SELECT * FROM pg_temp.check('acme_quantabase_io');
 
+-- a full sync makes the mirror equal to the file by writing only what
+-- differs: a row the file changed, a row edited in the mirror past its
+-- triggers (a byte changed in a json value) repaired, a row inserted and one
+-- deleted in the file; every other row keeps its place (ctid), so a full
+-- sync of an unchanged table leaves nothing dead behind
+CREATE TEMP TABLE places AS SELECT id, ctid AS place FROM acme_quantabase_io.chat;
+SET session_replication_role = replica;
+UPDATE acme_quantabase_io.chat SET meta = (meta::text || ' ')::json WHERE id = (SELECT min(id) FROM places);
+RESET session_replication_role;
+\! sqlite3 /tmp/owsync_regress/sync/legacy.db "UPDATE chat SET title = 'full ' || title WHERE id = (SELECT max(id) FROM chat); INSERT INTO chat (id, user_id, title, archived, created_at, updated_at, meta) SELECT 'chat-full-new', user_id, 'new', 0, created_at, updated_at, '{}' FROM chat LIMIT 1; DELETE FROM chat WHERE id = (SELECT id FROM chat ORDER BY id LIMIT 1 OFFSET 1);"
+CALL owsync.sync('acme_quantabase_io', 'full');
+SELECT table_name, rows_read, inserted, updated, deleted FROM owsync.run_table
+ WHERE run_id = (SELECT max(run_id) FROM owsync.run) AND inserted + updated + deleted > 0;
+SELECT count(*) FILTER (WHERE c.ctid = p.place) AS in_place, count(*) FILTER (WHERE c.ctid <> p.place) AS rewritten,
+       count(*) FILTER (WHERE c.id IS NULL) AS deleted, (SELECT count(*) FROM acme_quantabase_io.chat) AS now
+  FROM places p LEFT JOIN acme_quantabase_io.chat c USING (id);
+SELECT * FROM pg_temp.check('acme_quantabase_io');
+
 -- interface errors
 SELECT owsync.register_client('Bad.Name', '/tmp/owsync_regress/sync/legacy.db');
 SELECT owsync.register_client('acme_quantabase_io', '/tmp/owsync_regress/sync/legacy.db');

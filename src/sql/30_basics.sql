@@ -44,6 +44,7 @@ CREATE TYPE owsync._sync_plan AS (
     cols        text,		-- the source's columns: a, b, c
     s_cols      text,		-- s.a, s.b, s.c
     setlist     text,		-- b = s.b, c = s.c: the columns not in the key
+    differ      text,		-- record_image_ne(ROW(m.b, m.c), ROW(s.b, s.c)): those columns differ in a byte
     keylist     text,		-- the key's columns: k1, k2
     on_key      text,		-- m.k1 = s.k1 AND m.k2 = s.k2
     overlap     bigint,		-- the fast path's overlap (owsync._overlap()), once a full reload is ruled out

@@ -187,10 +187,12 @@ BEGIN
 END
 $$;
 
--- Before a full reload of a keyed table: the source's keys and digests read
--- into pg_temp.owsync_reload (the digests are then reloaded from it, not
--- from the file), and the versions the reload replaces kept: the mirror's
--- rows whose key is gone or whose digest changed, and the keys it adds.
+-- Before a full reload of a keyed table, with the source's keys and digests
+-- in pg_temp.owsync_reload: the versions the reload replaces kept, the
+-- mirror's rows whose key is gone or whose digest changed, and the keys it
+-- adds.  (A row the digests say is unchanged but that differs from the
+-- source, a mirror edited by hand past its triggers, is repaired by the
+-- reload without a version: that state was no run's.)
 CREATE FUNCTION owsync._keep_reloaded(t owsync.client_table, p owsync._sync_plan) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -199,12 +201,6 @@ DECLARE
     v text := owsync._versions_table(t.client, t.table_name, t.key_columns);
     first_key text := format('%I', t.key_columns[1]);
 BEGIN
-    IF to_regclass('pg_temp.owsync_reload') IS NOT NULL THEN
-        DROP TABLE pg_temp.owsync_reload;
-    END IF;
-    EXECUTE format('CREATE TEMP TABLE owsync_reload ON COMMIT DROP AS SELECT %s, owsync_digest FROM %s',
-                   p.keylist, p.src);
-    ANALYZE pg_temp.owsync_reload;
     EXECUTE format('INSERT INTO %1$s (owsync_run, owsync_op, %2$s)
                     SELECT $1, CASE WHEN s.%3$s IS NULL THEN %4$L ELSE %5$L END, %6$s
                       FROM %7$s m LEFT JOIN %8$s d ON %9$s LEFT JOIN pg_temp.owsync_reload s ON %10$s

@@ -309,8 +309,13 @@ BEGIN
     SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),
            string_agg(format('s.%I', a.attname), ', ' ORDER BY a.attnum),
            string_agg(format('%1$I = s.%1$I', a.attname), ', ' ORDER BY a.attnum)
-             FILTER (WHERE NOT (a.attname = ANY (t.key_columns)))
-      INTO p.cols, p.s_cols, p.setlist
+             FILTER (WHERE NOT (a.attname = ANY (t.key_columns))),
+           format('record_image_ne(ROW(%s), ROW(%s))',
+                  string_agg(format('m.%I', a.attname), ', ' ORDER BY a.attnum)
+                    FILTER (WHERE NOT (a.attname = ANY (t.key_columns))),
+                  string_agg(format('s.%I', a.attname), ', ' ORDER BY a.attnum)
+                    FILTER (WHERE NOT (a.attname = ANY (t.key_columns))))
+      INTO p.cols, p.s_cols, p.setlist, p.differ
       FROM pg_attribute a
      WHERE a.attrelid = p.src::regclass AND a.attnum > 0 AND NOT a.attisdropped
        AND a.attname <> 'owsync_digest';
@@ -318,13 +323,83 @@ BEGIN
 END
 $$;
 
--- Full reload (mode full, or a table without key): the mirror and the
--- digests are replaced by the source's rows, and the key buckets, the
--- watermark and its window's signature stored.  Rows changed in the mirror
--- are decided as conflicts, as an incremental run would.  The versions the
--- reload replaces are kept first (43_versions.sql).
+-- The source's keys and digests, read into pg_temp.owsync_reload (one read
+-- of the file; a full reload compares and keeps versions by them, and the
+-- digests are reloaded from them), analyzed.
+CREATE FUNCTION owsync._read_source_keys(p owsync._sync_plan) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    nrows bigint;
+BEGIN
+    IF to_regclass('pg_temp.owsync_reload') IS NOT NULL THEN
+        DROP TABLE pg_temp.owsync_reload;
+    END IF;
+    EXECUTE format('CREATE TEMP TABLE owsync_reload ON COMMIT DROP AS SELECT %s, owsync_digest FROM %s',
+                   p.keylist, p.src);
+    GET DIAGNOSTICS nrows = ROW_COUNT;
+    ANALYZE pg_temp.owsync_reload;
+    RETURN nrows;
+END
+$$;
+
+-- Make a keyed mirror table equal to the source, writing only what differs
+-- (so a full sync of an unchanged table leaves no dead rows, and a
+-- published mirror ships only its changes): rows whose key the source lost
+-- deleted, rows it lacks inserted, rows that differ from the source's in
+-- any byte of any column (a byte image compare, record_image_ne) updated.
+-- Rows are matched by key through the mirror's primary key, whatever the
+-- statistics.  An empty mirror (the first load) is loaded by one INSERT.
+-- Returns the rows inserted, updated and deleted.
+CREATE FUNCTION owsync._merge_source(t owsync.client_table, p owsync._sync_plan,
+                                     OUT inserted bigint, OUT updated bigint, OUT deleted bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET enable_hashjoin = off
+AS $$
+DECLARE
+    loaded boolean;
+    written bigint;
+BEGIN
+    updated := 0;
+    deleted := 0;
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', p.mirror) INTO loaded;
+    IF NOT loaded THEN
+        EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s', p.mirror, p.cols, p.cols, p.src);
+        GET DIAGNOSTICS inserted = ROW_COUNT;
+        RETURN;
+    END IF;
+    EXECUTE format('DELETE FROM %1$s m WHERE NOT EXISTS (SELECT 1 FROM pg_temp.owsync_reload s WHERE %2$s)',
+                   p.mirror, p.on_key);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    EXECUTE format('SELECT count(*) FROM pg_temp.owsync_reload s WHERE NOT EXISTS (SELECT 1 FROM %s m WHERE %s)',
+                   p.mirror, p.on_key)
+      INTO inserted;
+    EXECUTE format('MERGE INTO %1$s m USING (SELECT %2$s FROM %3$s) s ON %4$s
+                     %5$s
+                     WHEN NOT MATCHED THEN INSERT (%2$s) VALUES (%6$s)',
+                   p.mirror, p.cols, p.src, p.on_key,
+                   -- a table of key columns only has nothing to update
+                   CASE WHEN p.setlist IS NOT NULL
+                        THEN format('WHEN MATCHED AND %s THEN UPDATE SET %s', p.differ, p.setlist)
+                        ELSE '' END,
+                   p.s_cols);
+    GET DIAGNOSTICS written = ROW_COUNT;
+    updated := written - inserted;
+END
+$$;
+
+-- Full reload (mode full, or a table without key): the mirror made equal to
+-- the source's rows and the digests reloaded, and the key buckets, the
+-- watermark and its window's signature stored.  A keyed table is compared
+-- and only what differs is written (_merge_source); a table without key is
+-- replaced as a whole.  Rows changed in the mirror are decided as
+-- conflicts, as an incremental run would.  The versions the reload
+-- replaces are kept first (43_versions.sql).
 CREATE FUNCTION owsync._full_reload(t owsync.client_table, p owsync._sync_plan,
-    OUT path text, OUT rows_read bigint, OUT inserted bigint, OUT deleted bigint, OUT conflicts bigint)
+    OUT path text, OUT rows_read bigint, OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
+    OUT conflicts bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -335,36 +410,39 @@ DECLARE
 BEGIN
     path := CASE WHEN cardinality(t.key_columns) = 0 THEN 'set' ELSE 'full' END;
     conflicts := 0;
+    updated := 0;
     IF p.pending THEN
         PERFORM owsync._full_conflicts_before(t);
     END IF;
-    IF p.keep_versions AND cardinality(t.key_columns) = 0 THEN
-        before := owsync._set_signature(p.mirror);
-        PERFORM owsync._keep_set(t, p);
-    ELSIF p.keep_versions THEN
-        PERFORM owsync._keep_reloaded(t, p);
-    END IF;
-    IF cardinality(t.key_columns) = 0 AND owsync._is_edge() THEN
-        -- published, a table without key has no replica identity: logical
-        -- replication carries its TRUNCATE, not a DELETE (38_fleet.sql)
-        EXECUTE format('SELECT count(*) FROM %s', p.mirror) INTO deleted;
-        EXECUTE format('TRUNCATE %s', p.mirror);
-    ELSE
-        EXECUTE format('DELETE FROM %s', p.mirror);
-        GET DIAGNOSTICS deleted = ROW_COUNT;
-    END IF;
-    EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s', p.mirror, p.cols, p.cols, p.src);
-    GET DIAGNOSTICS inserted = ROW_COUNT;
-    rows_read := inserted;
-    IF p.keep_versions AND cardinality(t.key_columns) = 0 AND owsync._set_signature(p.mirror) = before THEN
-        PERFORM owsync._drop_kept_set(t, p);
-    END IF;
     IF cardinality(t.key_columns) > 0 THEN
-        bits := owsync._key_bits(p.dig, owsync._reload_digests(p.dig,
-                                     CASE WHEN p.keep_versions THEN 'pg_temp.owsync_reload' ELSE p.src END,
-                                     p.keylist));
+        rows_read := owsync._read_source_keys(p);
+        IF p.keep_versions THEN
+            PERFORM owsync._keep_reloaded(t, p);
+        END IF;
+        SELECT * INTO inserted, updated, deleted FROM owsync._merge_source(t, p);
+        bits := owsync._key_bits(p.dig, owsync._reload_digests(p.dig, 'pg_temp.owsync_reload', p.keylist));
         PERFORM owsync._store_state(t, p_key_bits => bits,
                                     p_key_buckets => owsync.key_buckets(p.server, t.table_name, t.key_columns, bits));
+    ELSE
+        IF p.keep_versions THEN
+            before := owsync._set_signature(p.mirror);
+            PERFORM owsync._keep_set(t, p);
+        END IF;
+        IF owsync._is_edge() THEN
+            -- published, a table without key has no replica identity: logical
+            -- replication carries its TRUNCATE, not a DELETE (38_fleet.sql)
+            EXECUTE format('SELECT count(*) FROM %s', p.mirror) INTO deleted;
+            EXECUTE format('TRUNCATE %s', p.mirror);
+        ELSE
+            EXECUTE format('DELETE FROM %s', p.mirror);
+            GET DIAGNOSTICS deleted = ROW_COUNT;
+        END IF;
+        EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s', p.mirror, p.cols, p.cols, p.src);
+        GET DIAGNOSTICS inserted = ROW_COUNT;
+        rows_read := inserted;
+        IF p.keep_versions AND owsync._set_signature(p.mirror) = before THEN
+            PERFORM owsync._drop_kept_set(t, p);
+        END IF;
     END IF;
     IF t.watermark_column IS NOT NULL THEN
         EXECUTE format('SELECT max(%I) FROM %s', t.watermark_column, p.mirror) INTO newwm;
@@ -712,7 +790,7 @@ BEGIN
 
     IF mode = 'full' OR cardinality(t.key_columns) = 0 THEN
         BEGIN
-            SELECT * INTO path, rows_read, inserted, deleted, conflicts FROM owsync._full_reload(t, p);
+            SELECT * INTO path, rows_read, inserted, updated, deleted, conflicts FROM owsync._full_reload(t, p);
             RETURN;
         EXCEPTION WHEN data_exception THEN
             -- a row could not be read (the reload is undone): with quarantine,
