@@ -344,23 +344,47 @@ BEGIN
 END
 $$;
 
--- Make a keyed mirror table equal to the source, writing only what differs
--- (so a full sync of an unchanged table leaves no dead rows, and a
--- published mirror ships only its changes): rows whose key the source lost
--- deleted, rows it lacks inserted, rows that differ from the source's in
--- any byte of any column (a byte image compare, record_image_ne) updated.
--- Rows are matched by key through the mirror's primary key, whatever the
--- statistics.  An empty mirror (the first load) is loaded by one INSERT.
--- Returns the rows inserted, updated and deleted.
-CREATE FUNCTION owsync._merge_source(t owsync.client_table, p owsync._sync_plan,
-                                     OUT inserted bigint, OUT updated bigint, OUT deleted bigint)
+-- The source's rows merged into a loaded keyed mirror table: rows it lacks
+-- inserted, rows that differ from the source's in any byte of any column (a
+-- byte image compare, record_image_ne) updated.  Rows are matched by key
+-- through the mirror's primary key, one lookup each, whatever the
+-- statistics (a hash join would hash either side whole).  Returns the rows
+-- written.
+CREATE FUNCTION owsync._merge_source(p owsync._sync_plan) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET enable_hashjoin = off
 AS $$
 DECLARE
-    loaded boolean;
     written bigint;
+BEGIN
+    EXECUTE format('MERGE INTO %1$s m USING (SELECT %2$s FROM %3$s) s ON %4$s
+                     %5$s
+                     WHEN NOT MATCHED THEN INSERT (%2$s) VALUES (%6$s)',
+                   p.mirror, p.cols, p.src, p.on_key,
+                   -- a table of key columns only has nothing to update
+                   CASE WHEN p.setlist IS NOT NULL
+                        THEN format('WHEN MATCHED AND %s THEN UPDATE SET %s', p.differ, p.setlist)
+                        ELSE '' END,
+                   p.s_cols);
+    GET DIAGNOSTICS written = ROW_COUNT;
+    RETURN written;
+END
+$$;
+
+-- Make a keyed mirror table equal to the source, with the source's keys in
+-- pg_temp.owsync_reload, writing only what differs (so a full sync of an
+-- unchanged table leaves no dead rows, and a published mirror ships only
+-- its changes): rows whose key the source lost deleted, then the source
+-- merged (_merge_source).  An empty mirror (the first load) is loaded by
+-- one INSERT.  Returns the rows inserted, updated and deleted.
+CREATE FUNCTION owsync._apply_source(p owsync._sync_plan,
+                                     OUT inserted bigint, OUT updated bigint, OUT deleted bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    loaded boolean;
 BEGIN
     updated := 0;
     deleted := 0;
@@ -376,24 +400,14 @@ BEGIN
     EXECUTE format('SELECT count(*) FROM pg_temp.owsync_reload s WHERE NOT EXISTS (SELECT 1 FROM %s m WHERE %s)',
                    p.mirror, p.on_key)
       INTO inserted;
-    EXECUTE format('MERGE INTO %1$s m USING (SELECT %2$s FROM %3$s) s ON %4$s
-                     %5$s
-                     WHEN NOT MATCHED THEN INSERT (%2$s) VALUES (%6$s)',
-                   p.mirror, p.cols, p.src, p.on_key,
-                   -- a table of key columns only has nothing to update
-                   CASE WHEN p.setlist IS NOT NULL
-                        THEN format('WHEN MATCHED AND %s THEN UPDATE SET %s', p.differ, p.setlist)
-                        ELSE '' END,
-                   p.s_cols);
-    GET DIAGNOSTICS written = ROW_COUNT;
-    updated := written - inserted;
+    updated := owsync._merge_source(p) - inserted;
 END
 $$;
 
 -- Full reload (mode full, or a table without key): the mirror made equal to
 -- the source's rows and the digests reloaded, and the key buckets, the
 -- watermark and its window's signature stored.  A keyed table is compared
--- and only what differs is written (_merge_source); a table without key is
+-- and only what differs is written (_apply_source); a table without key is
 -- replaced as a whole.  Rows changed in the mirror are decided as
 -- conflicts, as an incremental run would.  The versions the reload
 -- replaces are kept first (43_versions.sql).
@@ -419,7 +433,7 @@ BEGIN
         IF p.keep_versions THEN
             PERFORM owsync._keep_reloaded(t, p);
         END IF;
-        SELECT * INTO inserted, updated, deleted FROM owsync._merge_source(t, p);
+        SELECT * INTO inserted, updated, deleted FROM owsync._apply_source(p);
         bits := owsync._key_bits(p.dig, owsync._reload_digests(p.dig, 'pg_temp.owsync_reload', p.keylist));
         PERFORM owsync._store_state(t, p_key_bits => bits,
                                     p_key_buckets => owsync.key_buckets(p.server, t.table_name, t.key_columns, bits));
