@@ -92,7 +92,6 @@ BEGIN
         RETURNING run_id INTO rid;
     END IF;
     interactive := NOT (SELECT x.scheduled FROM owsync.run x WHERE x.run_id = rid);
-    PERFORM owsync._run_settings();
     reconcile := p_mode = 'reconcile'
                  OR (p_mode = 'incremental' AND
                      (c.last_reconcile_at IS NULL OR
@@ -113,6 +112,7 @@ BEGIN
             RAISE NOTICE 'owsync %: nothing committed to the source since the last run', p_client;
         END IF;
     ELSE
+        PERFORM owsync._run_settings();
         SELECT '{}'::text[] AS new_tables, '{}'::text[] AS widened INTO drift;
         cap := owsync._capture_schema(p_client, rid);
         IF cap.drifted THEN
@@ -275,6 +275,9 @@ BEGIN
     INSERT INTO owsync.run (client, mode, status, scheduled)
     VALUES (c.client, p_mode, 'running', coalesce(scheduled, false))
     RETURNING run_id INTO rid;
+    -- this commit holds only the run's row: lost in a crash, so is the run
+    -- (nothing to flush for)
+    PERFORM set_config('synchronous_commit', 'off', true);
     IF scheduled AND NOT c.enabled THEN
         PERFORM owsync._skip_run(rid, 'the client''s sync is disabled');
     ELSIF scheduled AND c.next_attempt_at > now() + interval '5 seconds' THEN
@@ -294,6 +297,7 @@ AS $$
 DECLARE
     r owsync.run;
     c owsync.client;
+    unchanged boolean;
     st text; msg text; det text; hnt text; tbl text;
 BEGIN
     PERFORM owsync._require_admin();
@@ -313,7 +317,14 @@ BEGIN
                error = 'abandoned: the session running it ended before it finished'
          WHERE x.client = c.client AND x.status = 'running' AND x.run_id <> p_run;
         PERFORM owsync._run(c.client, r.mode, p_run);
-        UPDATE owsync.run SET status = 'succeeded', finished_at = clock_timestamp() WHERE run_id = p_run;
+        UPDATE owsync.run SET status = 'succeeded', finished_at = clock_timestamp() WHERE run_id = p_run
+        RETURNING source_unchanged INTO unchanged;
+        -- a run that found nothing committed to the file wrote only history:
+        -- its commit does not wait for the disk (a crash may lose its row,
+        -- never data); a run that wrote the mirror commits durably
+        IF unchanged THEN
+            PERFORM set_config('synchronous_commit', 'off', true);
+        END IF;
     EXCEPTION WHEN OTHERS OR query_canceled THEN
         -- a cancel (statement_timeout, pg_cancel_backend) is recorded like any
         -- failure, and raised again by _finish_run once the lock is released
