@@ -1,6 +1,7 @@
 -- Syncing one table of a client, within its run (48_run.sql).  Per table:
 --
---   full         the mirror and the digests are reloaded from the source;
+--   full         the mirror and the digests are made equal to the source,
+--                every row compared, only what differs written;
 --   incremental  1. the fast path: rows with updated_at >= watermark - overlap
 --                   (the condition runs in SQLite);
 --                2. the key diff: when the hash of the source's key set (computed
@@ -132,45 +133,54 @@ BEGIN
 END
 $$;
 
--- Reload a digest table from the source in bulk: emptied, its primary key and
--- index dropped, loaded, both built again at once (about twice as fast as
--- maintaining them row by row), and analyzed.  The table is owsync's own: the lock TRUNCATE
--- takes until the run commits keeps out only another reader of the digests.
--- Returns the rows loaded.
-CREATE FUNCTION owsync._reload_digests(dig text, src text, keylist text) RETURNS bigint
+-- Make a digest table equal to the source's keys and digests in
+-- pg_temp.owsync_reload (nrows rows).  An empty one (a registration, a new
+-- table) is loaded and analyzed at once, so that the next run's key diff is
+-- not planned blind (without statistics, a few moved buckets are compared
+-- with every digest by a nested loop); a large load drops its primary key
+-- and index and builds them again after (about twice as fast as maintaining
+-- them row by row; below about 10,000 rows building them, new files synced,
+-- costs more).  A loaded one gets only what differs: keys the source lost
+-- deleted, digests that moved updated, new keys inserted.
+CREATE FUNCTION owsync._load_digests(p owsync._sync_plan, nrows bigint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    loaded boolean;
     idx record;
     rebuild text[] := '{}';
-    nrows bigint;
     stmt text;
 BEGIN
-    EXECUTE format('TRUNCATE %s', dig);
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', p.dig) INTO loaded;
+    IF loaded THEN
+        EXECUTE format('DELETE FROM %1$s m WHERE NOT EXISTS (SELECT 1 FROM pg_temp.owsync_reload s WHERE %2$s)',
+                       p.dig, p.on_key);
+        EXECUTE format('UPDATE %1$s m SET owsync_digest = s.owsync_digest FROM pg_temp.owsync_reload s
+                         WHERE %2$s AND m.owsync_digest <> s.owsync_digest', p.dig, p.on_key);
+        EXECUTE format('INSERT INTO %1$s (%2$s, owsync_digest) SELECT %2$s, owsync_digest FROM pg_temp.owsync_reload s
+                         WHERE NOT EXISTS (SELECT 1 FROM %1$s m WHERE %3$s)', p.dig, p.keylist, p.on_key);
+        RETURN;
+    END IF;
     FOR idx IN SELECT i.indexrelid::regclass AS name, c.conname, pg_get_constraintdef(c.oid) AS condef,
                       pg_get_indexdef(i.indexrelid) AS indexdef
                  FROM pg_index i
                  LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
-                WHERE i.indrelid = dig::regclass LOOP
+                WHERE i.indrelid = p.dig::regclass AND nrows >= 10000 LOOP
         IF idx.conname IS NOT NULL THEN
-            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', dig, idx.conname);
-            rebuild := rebuild || format('ALTER TABLE %s ADD CONSTRAINT %I %s', dig, idx.conname, idx.condef);
+            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', p.dig, idx.conname);
+            rebuild := rebuild || format('ALTER TABLE %s ADD CONSTRAINT %I %s', p.dig, idx.conname, idx.condef);
         ELSE
             EXECUTE format('DROP INDEX %s', idx.name);
             rebuild := rebuild || idx.indexdef;
         END IF;
     END LOOP;
-    EXECUTE format('INSERT INTO %s (%s, owsync_digest) SELECT %s, owsync_digest FROM %s', dig, keylist, keylist, src);
-    GET DIAGNOSTICS nrows = ROW_COUNT;
+    EXECUTE format('INSERT INTO %1$s (%2$s, owsync_digest) SELECT %2$s, owsync_digest FROM pg_temp.owsync_reload',
+                   p.dig, p.keylist);
     FOREACH stmt IN ARRAY rebuild LOOP
         EXECUTE stmt;
     END LOOP;
-    -- statistics now, not when autovacuum comes by: the next run's key diff
-    -- is planned with them (without, a few moved buckets are compared with
-    -- every digest by a nested loop)
-    EXECUTE format('ANALYZE %s', dig);
-    RETURN nrows;
+    EXECUTE format('ANALYZE %s', p.dig);
 END
 $$;
 
@@ -324,8 +334,8 @@ END
 $$;
 
 -- The source's keys and digests, read into pg_temp.owsync_reload (one read
--- of the file; a full reload compares and keeps versions by them, and the
--- digests are reloaded from them), analyzed.
+-- of the file; a full reload keeps versions and deletes by them, and the
+-- digests are made equal to them), analyzed.
 CREATE FUNCTION owsync._read_source_keys(p owsync._sync_plan) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -434,7 +444,8 @@ BEGIN
             PERFORM owsync._keep_reloaded(t, p);
         END IF;
         SELECT * INTO inserted, updated, deleted FROM owsync._apply_source(p);
-        bits := owsync._key_bits(p.dig, owsync._reload_digests(p.dig, 'pg_temp.owsync_reload', p.keylist));
+        PERFORM owsync._load_digests(p, rows_read);
+        bits := owsync._key_bits(p.dig, rows_read);
         PERFORM owsync._store_state(t, p_key_bits => bits,
                                     p_key_buckets => owsync.key_buckets(p.server, t.table_name, t.key_columns, bits));
     ELSE
