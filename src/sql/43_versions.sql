@@ -187,10 +187,10 @@ BEGIN
 END
 $$;
 
--- Before a full reload of a keyed table, with the source's keys and digests
--- in pg_temp.owsync_reload: the versions the reload replaces kept, the
--- mirror's rows whose key is gone or whose digest changed, and the keys it
--- adds.  (A row the digests say is unchanged but that differs from the
+-- Before a full reload of a keyed table, with the keys it moves in
+-- pg_temp.owsync_moved (44_sync_table.sql): the versions the reload replaces
+-- kept, the mirror's rows whose key is gone or whose digest changed, and the
+-- keys it adds.  (A row the digests say is unchanged but that differs from the
 -- source, a mirror edited by hand past its triggers, is repaired by the
 -- reload without a version: that state was no run's.)
 CREATE FUNCTION owsync._keep_reloaded(t owsync.client_table, p owsync._sync_plan) RETURNS void
@@ -199,22 +199,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v text := owsync._versions_table(t.client, t.table_name, t.key_columns);
-    first_key text := format('%I', t.key_columns[1]);
 BEGIN
     EXECUTE format('INSERT INTO %1$s (owsync_run, owsync_op, %2$s)
-                    SELECT $1, CASE WHEN s.%3$s IS NULL THEN %4$L ELSE %5$L END, %6$s
-                      FROM %7$s m LEFT JOIN %8$s d ON %9$s LEFT JOIN pg_temp.owsync_reload s ON %10$s
-                     WHERE s.%3$s IS NULL OR (d.owsync_digest IS DISTINCT FROM s.owsync_digest%11$s)',
-                   v, owsync._column_list(p.mirror::regclass), first_key, 'd', 'u',
-                   owsync._column_list(p.mirror::regclass, 'm'), p.mirror, p.dig,
-                   owsync._key_match(t.key_columns, 'd', 'm'), p.on_key,
+                    SELECT $1, s.owsync_op, %3$s FROM pg_temp.owsync_moved s JOIN %4$s m ON %5$s
+                     WHERE s.owsync_op = %6$L OR (s.owsync_op = %7$L%8$s)',
+                   v, owsync._column_list(p.mirror::regclass), owsync._column_list(p.mirror::regclass, 'm'),
+                   p.mirror, p.on_key, 'd', 'u',
                    CASE WHEN p.setlist IS NULL THEN ' AND false' ELSE owsync._within_interval(t, p, v) END)
       USING p.run_id, p.interval_run;
     EXECUTE format('INSERT INTO %1$s (owsync_run, owsync_op, %2$s)
-                    SELECT $1, %3$L, %4$s FROM pg_temp.owsync_reload s
-                     WHERE NOT EXISTS (SELECT 1 FROM %5$s m WHERE %6$s)',
-                   v, p.keylist, 'i', (SELECT string_agg(format('s.%I', k), ', ') FROM unnest(t.key_columns) k),
-                   p.mirror, p.on_key)
+                    SELECT $1, owsync_op, %2$s FROM pg_temp.owsync_moved WHERE owsync_op = %3$L',
+                   v, p.keylist, 'i')
       USING p.run_id;
 END
 $$;

@@ -140,26 +140,25 @@ $$;
 -- with every digest by a nested loop); a large load drops its primary key
 -- and index and builds them again after (about twice as fast as maintaining
 -- them row by row; below about 10,000 rows building them, new files synced,
--- costs more).  A loaded one gets only what differs: keys the source lost
--- deleted, digests that moved updated, new keys inserted.
+-- costs more).  A loaded one gets only what differs (pg_temp.owsync_moved):
+-- keys the source lost deleted, digests that moved updated, new keys
+-- inserted.
 CREATE FUNCTION owsync._load_digests(p owsync._sync_plan, nrows bigint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    loaded boolean;
     idx record;
     rebuild text[] := '{}';
     stmt text;
 BEGIN
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', p.dig) INTO loaded;
-    IF loaded THEN
-        EXECUTE format('DELETE FROM %1$s m WHERE NOT EXISTS (SELECT 1 FROM pg_temp.owsync_reload s WHERE %2$s)',
-                       p.dig, p.on_key);
-        EXECUTE format('UPDATE %1$s m SET owsync_digest = s.owsync_digest FROM pg_temp.owsync_reload s
-                         WHERE %2$s AND m.owsync_digest <> s.owsync_digest', p.dig, p.on_key);
-        EXECUTE format('INSERT INTO %1$s (%2$s, owsync_digest) SELECT %2$s, owsync_digest FROM pg_temp.owsync_reload s
-                         WHERE NOT EXISTS (SELECT 1 FROM %1$s m WHERE %3$s)', p.dig, p.keylist, p.on_key);
+    IF owsync._loaded(p.dig) THEN
+        EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_moved s WHERE %2$s AND s.owsync_op = %3$L',
+                       p.dig, p.on_key, 'd');
+        EXECUTE format('UPDATE %1$s m SET owsync_digest = s.owsync_digest FROM pg_temp.owsync_moved s
+                         WHERE %2$s AND s.owsync_op = %3$L', p.dig, p.on_key, 'u');
+        EXECUTE format('INSERT INTO %1$s (%2$s, owsync_digest) SELECT %2$s, owsync_digest FROM pg_temp.owsync_moved
+                         WHERE owsync_op = %3$L', p.dig, p.keylist, 'i');
         RETURN;
     END IF;
     FOR idx IN SELECT i.indexrelid::regclass AS name, c.conname, pg_get_constraintdef(c.oid) AS condef,
@@ -333,6 +332,19 @@ BEGIN
 END
 $$;
 
+-- Does a table hold any row?
+CREATE FUNCTION owsync._loaded(rel text) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found boolean;
+BEGIN
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', rel) INTO found;
+    RETURN found;
+END
+$$;
+
 -- The source's keys and digests, read into pg_temp.owsync_reload (one read
 -- of the file; a full reload keeps versions and deletes by them, and the
 -- digests are made equal to them), analyzed.
@@ -351,6 +363,31 @@ BEGIN
     GET DIAGNOSTICS nrows = ROW_COUNT;
     ANALYZE pg_temp.owsync_reload;
     RETURN nrows;
+END
+$$;
+
+-- How the source's keys and digests in pg_temp.owsync_reload differ from
+-- the digest table (the mirror as the last run left it), into
+-- pg_temp.owsync_moved: each key the source lost (owsync_op 'd'), whose
+-- digest moved ('u') or that is new ('i'), with its new digest; one hash
+-- full join of two narrow tables, analyzed.
+CREATE FUNCTION owsync._diff_reload(t owsync.client_table, p owsync._sync_plan) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_regclass('pg_temp.owsync_moved') IS NOT NULL THEN
+        DROP TABLE pg_temp.owsync_moved;
+    END IF;
+    EXECUTE format('CREATE TEMP TABLE owsync_moved ON COMMIT DROP AS
+                    SELECT %1$s, CASE WHEN s.%2$s IS NULL THEN %3$L WHEN m.%2$s IS NULL THEN %4$L ELSE %5$L END
+                                 AS owsync_op, s.owsync_digest
+                      FROM pg_temp.owsync_reload s FULL JOIN %6$s m ON %7$s
+                     WHERE s.%2$s IS NULL OR m.%2$s IS NULL OR s.owsync_digest <> m.owsync_digest',
+                   (SELECT string_agg(format('coalesce(s.%1$I, m.%1$I) AS %1$I', k), ', ')
+                      FROM unnest(t.key_columns) k),
+                   format('%I', t.key_columns[1]), 'd', 'i', 'u', p.dig, p.on_key);
+    ANALYZE pg_temp.owsync_moved;
 END
 $$;
 
@@ -394,12 +431,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    loaded boolean;
+    before bigint;
+    written bigint;
 BEGIN
     updated := 0;
     deleted := 0;
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', p.mirror) INTO loaded;
-    IF NOT loaded THEN
+    IF NOT owsync._loaded(p.mirror) THEN
         EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s', p.mirror, p.cols, p.cols, p.src);
         GET DIAGNOSTICS inserted = ROW_COUNT;
         RETURN;
@@ -407,10 +444,11 @@ BEGIN
     EXECUTE format('DELETE FROM %1$s m WHERE NOT EXISTS (SELECT 1 FROM pg_temp.owsync_reload s WHERE %2$s)',
                    p.mirror, p.on_key);
     GET DIAGNOSTICS deleted = ROW_COUNT;
-    EXECUTE format('SELECT count(*) FROM pg_temp.owsync_reload s WHERE NOT EXISTS (SELECT 1 FROM %s m WHERE %s)',
-                   p.mirror, p.on_key)
-      INTO inserted;
-    updated := owsync._merge_source(p) - inserted;
+    -- the MERGE's inserts, told from its updates by this transaction's count
+    before := pg_stat_get_xact_tuples_inserted(p.mirror::regclass);
+    written := owsync._merge_source(p);
+    inserted := pg_stat_get_xact_tuples_inserted(p.mirror::regclass) - before;
+    updated := written - inserted;
 END
 $$;
 
@@ -440,6 +478,10 @@ BEGIN
     END IF;
     IF cardinality(t.key_columns) > 0 THEN
         rows_read := owsync._read_source_keys(p);
+        -- (a first load without versions needs no diff: all its keys are new)
+        IF p.keep_versions OR owsync._loaded(p.dig) THEN
+            PERFORM owsync._diff_reload(t, p);
+        END IF;
         IF p.keep_versions THEN
             PERFORM owsync._keep_reloaded(t, p);
         END IF;
