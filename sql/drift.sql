@@ -40,6 +40,8 @@ CALL owsync.sync('drift_example_com');
 SELECT status, alembic_revision FROM owsync.run ORDER BY run_id DESC LIMIT 1;
 SELECT unnest(warnings) AS warning
   FROM (SELECT warnings FROM owsync.run ORDER BY run_id DESC LIMIT 1) last_run;
+-- (memory, whose rows did not change, was settled by the unchanged check
+-- and has no row)
 SELECT table_name, path, inserted, updated FROM owsync.run_table
  WHERE run_id = (SELECT max(run_id) FROM owsync.run) AND table_name IN ('chat', 'memory', 'note', 'skill_usage')
  ORDER BY 1;

@@ -25,8 +25,10 @@ $$;
 
 -- Sync every table of a client (but those removed at the source), each error
 -- naming its table: tables new at the source are loaded in full, tables
--- with a new column compared in full.  Each table gets its row in
--- owsync.run_table, and a progress NOTICE when interactive.
+-- with a new column compared in full.  Each table the run had to read gets
+-- its row in owsync.run_table (one the unchanged check settled does not:
+-- a fleet's history would hold a row per table per run), and each table a
+-- progress NOTICE when interactive.
 CREATE FUNCTION owsync._sync_tables(p_client text, p_mode text, reconcile boolean, p_run bigint,
                                     new_tables text[], widened text[], interactive boolean) RETURNS void
 LANGUAGE plpgsql
@@ -52,10 +54,12 @@ BEGIN
                                     det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
             PERFORM owsync._reraise(st, msg, det, hnt, t.table_name);
         END;
-        INSERT INTO owsync.run_table (run_id, table_name, path, rows_read, inserted, updated, deleted,
-                                      quarantined, conflicts, key_diff, seconds)
-        VALUES (p_run, t.table_name, r.path, r.rows_read, r.inserted, r.updated, r.deleted, r.quarantined,
-                r.conflicts, r.key_diff, round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
+        IF r.path <> 'unchanged' THEN
+            INSERT INTO owsync.run_table (run_id, table_name, path, rows_read, inserted, updated, deleted,
+                                          quarantined, conflicts, key_diff, seconds)
+            VALUES (p_run, t.table_name, r.path, r.rows_read, r.inserted, r.updated, r.deleted, r.quarantined,
+                    r.conflicts, r.key_diff, round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
+        END IF;
         secs := extract(epoch FROM clock_timestamp() - started)::numeric;
         CONTINUE WHEN NOT interactive;
         RAISE NOTICE 'owsync %.%: % read, % inserted, % updated, % deleted% (%, % s, % rows/s)',

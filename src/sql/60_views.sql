@@ -43,8 +43,8 @@ SELECT h.run_id, h.client, h.started_at::timestamp(0) AS started, h.mode, h.stat
        round(extract(epoch FROM h.duration), 3) AS seconds,
        CASE WHEN h.error IS NOT NULL THEN owsync._brief(h.error, 30)
             WHEN h.source_unchanged THEN 'unchanged'
-            WHEN h.tables > 0 THEN
-                 '+' || h.inserted || ' ~' || h.updated || ' -' || h.deleted
+            WHEN h.status = 'succeeded' THEN		-- (no table read: no counts)
+                 '+' || coalesce(h.inserted, 0) || ' ~' || coalesce(h.updated, 0) || ' -' || coalesce(h.deleted, 0)
                  || CASE WHEN h.quarantined > 0 THEN ' !' || h.quarantined ELSE '' END
                  || CASE WHEN h.conflicts > 0 THEN ' *' || h.conflicts ELSE '' END
        END AS result
