@@ -133,24 +133,52 @@ BEGIN
 END
 $$;
 
--- Make a digest table equal to the source's keys and digests in
--- pg_temp.owsync_reload (nrows rows).  An empty one (a registration, a new
--- table) is loaded and analyzed at once, so that the next run's key diff is
--- not planned blind (without statistics, a few moved buckets are compared
--- with every digest by a nested loop); a large load drops its primary key
--- and index and builds them again after (about twice as fast as maintaining
--- them row by row; below about 10,000 rows building them, new files synced,
--- costs more).  A loaded one gets only what differs (pg_temp.owsync_moved):
--- keys the source lost deleted, digests that moved updated, new keys
--- inserted.
-CREATE FUNCTION owsync._load_digests(p owsync._sync_plan, nrows bigint) RETURNS void
+-- Load an empty table by an INSERT of nrows rows: from 10,000 rows on, its
+-- primary key and indexes are dropped first and built again after, about
+-- twice as fast as maintaining them row by row (below, building them, new
+-- files synced, costs more).  Returns the rows inserted.
+CREATE FUNCTION owsync._bulk_insert(rel text, stmt text, nrows bigint) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     idx record;
     rebuild text[] := '{}';
-    stmt text;
+    inserted bigint;
+BEGIN
+    FOR idx IN SELECT i.indexrelid::regclass AS name, c.conname, pg_get_constraintdef(c.oid) AS condef,
+                      pg_get_indexdef(i.indexrelid) AS indexdef
+                 FROM pg_index i
+                 LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+                WHERE i.indrelid = rel::regclass AND nrows >= 10000 LOOP
+        IF idx.conname IS NOT NULL THEN
+            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', rel, idx.conname);
+            rebuild := rebuild || format('ALTER TABLE %s ADD CONSTRAINT %I %s', rel, idx.conname, idx.condef);
+        ELSE
+            EXECUTE format('DROP INDEX %s', idx.name);
+            rebuild := rebuild || idx.indexdef;
+        END IF;
+    END LOOP;
+    EXECUTE stmt;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    FOREACH stmt IN ARRAY rebuild LOOP
+        EXECUTE stmt;
+    END LOOP;
+    RETURN inserted;
+END
+$$;
+
+-- Make a digest table equal to the source's keys and digests in
+-- pg_temp.owsync_reload (nrows rows).  An empty one (a registration, a new
+-- table) is loaded in bulk and analyzed at once, so that the next run's key
+-- diff is not planned blind (without statistics, a few moved buckets are
+-- compared with every digest by a nested loop).  A loaded one gets only
+-- what differs (pg_temp.owsync_moved): keys the source lost deleted,
+-- digests that moved updated, new keys inserted.
+CREATE FUNCTION owsync._load_digests(p owsync._sync_plan, nrows bigint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
     IF owsync._loaded(p.dig) THEN
         EXECUTE format('DELETE FROM %1$s m USING pg_temp.owsync_moved s WHERE %2$s AND s.owsync_op = %3$L',
@@ -161,24 +189,9 @@ BEGIN
                          WHERE owsync_op = %3$L', p.dig, p.keylist, 'i');
         RETURN;
     END IF;
-    FOR idx IN SELECT i.indexrelid::regclass AS name, c.conname, pg_get_constraintdef(c.oid) AS condef,
-                      pg_get_indexdef(i.indexrelid) AS indexdef
-                 FROM pg_index i
-                 LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
-                WHERE i.indrelid = p.dig::regclass AND nrows >= 10000 LOOP
-        IF idx.conname IS NOT NULL THEN
-            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', p.dig, idx.conname);
-            rebuild := rebuild || format('ALTER TABLE %s ADD CONSTRAINT %I %s', p.dig, idx.conname, idx.condef);
-        ELSE
-            EXECUTE format('DROP INDEX %s', idx.name);
-            rebuild := rebuild || idx.indexdef;
-        END IF;
-    END LOOP;
-    EXECUTE format('INSERT INTO %1$s (%2$s, owsync_digest) SELECT %2$s, owsync_digest FROM pg_temp.owsync_reload',
-                   p.dig, p.keylist);
-    FOREACH stmt IN ARRAY rebuild LOOP
-        EXECUTE stmt;
-    END LOOP;
+    PERFORM owsync._bulk_insert(p.dig, format('INSERT INTO %1$s (%2$s, owsync_digest)
+                                                SELECT %2$s, owsync_digest FROM pg_temp.owsync_reload',
+                                               p.dig, p.keylist), nrows);
     EXECUTE format('ANALYZE %s', p.dig);
 END
 $$;
@@ -423,9 +436,9 @@ $$;
 -- pg_temp.owsync_reload, writing only what differs (so a full sync of an
 -- unchanged table leaves no dead rows, and a published mirror ships only
 -- its changes): rows whose key the source lost deleted, then the source
--- merged (_merge_source).  An empty mirror (the first load) is loaded by
--- one INSERT.  Returns the rows inserted, updated and deleted.
-CREATE FUNCTION owsync._apply_source(p owsync._sync_plan,
+-- merged (_merge_source).  An empty mirror (the first load) is loaded in
+-- bulk, nrows rows.  Returns the rows inserted, updated and deleted.
+CREATE FUNCTION owsync._apply_source(p owsync._sync_plan, nrows bigint,
                                      OUT inserted bigint, OUT updated bigint, OUT deleted bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -437,8 +450,8 @@ BEGIN
     updated := 0;
     deleted := 0;
     IF NOT owsync._loaded(p.mirror) THEN
-        EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s', p.mirror, p.cols, p.cols, p.src);
-        GET DIAGNOSTICS inserted = ROW_COUNT;
+        inserted := owsync._bulk_insert(p.mirror, format('INSERT INTO %s (%s) SELECT %s FROM %s',
+                                                         p.mirror, p.cols, p.cols, p.src), nrows);
         RETURN;
     END IF;
     EXECUTE format('DELETE FROM %1$s m WHERE NOT EXISTS (SELECT 1 FROM pg_temp.owsync_reload s WHERE %2$s)',
@@ -485,7 +498,7 @@ BEGIN
         IF p.keep_versions THEN
             PERFORM owsync._keep_reloaded(t, p);
         END IF;
-        SELECT * INTO inserted, updated, deleted FROM owsync._apply_source(p);
+        SELECT * INTO inserted, updated, deleted FROM owsync._apply_source(p, rows_read);
         PERFORM owsync._load_digests(p, rows_read);
         bits := owsync._key_bits(p.dig, rows_read);
         PERFORM owsync._store_state(t, p_key_bits => bits,

@@ -31,10 +31,16 @@ SELECT r.run_id, r.client, r.mode, r.status, r.scheduled, r.started_at, r.source
        t.tables, t.rows_read, t.inserted, t.updated, t.deleted, t.quarantined, t.conflicts,
        r.sqlstate, r.error_table, r.error
   FROM owsync.run r
-  LEFT JOIN LATERAL (SELECT count(*) AS tables, sum(rows_read) AS rows_read,
-                            sum(inserted) AS inserted, sum(updated) AS updated, sum(deleted) AS deleted,
-                            sum(quarantined) AS quarantined, sum(conflicts) AS conflicts
-                       FROM owsync.run_table rt WHERE rt.run_id = r.run_id) t ON true;
+  -- (a succeeded run that read no table changed no row: 0; a failed run's
+  -- counts went with its rollback: NULL)
+  LEFT JOIN LATERAL (SELECT count(rt.run_id) AS tables, coalesce(sum(rows_read), z.zero) AS rows_read,
+                            coalesce(sum(inserted), z.zero) AS inserted, coalesce(sum(updated), z.zero) AS updated,
+                            coalesce(sum(deleted), z.zero) AS deleted,
+                            coalesce(sum(quarantined), z.zero) AS quarantined,
+                            coalesce(sum(conflicts), z.zero) AS conflicts
+                       FROM (SELECT CASE WHEN r.status = 'succeeded' THEN 0 END AS zero) z
+                       LEFT JOIN owsync.run_table rt ON rt.run_id = r.run_id
+                      GROUP BY z.zero) t ON true;
 
 COMMENT ON VIEW owsync.history_detail IS 'one row per sync run: status, per-run row counts (conflicts: rows changed in the mirror and at the source, see owsync.conflicts), the error of a failed run in full';
 
@@ -43,8 +49,8 @@ SELECT h.run_id, h.client, h.started_at::timestamp(0) AS started, h.mode, h.stat
        round(extract(epoch FROM h.duration), 3) AS seconds,
        CASE WHEN h.error IS NOT NULL THEN owsync._brief(h.error, 30)
             WHEN h.source_unchanged THEN 'unchanged'
-            WHEN h.status = 'succeeded' THEN		-- (no table read: no counts)
-                 '+' || coalesce(h.inserted, 0) || ' ~' || coalesce(h.updated, 0) || ' -' || coalesce(h.deleted, 0)
+            WHEN h.status = 'succeeded' THEN
+                 '+' || h.inserted || ' ~' || h.updated || ' -' || h.deleted
                  || CASE WHEN h.quarantined > 0 THEN ' !' || h.quarantined ELSE '' END
                  || CASE WHEN h.conflicts > 0 THEN ' *' || h.conflicts ELSE '' END
        END AS result
