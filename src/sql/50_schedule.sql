@@ -591,13 +591,16 @@ BEGIN
 END
 $$;
 
--- After a dispatched run: the dispatcher's hold on the client's run lock
--- let go.
+-- After a dispatched run: the client's SQLite file closed (the dispatcher
+-- goes on in the same backend: it would otherwise keep every client's file
+-- open, see _close_sources), and the dispatcher's hold on the client's run
+-- lock let go.
 CREATE FUNCTION owsync._dispatch_release(p_client_id integer) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM owsync._close_sources();
     WHILE owsync._holds_lock(p_client_id) AND pg_advisory_unlock(owsync._run_lock_class(), p_client_id) LOOP
     END LOOP;
 END
