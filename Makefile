@@ -40,7 +40,7 @@ $(OBJS): src/owsync_fdw.h
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_SRC)
 	cat $^ > $@
 
-$(EXTENSION)--%--$(EXTVERSION).sql: src/upgrade/assemble.sh src/upgrade/prologue.sql \
+$(EXTENSION)--%--$(EXTVERSION).sql: src/upgrade/assemble.sh src/upgrade/prologue.sql src/upgrade/epilogue.sql \
 		$(wildcard src/upgrade/catalog-*.sql) $(SQL_SRC)
 	sh src/upgrade/assemble.sh $* $(filter-out $(SQL_ONCE),$(SQL_SRC)) > $@
 

@@ -3,9 +3,10 @@
 -- (and then one of 0.2, 0.3 and 0.4) is upgraded by ALTER EXTENSION owsync_fdw UPDATE.
 -- Nothing is lost (every row of owsync's tables, the digests and the
 -- mirrors), the clients sync on
--- incrementally (no table reloaded), their reader roles, conflicts and pg_cron
--- jobs work as before, and the upgraded extension is the one a fresh install
--- makes (routines, views, tables, grants, policies).
+-- incrementally (no table reloaded), their reader roles and conflicts work as
+-- before, their schedules are run by the dispatcher pool's pg_cron jobs
+-- rather than a job each, and the upgraded extension is the one a fresh
+-- install makes (routines, views, tables, grants, policies).
 --
 \set SHOW_CONTEXT never
 CREATE EXTENSION pg_cron;
@@ -101,7 +102,9 @@ SELECT jobname, command FROM cron.job ORDER BY jobname;
 ALTER EXTENSION owsync_fdw UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'owsync_fdw';
 
--- nothing lost: every table holds the same rows (owsync.edge is new, and empty)
+-- nothing lost: every table holds the same rows (owsync.edge is new, and
+-- empty; so are the pool's owsync.sync_pool, and owsync.sync_due but for
+-- the scheduled client); the client's job gave way to the pool's
 SELECT coalesce(b.rel, a.rel) AS rel, b.n AS rows_before, a.n AS rows_after
   FROM before b FULL JOIN pg_temp.state() a USING (rel)
  WHERE b.digest IS DISTINCT FROM a.digest;
@@ -158,7 +161,7 @@ ORDER BY 1, 2, 3;
 
 CREATE TEMP TABLE fresh_install AS SELECT * FROM pg_temp.definition();
 
--- 0.2 to 0.5: a client synced, then the upgrade to this version
+-- 0.2 to 0.5: a client synced and on the realtime tier, then the upgrade to this version
 \set from 0.2
 \i :abs_srcdir/test/fixtures/upgrade_from.sql
 \set from 0.3

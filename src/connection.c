@@ -1410,3 +1410,35 @@ owsync_source_marker(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(marker));
 }
+
+/*
+ * owsync._close_sources(): this session's read connections that no
+ * transaction is reading, closed; returns how many.  A dispatcher of the
+ * scheduled syncs runs many clients in one backend and calls it after each
+ * client's run, so that it holds no client's file open past its run, as a
+ * backend that ran a single client did by exiting: otherwise each client
+ * keeps a descriptor or three (the file, its -wal and -shm) and a few
+ * hundred clients exhaust the process's limit.
+ */
+PG_FUNCTION_INFO_V1(owsync_close_sources);
+
+Datum
+owsync_close_sources(PG_FUNCTION_ARGS)
+{
+	HASH_SEQ_STATUS scan;
+	OwsyncConn *conn;
+	int32		closed = 0;
+
+	if (ConnectionHash == NULL)
+		PG_RETURN_INT32(0);
+	hash_seq_init(&scan, ConnectionHash);
+	while ((conn = (OwsyncConn *) hash_seq_search(&scan)) != NULL)
+	{
+		if (!conn->key.write && conn->db != NULL && !conn->xact_open)
+		{
+			owsync_close(conn);
+			closed++;
+		}
+	}
+	PG_RETURN_INT32(closed);
+}

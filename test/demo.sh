@@ -126,7 +126,7 @@ psql -X -v ON_ERROR_STOP=1 -P pager=off -d postgres -v dir="$DEMO_DIR" <<'SQL'
 \set db :dir '/webui.db'
 SET client_min_messages = warning;
 \echo
-\echo '== 12. pg_cron: put the client on the realtime tier (one job, owsync:<client>, every minute)'
+\echo '== 12. pg_cron: put the client on the realtime tier (the dispatcher pool, owsync:dispatch:1 and 2, runs it every minute)'
 LOAD 'owsync_fdw';		-- defines owsync.* settings in this new session
 ALTER SYSTEM SET owsync.allowed_directories = :'dir';	-- for every session, pg_cron's too
 SELECT pg_reload_conf();

@@ -28,6 +28,14 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'owsync_reload_cron_at_commit'
 LANGUAGE C STRICT VOLATILE;
 
+-- This session's SQLite read connections that no transaction is reading,
+-- closed (a dispatcher's, after each client's run: 50_schedule.sql);
+-- returns how many.
+CREATE FUNCTION owsync._close_sources()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'owsync_close_sources'
+LANGUAGE C STRICT VOLATILE;
+
 -- Facts about a server's SQLite file, read in the transaction's snapshot.
 -- change_marker: equal markers mean nothing was committed to the file
 -- between the two snapshots.

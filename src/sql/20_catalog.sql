@@ -23,10 +23,11 @@ CREATE TABLE owsync.client (
     last_reconcile_at timestamptz,
     change_marker     text,			-- the source's change marker at the last run
     consecutive_failures integer NOT NULL DEFAULT 0,	-- failed runs since the last success
-    next_attempt_at   timestamptz,		-- after a failure: scheduled runs before it are skipped
+    next_attempt_at   timestamptz,		-- after a failure: no scheduled run starts before it
     alerting          boolean NOT NULL DEFAULT false,	-- a 'failing' alert was sent, no 'recovered' yet
     reader_role       name,			-- reads the mirror (options->'reader_role'), see 90_security.sql
-    cron_schedule     text,			-- the schedule of its pg_cron job (NULL: none), see 50_schedule.sql
+    cron_schedule     text,			-- the cron expression it is scheduled by (NULL: not
+										-- scheduled), see 50_schedule.sql
     versions_from     bigint,			-- the oldest run whose state its kept versions give back
 										-- (NULL: none kept yet), see 43_versions.sql
     CONSTRAINT client_name CHECK (client ~ '^[a-z_][a-z0-9_]*$' AND length(client) <= 48)
@@ -75,7 +76,7 @@ CREATE TABLE owsync.run (
     journal_mode text,
     source_schema_id bigint REFERENCES owsync.source_schema,
     source_unchanged boolean NOT NULL DEFAULT false,	-- nothing committed since the last run: no table read
-    scheduled   boolean NOT NULL DEFAULT false,	-- started by pg_cron
+    scheduled   boolean NOT NULL DEFAULT false,	-- started by its schedule (the pool, or pg_cron)
     warnings    text[]				-- schema drift and other things worth a look
 );
 CREATE INDEX run_client_started ON owsync.run (client, started_at DESC);
@@ -185,6 +186,23 @@ CREATE TABLE owsync.edge (
     slot_lost_alerted boolean NOT NULL DEFAULT false
 );
 
+-- The dispatcher pool that runs scheduled syncs (50_schedule.sql): its size,
+-- set by owsync.set_sync_workers() (no row: 2 workers).
+CREATE TABLE owsync.sync_pool (
+    one_row boolean PRIMARY KEY DEFAULT true CHECK (one_row),
+    workers integer NOT NULL CHECK (workers BETWEEN 0 AND 32)
+);
+
+-- When each client the pool serves (enabled, on a schedule in minutes) is
+-- next due: the first time its schedule fires after its last scheduled
+-- start, or after it was scheduled (NULL: never).  Rewritten at each
+-- scheduled start, so kept out of owsync.client, whose rows an edge
+-- publishes (38_fleet.sql); this table is not published.
+CREATE TABLE owsync.sync_due (
+    client text PRIMARY KEY REFERENCES owsync.client ON DELETE CASCADE,
+    due_at timestamptz
+) WITH (fillfactor = 50);
+
 -- pg_dump keeps owsync's catalog with the data it describes (tables created
 -- by an extension are otherwise left out of a dump).
 -- (one call per statement: each updates the extension's catalog row)
@@ -203,6 +221,8 @@ SELECT pg_catalog.pg_extension_config_dump('owsync.mirror_change', '');
 SELECT pg_catalog.pg_extension_config_dump('owsync.conflict', '');
 SELECT pg_catalog.pg_extension_config_dump('owsync.conflict_conflict_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('owsync.edge', '');
+SELECT pg_catalog.pg_extension_config_dump('owsync.sync_pool', '');
+SELECT pg_catalog.pg_extension_config_dump('owsync.sync_due', '');
 
 -- The wrapper (its functions: 10_fdw.sql).
 CREATE FOREIGN DATA WRAPPER owsync_fdw
@@ -220,6 +240,7 @@ ALTER TABLE owsync.quarantine ENABLE ROW LEVEL SECURITY;
 ALTER TABLE owsync.alert ENABLE ROW LEVEL SECURITY;
 ALTER TABLE owsync.mirror_change ENABLE ROW LEVEL SECURITY;
 ALTER TABLE owsync.conflict ENABLE ROW LEVEL SECURITY;
+ALTER TABLE owsync.sync_due ENABLE ROW LEVEL SECURITY;
 
 -- The role whose members manage clients (see 90_security.sql), created when
 -- missing; it stays when the extension is dropped.

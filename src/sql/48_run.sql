@@ -149,13 +149,16 @@ $$;
 -- After a run: count consecutive failures and back off, alert after
 -- options->>'alert_after_failures' (default 3) failures in a row and on the
 -- recovery that follows, and purge the client's history older than
--- owsync.history_retention (runs, and the pg_cron run details of its job)
--- and, after a success, its row versions older than their retention.
+-- owsync.history_retention (runs, and, for a client on a pg_cron job of its
+-- own, that job's run details: the dispatcher pool's are purged once an
+-- hour, not per run, see _dispatch_begin) and, after a success, its row
+-- versions older than their retention.
 --
--- Backoff: after k failures in a row, a scheduled run starting before
+-- Backoff: after k failures in a row, no scheduled run starts before
 -- min(backoff_max, backoff_base * 2^(k-1)) has passed since the failed run
 -- started (options, default 1 minute and 1 hour; 5 seconds early counts as on
--- time, for pg_cron's minute ticks) is skipped.  A run called by hand is
+-- time, for the minute ticks): the dispatcher pool passes the client over,
+-- and a run started by pg_cron itself is skipped.  A run called by hand is
 -- never skipped; a success resets the count.
 CREATE FUNCTION owsync._account_run(p_client text, p_run bigint) RETURNS void
 LANGUAGE plpgsql
@@ -207,7 +210,7 @@ BEGIN
         DELETE FROM owsync.run WHERE client = p_client AND started_at < now() - keep AND run_id <> p_run
                                  AND NOT (status = 'succeeded' AND run_id >= coalesce(c.versions_from, p_run));
         DELETE FROM owsync.conflict WHERE client = p_client AND decided_at < now() - keep;
-        IF to_regclass('cron.job_run_details') IS NOT NULL THEN
+        IF c.cron_schedule LIKE '% seconds' AND to_regclass('cron.job_run_details') IS NOT NULL THEN
             BEGIN
                 EXECUTE 'DELETE FROM cron.job_run_details d USING cron.job j
                           WHERE d.jobid = j.jobid AND j.jobname = $1 AND d.end_time < now() - $2'
@@ -241,12 +244,14 @@ $$;
 -- no operator, so nothing on the caller's search_path can stand in.
 --
 --   _start_run   checks the call, records the run, or records it skipped
---                (a scheduled run of a disabled or backing-off client)
+--                (a scheduled run of a disabled or backing-off client; the
+--                dispatcher pool passes those over: p_dispatched, a run it
+--                claimed, holding the client's run lock)
 --   _work_run    takes the client's lock (or records the run skipped), does
 --                the work in a subtransaction, records the outcome, counts
 --                failures and alerts (_account_run)
 --   _finish_run  lets the lock go; reports a skipped or failed run
-CREATE FUNCTION owsync._start_run(p_client text, p_mode text) RETURNS bigint
+CREATE FUNCTION owsync._start_run(p_client text, p_mode text, p_dispatched boolean DEFAULT false) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -269,12 +274,13 @@ BEGIN
     END IF;
     -- A lock this session still holds comes from a run of its own that was
     -- interrupted between its commit and its unlock (it cannot be running
-    -- now): let it go.
-    WHILE owsync._holds_lock(c.client_id) LOOP
+    -- now): let it go.  (But the one a dispatcher took for this run.)
+    WHILE NOT p_dispatched AND owsync._holds_lock(c.client_id) LOOP
         PERFORM pg_advisory_unlock(owsync._run_lock_class(), c.client_id);
     END LOOP;
-    -- started by pg_cron: its background workers, or its connections (named pg_cron)
-    SELECT a.backend_type = 'pg_cron' OR a.application_name = 'pg_cron' INTO scheduled
+    -- scheduled: started by the dispatcher pool (50_schedule.sql), or by
+    -- pg_cron (its background workers, or its connections, named pg_cron)
+    SELECT p_dispatched OR a.backend_type = 'pg_cron' OR a.application_name = 'pg_cron' INTO scheduled
       FROM pg_stat_get_activity(pg_backend_pid()) a;
     INSERT INTO owsync.run (client, mode, status, scheduled)
     VALUES (c.client, p_mode, 'running', coalesce(scheduled, false))

@@ -62,8 +62,10 @@ CREATE VIEW owsync.status_detail WITH (security_invoker = true) AS
 SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
        last.started_at AS last_run_at, last.status AS last_status, last.error AS last_error,
        c.consecutive_failures AS failures, c.next_attempt_at,
-       owsync._next_run(c.cron_schedule,
-                        greatest(now(), c.next_attempt_at - interval '5 seconds')) AS next_run_at,
+       CASE WHEN d.client IS NOT NULL		-- the pool's: when due, at the minute its backoff ends
+            THEN greatest(d.due_at, date_trunc('minute', c.next_attempt_at - interval '5 seconds' + interval '59.999999 seconds'))
+            ELSE owsync._next_run(c.cron_schedule, greatest(now(), c.next_attempt_at - interval '5 seconds'))
+       END AS next_run_at,
        ok.finished_at AS last_success_at,
        now() - ok.finished_at AS lag,
        (SELECT sum(s.n_live_tup)::bigint FROM pg_catalog.pg_stat_user_tables s
@@ -75,6 +77,7 @@ SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
        owsync._versions_bytes(c.client) AS versions_bytes,
        (SELECT r.finished_at FROM owsync.run r WHERE r.run_id = c.versions_from) AS restorable_from
   FROM owsync.client c
+  LEFT JOIN owsync.sync_due d ON d.client = c.client
   CROSS JOIN LATERAL (SELECT array_agg(coalesce(x.option, 'options') ORDER BY x.option) AS bad_options,
                              array_agg(x.message || ' (' || x.hint || ')' ORDER BY x.option) AS option_errors
                         FROM owsync._option_errors(c.client, c.options) x) e
@@ -85,7 +88,7 @@ SELECT c.client, c.enabled, c.schedule, c.cron_schedule AS cron_job,
                       WHERE r.client = c.client AND r.status = 'succeeded'
                       ORDER BY r.run_id DESC LIMIT 1) ok ON true;
 
-COMMENT ON VIEW owsync.status_detail IS 'one row per client: schedule and its pg_cron job, last run and its outcome, failures in a row and the backoff, next run, last success, lag, rows in the mirror (statistics), quarantined rows, rows changed in the mirror (pending in owsync.mirror_change), conflicts pending resolution, the stored options that register_client() or set_options() would refuse now (their names, and why), the bytes of its kept row versions and the oldest moment it can be restored to (owsync.restore options as_of)';
+COMMENT ON VIEW owsync.status_detail IS 'one row per client: schedule and the cron expression it runs by (cron_job: the dispatcher pool runs it, or, for a schedule in seconds, a pg_cron job of its own), last run and its outcome, failures in a row and the backoff, next run (in the past: due, waiting for a dispatcher), last success, lag, rows in the mirror (statistics), quarantined rows, rows changed in the mirror (pending in owsync.mirror_change), conflicts pending resolution, the stored options that register_client() or set_options() would refuse now (their names, and why), the bytes of its kept row versions and the oldest moment it can be restored to (owsync.restore options as_of)';
 
 CREATE VIEW owsync.status WITH (security_invoker = true) AS
 SELECT d.client, d.enabled, d.schedule, d.cron_job,
@@ -101,7 +104,7 @@ SELECT d.client, d.enabled, d.schedule, d.cron_job,
             WHEN d.pending_conflicts > 0 THEN d.pending_conflicts || ' conflicts pending' END AS problem
   FROM owsync.status_detail d;
 
-COMMENT ON VIEW owsync.status IS 'one line per client for psql: schedule and pg_cron job, outcome and age of the last run, next run, lag since the last success, the problem if any: failures in a row and the error cut short, rows quarantined, options to fix, or conflicts pending (in full in owsync.status_detail)';
+COMMENT ON VIEW owsync.status IS 'one line per client for psql: schedule and its cron expression, outcome and age of the last run, next run, lag since the last success, the problem if any: failures in a row and the error cut short, rows quarantined, options to fix, or conflicts pending (in full in owsync.status_detail)';
 
 -- One row per client, every column a number: the shape postgres_exporter's
 -- custom queries turn into Prometheus metrics (docs/postgres_exporter.yaml).

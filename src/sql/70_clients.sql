@@ -1,7 +1,7 @@
 -- Registering, unregistering and discovering clients: the orchestrators,
 -- on top of every feature (tables, runs, schedules, readers).
 
--- Register a client: its server, schemas, tables and pg_cron job, and its
+-- Register a client: its server, schemas, tables and schedule, and its
 -- first sync, all in one transaction.  Returns its tables and the rows
 -- each took.
 CREATE FUNCTION owsync.register_client(client text, database text,
@@ -117,7 +117,7 @@ END
 $$;
 
 
--- Unregister a client: its server, internal schemas and pg_cron job go; its
+-- Unregister a client: its server, internal schemas and schedule go; its
 -- mirror and its row versions stay (schemas of plain tables) unless
 -- drop_data; its history stays.
 CREATE FUNCTION owsync.unregister_client(client text, drop_data boolean DEFAULT false)
@@ -131,7 +131,7 @@ BEGIN
     PERFORM owsync._require_admin();
     n := owsync._registered(client);
     UPDATE owsync.client c SET enabled = false WHERE c.client = unregister_client.client;
-    PERFORM owsync._sync_job(client);		-- its pg_cron job goes
+    PERFORM owsync._sync_job(client);		-- it leaves the schedule
     EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', n.src_schema);
     EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', n.digest_schema);
     EXECUTE format('DROP SERVER IF EXISTS %I CASCADE', n.server);

@@ -4,11 +4,12 @@
 --                 it stays when the extension is dropped).  Superusers and its
 --                 members run the management functions: register_client,
 --                 unregister_client, discover, sync, set_schedule,
---                 enable_sync, disable_sync, pending, verify,
---                 resolve_conflict.  These run as the extension's owner
---                 (SECURITY DEFINER, declared at each definition, search_path
---                 pinned) after owsync._require_admin() (30_basics.sql)
---                 checked the session's user.
+--                 enable_sync, disable_sync, set_sync_workers, dispatch,
+--                 pending, verify, resolve_conflict.  These run as the
+--                 extension's owner (SECURITY DEFINER, declared at each
+--                 definition, search_path pinned) after
+--                 owsync._require_admin() (30_basics.sql) checked the
+--                 session's user.
 --                 A member who is not a superuser registers files only inside
 --                 owsync.allowed_directories.
 --   readers       a client's reader role (register_client's option
@@ -44,7 +45,7 @@ GRANT EXECUTE ON FUNCTION
     owsync.key_set_hash(text, text, text[]), owsync.moved_buckets(bigint[], bigint[], bigint[]),
     owsync.key_hashes(text, text, text[], integer, integer[]), owsync.key_hash("any"),
     owsync.find_files(text), owsync.client_names(text), owsync.client_name_for_path(text, text),
-    owsync._next_run(text, timestamptz), owsync._age(interval), owsync._brief(text, integer),
+    owsync._next_run(text, timestamptz), owsync._cron_field(text, integer, integer), owsync._age(interval), owsync._brief(text, integer),
     owsync._may_read_mirror(text, text), owsync._option_errors(text, jsonb), owsync._option_list(),
     owsync._is_interval(jsonb), owsync._is_integer(jsonb, numeric, numeric), owsync._closest_name(text, text[]),
     owsync._versions_bytes(text), owsync._versions_schema(text)
@@ -54,7 +55,9 @@ GRANT EXECUTE ON FUNCTION
     owsync._discover_plan(text), owsync._discover_one(text, text, text, text),
     owsync._discover_counts(jsonb), owsync.set_schedule(text, text), owsync.enable_sync(text),
     owsync.disable_sync(text), owsync.pending(text), owsync.verify(text),
-    owsync._start_run(text, text), owsync._work_run(bigint), owsync._finish_run(bigint),
+    owsync._start_run(text, text, boolean), owsync._work_run(bigint), owsync._finish_run(bigint),
+    owsync.set_sync_workers(integer), owsync._dispatch_begin(), owsync._dispatch_claim(text[]),
+    owsync._dispatch_release(integer), owsync._purge_cron_details(),
     owsync.resolve_conflict(bigint, text), owsync.set_options(text, jsonb), owsync.row_versions(text, text, jsonb),
     owsync.chat_export(text, text, timestamptz)
   TO owsync_admin;
@@ -64,7 +67,7 @@ GRANT EXECUTE ON PROCEDURE owsync.fleet_tick(), owsync.restore_from_hub(text, te
 GRANT SELECT ON owsync.edge, owsync.edge_status TO owsync_admin;
 GRANT EXECUTE ON FUNCTION owsync._restore(text, text, boolean, jsonb),
     owsync._restore_from_schema(text, text, boolean, jsonb) TO owsync_admin;
-GRANT EXECUTE ON PROCEDURE owsync.sync(text, text), owsync.discover(text, text, integer, integer, integer, jsonb),
+GRANT EXECUTE ON PROCEDURE owsync.sync(text, text), owsync.dispatch(), owsync.discover(text, text, integer, integer, integer, jsonb),
     owsync.restore(text, text, boolean, jsonb, jsonb), owsync.restore_from_schema(text, text, boolean, jsonb, jsonb)
   TO owsync_admin;
 
@@ -75,8 +78,8 @@ GRANT EXECUTE ON PROCEDURE owsync.sync(text, text), owsync.discover(text, text, 
 -- file can run again over an installed catalog.
 GRANT USAGE ON SCHEMA owsync TO PUBLIC;
 GRANT SELECT ON owsync.client, owsync.run, owsync.run_table, owsync.quarantine, owsync.alert,
-                owsync.mirror_change, owsync.conflict TO PUBLIC;
-GRANT SELECT ON owsync.client_table, owsync.source_schema TO owsync_admin;
+                owsync.mirror_change, owsync.conflict, owsync.sync_due TO PUBLIC;
+GRANT SELECT ON owsync.client_table, owsync.source_schema, owsync.sync_pool TO owsync_admin;
 GRANT SELECT ON owsync.status, owsync.status_detail, owsync.history, owsync.history_detail,
                 owsync.metrics, owsync.conflicts TO PUBLIC;
 DROP POLICY IF EXISTS admin_or_reader ON owsync.client;
@@ -95,6 +98,9 @@ CREATE POLICY visible_client ON owsync.quarantine FOR SELECT
     USING (client IN (SELECT c.client FROM owsync.client c));
 DROP POLICY IF EXISTS visible_client ON owsync.alert;
 CREATE POLICY visible_client ON owsync.alert FOR SELECT
+    USING (client IN (SELECT c.client FROM owsync.client c));
+DROP POLICY IF EXISTS visible_client ON owsync.sync_due;
+CREATE POLICY visible_client ON owsync.sync_due FOR SELECT
     USING (client IN (SELECT c.client FROM owsync.client c));
 -- rows of mirror tables: for a reader, only of the tables it may read
 DROP POLICY IF EXISTS visible_table ON owsync.mirror_change;

@@ -3,7 +3,8 @@
 #   sh src/upgrade/assemble.sh FROM ROUTINE_FILES...
 # It is the prologue (the installed routines, views and types go), then every catalog step
 # src/upgrade/catalog-V--W.sql with V at or after FROM, in version order (what changes in
-# tables), then the routine files of src/sql as given (all but the header and the catalog).
+# tables), then the routine files of src/sql as given (all but the header and the catalog),
+# then the epilogue (what needs the routines: pg_cron's jobs made to match the catalog).
 set -eu
 from=$1; shift
 dir=$(dirname "$0")
@@ -17,3 +18,4 @@ for step in $(ls "$dir"/catalog-*.sql 2>/dev/null | sort -V); do
   fi
 done
 cat "$@"
+cat "$dir/epilogue.sql"
