@@ -208,6 +208,12 @@ SELECT status, count(*) FROM owsync.run WHERE client = 'sched_b' GROUP BY 1 ORDE
 SELECT owsync._purge_cron_details() AS purged;
 SELECT database, command, count(*) AS old_cron_details FROM cron.job_run_details WHERE runid > 1000 GROUP BY 1, 2 ORDER BY 1, 2;
 RESET owsync.history_retention;
+-- a successful run that found nothing committed to the file goes once a day
+-- old, within the retention too; one that read the file stays
+UPDATE owsync.run SET started_at = now() - '2 days'::interval WHERE client = 'sched_b' AND status = 'succeeded';
+SELECT source_unchanged, count(*) AS two_days_old FROM owsync.run WHERE client = 'sched_b' AND started_at < now() - '1 day'::interval GROUP BY 1 ORDER BY 1;
+CALL owsync.sync('sched_b');
+SELECT source_unchanged, count(*) AS two_days_old FROM owsync.run WHERE client = 'sched_b' AND started_at < now() - '1 day'::interval GROUP BY 1 ORDER BY 1;
 SET owsync.history_retention = '-1';
 SET owsync.history_retention = 0;
 SHOW owsync.history_retention;

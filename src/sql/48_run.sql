@@ -206,9 +206,16 @@ BEGIN
     END IF;
     IF keep > interval '0' THEN
         -- (the successful runs whose state its versions can give back stay:
-        -- an as-of restore reads their times and schemas)
-        DELETE FROM owsync.run WHERE client = p_client AND started_at < now() - keep AND run_id <> p_run
-                                 AND NOT (status = 'succeeded' AND run_id >= coalesce(c.versions_from, p_run));
+        -- an as-of restore reads their times and schemas; but a run that
+        -- found nothing committed to the file goes after a day, as a
+        -- realtime client makes 1,440 a day: the state it confirmed is the
+        -- one of the run before it, which stays)
+        DELETE FROM owsync.run
+         WHERE client = p_client AND run_id <> p_run
+           AND (started_at < now() - keep
+                AND NOT (status = 'succeeded' AND run_id >= coalesce(c.versions_from, p_run))
+                OR started_at < now() - least(keep, interval '1 day')
+                AND source_unchanged AND status = 'succeeded' AND run_id <> c.versions_from);
         DELETE FROM owsync.conflict WHERE client = p_client AND decided_at < now() - keep;
         IF c.cron_schedule LIKE '% seconds' AND to_regclass('cron.job_run_details') IS NOT NULL THEN
             BEGIN
