@@ -67,6 +67,7 @@ EDGE=bench_edge SUB=owsync_bench_edge        # the edge's name; the hub's subscr
 WRITER="" READER="" PROXY=""
 owsync_on_exit() {
   local p
+  [ -z "$READER" ] || touch "$R/reader.stop"
   for p in "$WRITER" "$READER" "$PROXY"; do [ -z "$p" ] || kill "$p" 2>/dev/null || true; done
   [ "$1" -eq 0 ] || [ ! -f "$OWSYNC_WORK/hub/server.log" ] || { echo "== hub: server log (last 20 lines)"; tail -n 20 "$OWSYNC_WORK/hub/server.log"; }
 }
