@@ -9,9 +9,11 @@
                                         says "stop"; writes nothing while it says "pause";
                                         otherwise prints "<phase> <latency ms>" per commit, and
                                         "<phase> <latency ms> FAIL <error>" per failed one.
-  sync_helper.py mutate DB SEED         100 chats get a new user/assistant exchange (chat JSON,
-                                        updated_at = now, 2 chat_message rows each); 20 chats are
-                                        deleted with their chat_message rows.  One transaction.
+  sync_helper.py mutate DB SEED [CHANGED DELETED]
+                                        CHANGED chats (default 100) get a new user/assistant
+                                        exchange (chat JSON, updated_at = now, 2 chat_message rows
+                                        each); DELETED chats (default 20) are deleted with their
+                                        chat_message rows.  One transaction.
   sync_helper.py silent DB SEED         5 chat titles edited without touching updated_at.
 
 Chats are picked at random with SEED, never the writer's chat.
@@ -81,13 +83,13 @@ def writer(db, phase_file):
     con.close()
 
 
-def mutate(db, seed):
+def mutate(db, seed, changed=100, deleted=20):
     con = connect(db)
     rng = random.Random(seed)
-    chats = pick(con, seed, 120)
+    chats = pick(con, seed, changed + deleted)
     now = int(time.time())
     con.execute('BEGIN IMMEDIATE')
-    for cid in chats[:100]:
+    for cid in chats[:changed]:
         user_id, text = con.execute('SELECT user_id, chat FROM chat WHERE id = ?', (cid,)).fetchone()
         doc = json.loads(text)
         hist = doc['history']
@@ -111,7 +113,7 @@ def mutate(db, seed):
                         ' created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
                         ('%s-%s' % (cid, m['id']), cid, user_id, m['role'], m['parentId'], json.dumps(m['content']),
                          m.get('model'), int(m['done']) if 'done' in m else None, now, now))
-    for cid in chats[100:]:
+    for cid in chats[changed:]:
         con.execute('DELETE FROM chat_message WHERE chat_id = ?', (cid,))
         con.execute('DELETE FROM chat WHERE id = ?', (cid,))
     con.execute('COMMIT')
@@ -132,7 +134,7 @@ if __name__ == '__main__':
     if cmd == 'writer':
         writer(db, arg)
     elif cmd == 'mutate':
-        mutate(db, int(arg))
+        mutate(db, int(arg), *(int(n) for n in sys.argv[4:6]))
     elif cmd == 'silent':
         silent(db, int(arg))
     else:
