@@ -18,15 +18,13 @@
                                          children over SECONDS: "total <s>", then per kind of
                                          process "kind <s> <processes> <name>" (see cpu()).
 """
-import json
 import os
 import random
 import sys
 import time
-import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sync_helper import connect, pick  # noqa: E402
+from sync_helper import connect, delete_chat, exchange, pick  # noqa: E402
 
 
 def change(con, seed, delete):
@@ -37,31 +35,9 @@ def change(con, seed, delete):
     now = int(time.time())
     con.execute('BEGIN IMMEDIATE')
     for cid in ids[:2]:
-        user_id, text = con.execute('SELECT user_id, chat FROM chat WHERE id = ?', (cid,)).fetchone()
-        doc = json.loads(text)
-        hist = doc['history']
-        parent = hist.get('currentId')
-        u, a = (str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(2))
-        new = [{'id': u, 'parentId': parent, 'childrenIds': [a], 'role': 'user',
-                'content': 'And then? %d' % seed, 'timestamp': now},
-               {'id': a, 'parentId': u, 'childrenIds': [], 'role': 'assistant', 'model': 'assistant-1',
-                'content': 'Then it works. ' * rng.randint(5, 50), 'timestamp': now, 'done': True}]
-        if parent in hist['messages']:
-            hist['messages'][parent]['childrenIds'].append(u)
-        for m in new:
-            hist['messages'][m['id']] = m
-        hist['currentId'] = a
-        con.execute('UPDATE chat SET chat = ?, updated_at = ?, current_message_id = ? WHERE id = ?',
-                    (json.dumps(doc), now, a, cid))
-        for m in new:
-            con.execute('INSERT INTO chat_message (id, chat_id, user_id, role, parent_id, content, model_id,'
-                        ' done, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-                        ('%s-%s' % (cid, m['id']), cid, user_id, m['role'], m['parentId'],
-                         json.dumps(m['content']), m.get('model'), int(m['done']) if 'done' in m else None,
-                         now, now))
+        exchange(con, cid, rng, seed, now)
     if delete:
-        con.execute('DELETE FROM chat_message WHERE chat_id = ?', (ids[2],))
-        con.execute('DELETE FROM chat WHERE id = ?', (ids[2],))
+        delete_chat(con, ids[2])
     con.execute('COMMIT')
 
 

@@ -83,6 +83,40 @@ def writer(db, phase_file):
     con.close()
 
 
+def exchange(con, cid, rng, seed, now):
+    """Give chat cid a user/assistant exchange, as Open WebUI writes one: the chat JSON's history
+    and messages, updated_at and current_message_id, and two chat_message rows."""
+    user_id, text = con.execute('SELECT user_id, chat FROM chat WHERE id = ?', (cid,)).fetchone()
+    doc = json.loads(text)
+    hist = doc['history']
+    parent = hist.get('currentId')
+    u, a = (str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(2))
+    model = (doc.get('models') or ['assistant-1'])[0]
+    new = [{'id': u, 'parentId': parent, 'childrenIds': [a], 'role': 'user', 'content': 'And then? %d' % seed,
+            'timestamp': now, 'models': [model]},
+           {'id': a, 'parentId': u, 'childrenIds': [], 'role': 'assistant', 'model': model,
+            'content': 'Then it works. ' * rng.randint(5, 50), 'timestamp': now, 'done': True}]
+    if parent in hist['messages']:
+        hist['messages'][parent]['childrenIds'].append(u)
+    for m in new:
+        hist['messages'][m['id']] = m
+        doc.setdefault('messages', []).append(m)
+    hist['currentId'] = a
+    con.execute('UPDATE chat SET chat = ?, updated_at = ?, current_message_id = ? WHERE id = ?',
+                (json.dumps(doc), now, a, cid))
+    for m in new:
+        con.execute('INSERT INTO chat_message (id, chat_id, user_id, role, parent_id, content, model_id, done,'
+                    ' created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                    ('%s-%s' % (cid, m['id']), cid, user_id, m['role'], m['parentId'], json.dumps(m['content']),
+                     m.get('model'), int(m['done']) if 'done' in m else None, now, now))
+
+
+def delete_chat(con, cid):
+    """Delete chat cid with its messages."""
+    con.execute('DELETE FROM chat_message WHERE chat_id = ?', (cid,))
+    con.execute('DELETE FROM chat WHERE id = ?', (cid,))
+
+
 def mutate(db, seed, changed=100, deleted=20):
     con = connect(db)
     rng = random.Random(seed)
@@ -90,32 +124,9 @@ def mutate(db, seed, changed=100, deleted=20):
     now = int(time.time())
     con.execute('BEGIN IMMEDIATE')
     for cid in chats[:changed]:
-        user_id, text = con.execute('SELECT user_id, chat FROM chat WHERE id = ?', (cid,)).fetchone()
-        doc = json.loads(text)
-        hist = doc['history']
-        parent = hist.get('currentId')
-        u, a = (str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(2))
-        model = (doc.get('models') or ['assistant-1'])[0]
-        new = [{'id': u, 'parentId': parent, 'childrenIds': [a], 'role': 'user', 'content': 'And then? %d' % seed,
-                'timestamp': now, 'models': [model]},
-               {'id': a, 'parentId': u, 'childrenIds': [], 'role': 'assistant', 'model': model,
-                'content': 'Then it works. ' * rng.randint(5, 50), 'timestamp': now, 'done': True}]
-        if parent in hist['messages']:
-            hist['messages'][parent]['childrenIds'].append(u)
-        for m in new:
-            hist['messages'][m['id']] = m
-            doc.setdefault('messages', []).append(m)
-        hist['currentId'] = a
-        con.execute('UPDATE chat SET chat = ?, updated_at = ?, current_message_id = ? WHERE id = ?',
-                    (json.dumps(doc), now, a, cid))
-        for m in new:
-            con.execute('INSERT INTO chat_message (id, chat_id, user_id, role, parent_id, content, model_id, done,'
-                        ' created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-                        ('%s-%s' % (cid, m['id']), cid, user_id, m['role'], m['parentId'], json.dumps(m['content']),
-                         m.get('model'), int(m['done']) if 'done' in m else None, now, now))
+        exchange(con, cid, rng, seed, now)
     for cid in chats[changed:]:
-        con.execute('DELETE FROM chat_message WHERE chat_id = ?', (cid,))
-        con.execute('DELETE FROM chat WHERE id = ?', (cid,))
+        delete_chat(con, cid)
     con.execute('COMMIT')
     con.close()
 
