@@ -77,6 +77,13 @@ CALL owsync.sync('drift_example_com');
 SELECT status, warnings FROM owsync.run ORDER BY run_id DESC LIMIT 1;
 SELECT count(*) FILTER (WHERE pinned_order = 2) AS pinned_2 FROM drift_example_com.chat;
 SELECT count(*) AS skill_usage_rows FROM drift_example_com.skill_usage;
+-- a full sync after the drift compares every row, the retyped column's by
+-- the mirror's type, and finds nothing to write
+CALL owsync.sync('drift_example_com', 'full');
+SELECT status, (SELECT sum(inserted + updated + deleted) FROM owsync.run_table t WHERE t.run_id = r.run_id) AS rows_written
+  FROM owsync.run r ORDER BY run_id DESC LIMIT 1;
+SELECT count(*) AS tables, sum(missing + extra + coalesce(differing, 0)) AS differences
+  FROM owsync.verify('drift_example_com');
 
 SELECT owsync.unregister_client('drift_example_com', drop_data => true);
 DROP EXTENSION owsync_fdw;

@@ -332,13 +332,17 @@ BEGIN
            string_agg(format('s.%I', a.attname), ', ' ORDER BY a.attnum),
            string_agg(format('%1$I = s.%1$I', a.attname), ', ' ORDER BY a.attnum)
              FILTER (WHERE NOT (a.attname = ANY (t.key_columns))),
+           -- (the source's values as the mirror's column types: a column
+           -- retyped at the source keeps its type in the mirror)
            format('record_image_ne(ROW(%s), ROW(%s))',
                   string_agg(format('m.%I', a.attname), ', ' ORDER BY a.attnum)
                     FILTER (WHERE NOT (a.attname = ANY (t.key_columns))),
-                  string_agg(format('s.%I', a.attname), ', ' ORDER BY a.attnum)
+                  string_agg(format('s.%I::%s', a.attname, format_type(ma.atttypid, ma.atttypmod)), ', '
+                             ORDER BY a.attnum)
                     FILTER (WHERE NOT (a.attname = ANY (t.key_columns))))
       INTO p.cols, p.s_cols, p.setlist, p.differ
       FROM pg_attribute a
+      LEFT JOIN pg_attribute ma ON ma.attrelid = p.mirror::regclass AND ma.attname = a.attname
      WHERE a.attrelid = p.src::regclass AND a.attnum > 0 AND NOT a.attisdropped
        AND a.attname <> 'owsync_digest';
     RETURN p;

@@ -215,7 +215,7 @@ BEGIN
            AND (started_at < now() - keep
                 AND NOT (status = 'succeeded' AND run_id >= coalesce(c.versions_from, p_run))
                 OR started_at < now() - least(keep, interval '1 day')
-                AND source_unchanged AND status = 'succeeded' AND run_id <> c.versions_from);
+                AND source_unchanged AND status = 'succeeded' AND run_id IS DISTINCT FROM c.versions_from);
         DELETE FROM owsync.conflict WHERE client = p_client AND decided_at < now() - keep;
         IF c.cron_schedule LIKE '% seconds' AND to_regclass('cron.job_run_details') IS NOT NULL THEN
             BEGIN
