@@ -92,6 +92,24 @@ owsync_sqlite_version(PG_FUNCTION_ARGS)
 }
 
 /*
+ * owsync._has_lz4(): whether the server was built with lz4 (the headers this
+ * module is built against are the server's), as pg_settings would say by
+ * listing it among default_toast_compression's values, at no cost: that
+ * view builds every setting for each call.
+ */
+PG_FUNCTION_INFO_V1(owsync_has_lz4);
+
+Datum
+owsync_has_lz4(PG_FUNCTION_ARGS)
+{
+#ifdef USE_LZ4
+	PG_RETURN_BOOL(true);
+#else
+	PG_RETURN_BOOL(false);
+#endif
+}
+
+/*
  * pg_cron's launcher learns of a changed cron.job from a relcache
  * invalidation, and ignores the reset that replaces every invalidation
  * when a transaction made more than the shared invalidation queue holds (a

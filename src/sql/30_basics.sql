@@ -179,15 +179,6 @@ AS $$
     SELECT string_agg(format('%s.%I = %s.%I', a, k, b, k), ' AND ') FROM unnest(keys) k
 $$;
 
--- Can the server store large values compressed with lz4?  Writing into
--- PostgreSQL is the sync's bottleneck, and lz4 about halves it.
-CREATE FUNCTION owsync._has_lz4() RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'default_toast_compression'
-$$;
-
 -- Set owsync.applying, transaction-local, to on (or back to what it was);
 -- returns what it was.  While it is on, the trigger of mirror tables does not
 -- record writes as mirror changes: the sync's and resolve_conflict's own
