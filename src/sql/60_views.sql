@@ -33,14 +33,13 @@ SELECT r.run_id, r.client, r.mode, r.status, r.scheduled, r.started_at, r.source
   FROM owsync.run r
   -- (a succeeded run that read no table changed no row: 0; a failed run's
   -- counts went with its rollback: NULL)
-  LEFT JOIN LATERAL (SELECT count(rt.run_id) AS tables, coalesce(sum(rows_read), z.zero) AS rows_read,
-                            coalesce(sum(inserted), z.zero) AS inserted, coalesce(sum(updated), z.zero) AS updated,
-                            coalesce(sum(deleted), z.zero) AS deleted,
-                            coalesce(sum(quarantined), z.zero) AS quarantined,
-                            coalesce(sum(conflicts), z.zero) AS conflicts
-                       FROM (SELECT CASE WHEN r.status = 'succeeded' THEN 0 END AS zero) z
-                       LEFT JOIN owsync.run_table rt ON rt.run_id = r.run_id
-                      GROUP BY z.zero) t ON true;
+  CROSS JOIN LATERAL (SELECT CASE WHEN r.status = 'succeeded' THEN 0 END AS zero) z
+  CROSS JOIN LATERAL (SELECT count(*) AS tables, coalesce(sum(rows_read), z.zero) AS rows_read,
+                             coalesce(sum(inserted), z.zero) AS inserted, coalesce(sum(updated), z.zero) AS updated,
+                             coalesce(sum(deleted), z.zero) AS deleted,
+                             coalesce(sum(quarantined), z.zero) AS quarantined,
+                             coalesce(sum(conflicts), z.zero) AS conflicts
+                        FROM owsync.run_table rt WHERE rt.run_id = r.run_id) t;
 
 COMMENT ON VIEW owsync.history_detail IS 'one row per sync run: status, per-run row counts (conflicts: rows changed in the mirror and at the source, see owsync.conflicts), the error of a failed run in full';
 
