@@ -1,9 +1,9 @@
 # owsync_fdw: PGXS build.  PostgreSQL 15 by default; override with
 #   make PG_CONFIG=/usr/lib/postgresql/16/bin/pg_config
 EXTENSION  = owsync_fdw
-EXTVERSION = 0.6
+EXTVERSION = 0.7
 # Earlier versions an installed cluster upgrades from, straight to this one.
-UPGRADE_FROM = 0.1 0.2 0.3 0.4 0.5
+UPGRADE_FROM = 0.1 0.2 0.3 0.4 0.5 0.6
 MODULE_big = owsync_fdw
 OBJS = src/owsync_fdw.o src/option.o src/connection.o src/deparse.o \
        src/convert.o src/json_valid.o src/digest.o src/keyset.o src/import.o \

@@ -95,6 +95,28 @@ SELECT (SELECT array_agg(h ORDER BY h)
            WHERE (owsync.key_hash(id) >> 61) & 7 IN (1, 6)) AS same_keys;
 SELECT owsync.key_buckets('owsync_acme_quantabase_io', 'chat_message', '{id}', 17);
 SELECT owsync.key_hashes('owsync_acme_quantabase_io', 'chat_message', '{id}', 3, '{8}');
+-- a source's window signature, read without planning a foreign scan, is
+-- the one a scan of its foreign table gives: for a window (some rows, not
+-- all), an empty window and the whole table; only foreign tables of
+-- owsync_fdw, and only with SELECT on them
+SELECT split_part(sig, ':', 1)::bigint BETWEEN 1 AND (SELECT count(*) - 1 FROM acme_quantabase_io.chat_message) AS some_rows,
+       sig = owsync._window_sig('owsync_acme_quantabase_io_src.chat_message', 'updated_at', w) AS same_window,
+       owsync._source_window('owsync_acme_quantabase_io_src.chat_message', 'updated_at', w * 2) AS empty_window,
+       owsync._source_window('owsync_acme_quantabase_io_src.chat_message', NULL, NULL)
+       = owsync._window_sig('owsync_acme_quantabase_io_src.chat_message', NULL, NULL) AS same_table
+  FROM (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY updated_at) AS w FROM acme_quantabase_io.chat_message) m,
+       LATERAL owsync._source_window('owsync_acme_quantabase_io_src.chat_message', 'updated_at', m.w) sig;
+SELECT owsync._source_window('acme_quantabase_io.chat_message', NULL, NULL);
+SELECT owsync._source_window('owsync_acme_quantabase_io_src.chat_message', 'no_such_column', 0);
+CREATE ROLE owsync_window_probe;
+GRANT USAGE ON SCHEMA owsync_acme_quantabase_io_src TO owsync_window_probe;
+GRANT EXECUTE ON FUNCTION owsync._source_window(regclass, name, bigint) TO owsync_window_probe;
+SET ROLE owsync_window_probe;
+SELECT owsync._source_window('owsync_acme_quantabase_io_src.chat_message', NULL, NULL);
+RESET ROLE;
+REVOKE ALL ON SCHEMA owsync_acme_quantabase_io_src FROM owsync_window_probe;
+REVOKE ALL ON FUNCTION owsync._source_window(regclass, name, bigint) FROM owsync_window_probe;
+DROP ROLE owsync_window_probe;
 
 -- a table of a few thousand rows gets its key set in buckets at the next
 -- reconcile (about 8 keys a bucket); then a few deletes are found by

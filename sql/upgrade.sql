@@ -1,6 +1,6 @@
 --
 -- Upgrade: a cluster holding registered, synced clients of owsync_fdw 0.1
--- (and then one of 0.2, 0.3 and 0.4) is upgraded by ALTER EXTENSION owsync_fdw UPDATE.
+-- (and then one of each of 0.2 to 0.6) is upgraded by ALTER EXTENSION owsync_fdw UPDATE.
 -- Nothing is lost (every row of owsync's tables, the digests and the
 -- mirrors), the clients sync on
 -- incrementally (no table reloaded), their reader roles and conflicts work as
@@ -161,7 +161,7 @@ ORDER BY 1, 2, 3;
 
 CREATE TEMP TABLE fresh_install AS SELECT * FROM pg_temp.definition();
 
--- 0.2 to 0.5: a client synced and on the realtime tier, then the upgrade to this version
+-- 0.2 to 0.6: a client synced and on the realtime tier, then the upgrade to this version
 \set from 0.2
 \i :abs_srcdir/test/fixtures/upgrade_from.sql
 \set from 0.3
@@ -169,6 +169,8 @@ CREATE TEMP TABLE fresh_install AS SELECT * FROM pg_temp.definition();
 \set from 0.4
 \i :abs_srcdir/test/fixtures/upgrade_from.sql
 \set from 0.5
+\i :abs_srcdir/test/fixtures/upgrade_from.sql
+\set from 0.6
 \i :abs_srcdir/test/fixtures/upgrade_from.sql
 
 DROP EXTENSION owsync_fdw;

@@ -16,16 +16,28 @@
  * snapshot ends (up to MAX_KEPT_KEYS of them), so that the keys of the moved
  * buckets are found without a second scan.
  *
+ * Rows inserted or updated with a new updated_at are found by the fast
+ * path's window (updated_at >= watermark - overlap); a table whose window
+ * holds the rows it held at the last sync (owsync._source_window(): their
+ * count and digest sum) and whose key set did not move is settled without
+ * reading any row into PostgreSQL.
+ *
  *-------------------------------------------------------------------------
  */
 #include "owsync_fdw.h"
 
+#include "access/relation.h"
+#include "access/sysattr.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
 
 #define MAX_KEY_BITS 16
 #define MAX_KEPT_KEYS (4 * 1024 * 1024)	/* 32 MB */
@@ -346,4 +358,128 @@ owsync_key_hash(PG_FUNCTION_ARGS)
 		}
 	}
 	PG_RETURN_INT64((int64) owsync_hash_values(values, PG_NARGS()));
+}
+
+/* A 128-bit sum of signed 64-bit values, as numeric text. */
+static char *
+sum_text(uint64 lo, int64 hi)
+{
+	/* hi * 2^64 + lo, in numeric */
+	Datum		two64 = DirectFunctionCall3(numeric_in, CStringGetDatum("18446744073709551616"),
+											ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	Datum		low = DirectFunctionCall3(numeric_in, CStringGetDatum(psprintf(UINT64_FORMAT, lo)),
+										  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	Datum		high = DirectFunctionCall1(int8_numeric, Int64GetDatum(hi));
+	Datum		sum = DirectFunctionCall2(numeric_add,
+										  DirectFunctionCall2(numeric_mul, high, two64), low);
+
+	return DatumGetCString(DirectFunctionCall1(numeric_out, sum));
+}
+
+/*
+ * owsync._source_window(src, wm_column, since): the signature of the rows of
+ * an owsync_fdw foreign table with wm_column >= since (the comparison runs
+ * in SQLite), or of all its rows when wm_column is NULL: "count:sum" of
+ * their digests, as owsync._window_sig() gives it for any relation, read in
+ * the transaction's snapshot without planning a foreign scan.  Needs SELECT
+ * on the foreign table.
+ */
+PG_FUNCTION_INFO_V1(owsync_source_window);
+
+Datum
+owsync_source_window(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Relation	rel;
+	ForeignTable *ft;
+	ForeignServer *server;
+	OwsyncColumnOpts *cols;
+	int			natts;
+	AttrNumber	digest = InvalidAttrNumber;
+	AttrNumber	wm = InvalidAttrNumber;
+	StringInfoData sql;
+	List	   *retrieved;
+	List	   *keys;
+	OwsyncConn *conn;
+	sqlite3_stmt *stmt;
+	volatile int64 count = 0;
+	volatile uint64 lo = 0;
+	volatile int64 hi = 0;
+	AclResult	aclresult;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	rel = relation_open(relid, AccessShareLock);
+	if (rel->rd_rel->relkind != RELKIND_FOREIGN_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a foreign table", RelationGetRelationName(rel))));
+	ft = GetForeignTable(relid);
+	server = GetForeignServer(ft->serverid);
+	if (strcmp(GetForeignDataWrapper(server->fdwid)->fdwname, "owsync_fdw") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("foreign table \"%s\" does not use owsync_fdw", RelationGetRelationName(rel))));
+	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FOREIGN_TABLE, RelationGetRelationName(rel));
+
+	natts = RelationGetNumberOfAttributes(rel);
+	cols = owsync_get_all_column_opts(rel);
+	for (int i = 0; i < natts; i++)
+		if (cols[i].name != NULL && cols[i].digest)
+			digest = i + 1;
+	if (digest == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("foreign table \"%s\" has no digest column", RelationGetRelationName(rel))));
+	if (!PG_ARGISNULL(1))
+	{
+		char	   *wm_name = NameStr(*PG_GETARG_NAME(1));
+
+		wm = get_attnum(relid, wm_name);
+		if (wm <= 0 || cols[wm - 1].name == NULL || cols[wm - 1].digest || cols[wm - 1].raw)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("foreign table \"%s\" has no column \"%s\" to compare",
+							RelationGetRelationName(rel), wm_name)));
+	}
+
+	initStringInfo(&sql);
+	owsync_deparse_select(&sql, owsync_get_table_name(ft), natts, cols,
+						  bms_make_singleton(digest - FirstLowInvalidHeapAttributeNumber),
+						  &retrieved, &keys);
+	if (wm != InvalidAttrNumber)
+	{
+		appendStringInfoString(&sql, " WHERE ");
+		owsync_quote_ident(&sql, cols[wm - 1].name);
+		appendStringInfoString(&sql, " >= ?");
+	}
+	relation_close(rel, AccessShareLock);
+
+	conn = owsync_get_connection(server);
+	stmt = owsync_prepare(conn, sql.data);
+	PG_TRY();
+	{
+		if (wm != InvalidAttrNumber && PG_ARGISNULL(2))
+			sqlite3_bind_null(stmt, 1);
+		else if (wm != InvalidAttrNumber)
+			sqlite3_bind_int64(stmt, 1, PG_GETARG_INT64(2));
+		while (owsync_step(conn, stmt, "sum a table's digests") == SQLITE_ROW)
+		{
+			int64		d = sqlite3_column_int64(stmt, 0);
+			uint64		next = lo + (uint64) d;
+
+			/* (hi, lo) += d: carry out of lo, and d's sign extension */
+			hi += (next < lo ? 1 : 0) + (d < 0 ? -1 : 0);
+			lo = next;
+			count++;
+		}
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(stmt);
+	}
+	PG_END_TRY();
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf(INT64_FORMAT ":%s", count, sum_text(lo, hi))));
 }

@@ -70,6 +70,15 @@ RETURNS bigint[]
 AS 'MODULE_PATHNAME', 'owsync_key_buckets'
 LANGUAGE C STRICT VOLATILE;
 
+-- The signature of the rows of an owsync_fdw foreign table with wm_column >=
+-- since (compared in SQLite), or of all its rows when wm_column is NULL:
+-- "count:sum" of their digests, as owsync._window_sig() gives it for any
+-- relation, read in the transaction's snapshot without planning a scan.
+CREATE FUNCTION owsync._source_window(src regclass, wm_column name, since bigint)
+RETURNS text
+AS 'MODULE_PATHNAME', 'owsync_source_window'
+LANGUAGE C VOLATILE;
+
 -- The hash of a SQLite table's whole key set: element 0 of key_buckets().
 CREATE FUNCTION owsync.key_set_hash(server text, "table" text, key_columns text[])
 RETURNS bigint

@@ -41,9 +41,11 @@
 -- (keys the source lost), owsync_diff (the whole key diff).
 
 -- The signature of rows of a table: the count and the sum of their digests
--- (computed by SQLite for a source table; stored, for a digest table), of
--- the rows with updated_at >= since (the fast path's window), or of all rows
--- when wm_column is NULL.  Equal signatures: the rows are the same.
+-- (stored, for a digest table or the stage), of the rows with updated_at >=
+-- since (the fast path's window), or of all rows when wm_column is NULL.
+-- Equal signatures: the rows are the same.  A source table's is read by
+-- owsync._source_window() (10_fdw.sql), the same figure without planning a
+-- foreign scan.
 CREATE FUNCTION owsync._window_sig(src text, wm_column text, since bigint) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -299,9 +301,10 @@ END
 $$;
 
 -- What one table's sync works with (owsync._sync_plan): the names of its
--- relations, the source's columns (a column removed at the source stays in
--- the mirror only), its key, and what this run does to it.
-CREATE FUNCTION owsync._plan_table(t owsync.client_table, reconcile boolean, p_run bigint)
+-- relations and what this run does to it, with the client's options (read
+-- once a run).  Its column lists are added by owsync._plan_columns(), once
+-- the unchanged check has not settled the table.
+CREATE FUNCTION owsync._plan_table(t owsync.client_table, reconcile boolean, p_run bigint, opts jsonb)
 RETURNS owsync._sync_plan
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -315,7 +318,7 @@ BEGIN
     p.mirror := format('%I.%I', n.mirror_schema, t.table_name);
     p.src := format('%I.%I', n.src_schema, t.table_name);
     p.dig := format('%I.%I', n.digest_schema, t.table_name);
-    p.opts := (SELECT owsync._options(options) FROM owsync.client WHERE client = t.client);
+    p.opts := opts;
     p.keylist := (SELECT string_agg(format('%I', k), ', ') FROM unnest(t.key_columns) k);
     p.on_key := (SELECT string_agg(format('m.%1$I = s.%1$I', k), ' AND ') FROM unnest(t.key_columns) k);
     p.use_digests := reconcile OR t.watermark_column IS NULL;
@@ -328,6 +331,19 @@ BEGIN
     IF p.keep_versions AND (p.opts ->> 'versions_interval')::interval > interval '0' THEN
         p.interval_run := owsync._interval_run(t.client, p_run, p.opts);
     END IF;
+    RETURN p;
+END
+$$;
+
+-- A table's plan completed with the source's columns (a column removed at
+-- the source stays in the mirror only) as the statements that read and
+-- write rows name them.
+CREATE FUNCTION owsync._plan_columns(t owsync.client_table, p owsync._sync_plan)
+RETURNS owsync._sync_plan
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
     SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),
            string_agg(format('s.%I', a.attname), ', ' ORDER BY a.attnum),
            string_agg(format('%1$I = s.%1$I', a.attname), ', ' ORDER BY a.attnum)
@@ -531,8 +547,8 @@ BEGIN
     IF t.watermark_column IS NOT NULL THEN
         EXECUTE format('SELECT max(%I) FROM %s', t.watermark_column, p.mirror) INTO newwm;
         PERFORM owsync._store_state(t, p_window => true, p_watermark => newwm,
-            p_window_sig => owsync._window_sig(p.src, t.watermark_column,
-                                               newwm - owsync._overlap(p.opts, t.watermark_unit)));
+            p_window_sig => owsync._source_window(p.src::regclass, t.watermark_column,
+                                                  newwm - owsync._overlap(p.opts, t.watermark_unit)));
     END IF;
     -- after the watermark: the mirror's versions put back do not move it
     IF p.pending THEN
@@ -561,14 +577,14 @@ BEGIN
         RETURN false;
     END IF;
     IF p.use_digests THEN
-        sig := owsync._window_sig(p.src, NULL, NULL);
+        sig := owsync._source_window(p.src::regclass, NULL, NULL);
         same := sig = owsync._window_sig(p.dig, NULL, NULL);
         IF same THEN
             PERFORM owsync._resize_buckets(t, p.server, p.dig, split_part(sig, ':', 1)::bigint);
         END IF;
     ELSE
         same := t.watermark IS NOT NULL AND t.window_sig IS NOT NULL
-                AND owsync._window_sig(p.src, t.watermark_column, t.watermark - p.overlap) = t.window_sig;
+                AND owsync._source_window(p.src::regclass, t.watermark_column, t.watermark - p.overlap) = t.window_sig;
     END IF;
     RETURN same;
 END
@@ -848,19 +864,21 @@ BEGIN
         p_window_sig => CASE WHEN newwm IS NULL OR quarantined > 0 THEN NULL
                              WHEN window_staged
                              THEN owsync._window_sig('pg_temp.owsync_stage', t.watermark_column, newwm - p.overlap)
-                             ELSE owsync._window_sig(p.src, t.watermark_column, newwm - p.overlap) END);
+                             ELSE owsync._source_window(p.src::regclass, t.watermark_column, newwm - p.overlap) END);
 END
 $$;
 
--- Sync one table: the steps above, top to bottom.  Returns what it did.
-CREATE FUNCTION owsync._sync_table(t owsync.client_table, mode text, reconcile boolean, p_run bigint,
+-- Sync one table: the steps above, top to bottom; a table the unchanged
+-- check settles is left before its columns are planned.  Returns what it
+-- did.
+CREATE FUNCTION owsync._sync_table(t owsync.client_table, mode text, reconcile boolean, p_run bigint, opts jsonb,
     OUT path text, OUT rows_read bigint, OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
     OUT quarantined bigint, OUT key_diff text, OUT conflicts bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p owsync._sync_plan := owsync._plan_table(t, reconcile, p_run);
+    p owsync._sync_plan := owsync._plan_table(t, reconcile, p_run, opts);
     kb bigint[];				-- the source's key buckets now ([0]: the whole key set)
     keys_moved boolean;
     window_staged boolean := false;
@@ -871,6 +889,17 @@ DECLARE
 BEGIN
     rows_read := 0; inserted := 0; updated := 0; deleted := 0; quarantined := 0; key_diff := 'none';
     conflicts := 0;
+    p.overlap := owsync._overlap(p.opts, t.watermark_unit);
+
+    IF mode <> 'full' AND cardinality(t.key_columns) > 0 THEN
+        kb := owsync.key_buckets(p.server, t.table_name, t.key_columns, t.key_bits);
+        keys_moved := t.key_buckets[0] IS DISTINCT FROM kb[0];
+        IF NOT keys_moved AND owsync._unchanged(t, p) THEN
+            path := 'unchanged';
+            RETURN;
+        END IF;
+    END IF;
+    p := owsync._plan_columns(t, p);
 
     IF mode = 'full' OR cardinality(t.key_columns) = 0 THEN
         BEGIN
@@ -885,20 +914,12 @@ BEGIN
             END IF;
             EXECUTE format('DELETE FROM %s', p.dig);
             p.use_digests := true;
+            kb := owsync.key_buckets(p.server, t.table_name, t.key_columns, t.key_bits);
+            keys_moved := t.key_buckets[0] IS DISTINCT FROM kb[0];
         END;
     END IF;
 
     path := CASE WHEN mode = 'full' THEN 'full' WHEN p.use_digests THEN 'digest' ELSE 'incremental' END;
-    kb := owsync.key_buckets(p.server, t.table_name, t.key_columns, t.key_bits);
-    keys_moved := t.key_buckets[0] IS DISTINCT FROM kb[0];
-    p.overlap := owsync._overlap(p.opts, t.watermark_unit);
-    IF mode <> 'full' AND NOT keys_moved THEN
-        IF owsync._unchanged(t, p) THEN
-            path := 'unchanged';
-            RETURN;
-        END IF;
-    END IF;
-
     PERFORM owsync._new_work_tables(p);
     IF t.watermark_column IS NOT NULL AND t.watermark IS NOT NULL AND mode <> 'full' THEN
         SELECT * INTO rows_read, window_staged FROM owsync._stage_window(t, p);

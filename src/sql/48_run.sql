@@ -36,6 +36,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t owsync.client_table;
+    opts jsonb := (SELECT owsync._options(c.options) FROM owsync.client c WHERE c.client = p_client);
     r record;
     started timestamptz;
     secs numeric;
@@ -48,7 +49,7 @@ BEGIN
         BEGIN
             r := owsync._sync_table(t,
                                     CASE WHEN t.table_name = ANY (new_tables) THEN 'full' ELSE p_mode END,
-                                    reconcile OR t.table_name = ANY (widened), p_run);
+                                    reconcile OR t.table_name = ANY (widened), p_run, opts);
         EXCEPTION WHEN OTHERS OR query_canceled THEN
             GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
                                     det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;

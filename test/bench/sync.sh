@@ -23,7 +23,7 @@
 #     updated_at, 2 chat_message rows) and 0.2% deleted (sync_helper.py mutate), then CALL
 #     owsync.sync(c) (reconcile_interval 100 years); floor: the nothing-changed run, plus the
 #     sqlite3 CLI's reads no read-only sync can skip (each table's fast-path window, every value
-#     of a table without updated_at, the key columns), plus PostgreSQL writing the rows the run
+#     of a table without updated_at, every key's bytes), plus PostgreSQL writing the rows the run
 #     changed (mirror, digests, versions) from a local stage into tables LIKE the client's;
 #   - nothing changed: the runs above, median and max;
 #   - reconcile: 5 silent title edits, then CALL owsync.sync(c, 'reconcile');
@@ -290,12 +290,13 @@ q -c "UPDATE owsync.client SET options = options || '{\"reconcile_interval\": \"
 # The SQLite reads an incremental run cannot skip, as sqlite3 CLI statements on the same file,
 # from the client's watermarks before the run: per table, the rows of the fast path's window (a
 # walk of the table where SQLite has no index on updated_at), every value of a table without
-# updated_at, and the key column(s).
+# updated_at, and the bytes of every key (the sum of their lengths: SQLite answers a count of a
+# key-only scan from its b-tree's cells without reading a key).
 reads_sql() {
   q -F '|' -c "SELECT table_name, watermark_column,
                       watermark - coalesce((options ->> 'overlap_seconds')::bigint, 60)
                                   * CASE watermark_unit WHEN 'ns' THEN 1000000000 ELSE 1 END,
-                      (SELECT string_agg(format('%I', k), ', ') FROM unnest(key_columns) k)
+                      (SELECT string_agg(format('length(CAST(%I AS BLOB))', k), ' + ') FROM unnest(key_columns) k)
                  FROM owsync.client_table JOIN owsync.client USING (client)
                 WHERE client = 'bench' AND removed_at IS NULL ORDER BY 1" |
   while IFS='|' read -r tbl wmcol since keys; do
@@ -306,7 +307,7 @@ reads_sql() {
     else
       echo "SELECT count(*), sum($(sqlite3 "$DB" "SELECT group_concat('length(\"' || replace(name, '\"', '\"\"') || '\")', '+') FROM pragma_table_info('$tbl')")) FROM \"$tbl\";"
     fi
-    [ -z "$keys" ] || echo "SELECT count(*) FROM (SELECT $keys FROM \"$tbl\");"
+    [ -z "$keys" ] || echo "SELECT sum($keys) FROM \"$tbl\";"
   done
 }
 # incremental MODE SEED: --runs rounds 62 s apart, each: a nothing-changed run, the change, the run,
