@@ -4,7 +4,8 @@
 -- into the edge's database by sync.sh; everything lives in schemas floor*.
 --
 --   floor.full_source(c)         the local copy of every mirror and digest table (floor_src, floor_srcd)
---   floor.full_targets(c)        empty tables of their definitions (floor_full, floor_fulld)
+--   floor.full_targets(c)        timed for a registration's floor: empty tables of their
+--                                definitions (floor_full, floor_fulld; floor.drop_targets() first)
 --   floor.full_write(c)          timed: every row of the copy written into them, one transaction
 --   floor.inc_stage(c, run)      the changes of run staged (floor_new, floor_gone), and tables that
 --                                hold the client's state before the run where missing (floor_m,
@@ -92,13 +93,17 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION floor.drop_targets() RETURNS void
+LANGUAGE sql AS $$
+    DROP SCHEMA IF EXISTS floor_full CASCADE;
+    DROP SCHEMA IF EXISTS floor_fulld CASCADE;
+$$;
+
 CREATE FUNCTION floor.full_targets(p_client text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     r record;
 BEGIN
-    DROP SCHEMA IF EXISTS floor_full CASCADE;
-    DROP SCHEMA IF EXISTS floor_fulld CASCADE;
     CREATE SCHEMA floor_full;
     CREATE SCHEMA floor_fulld;
     FOR r IN SELECT * FROM floor.tables(p_client) LOOP
