@@ -48,6 +48,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/acl.h"
@@ -93,31 +94,52 @@ typedef struct RestoreTable
  * hashed here.
  */
 static uint64
+value_hash(RestoreTable *t, int i, Datum value, bool isnull)
+{
+	if (isnull)
+		return 0x9e3779b97f4a7c15ULL;
+	if (t->byval[i])
+		return XXH3_64bits(&value, sizeof(Datum));
+	if (t->typlen[i] == -1)
+	{
+		struct varlena *v = PG_DETOAST_DATUM_PACKED(value);
+
+		return XXH3_64bits(VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+	}
+	return XXH3_64bits(DatumGetPointer(value), datumGetSize(value, false, t->typlen[i]));
+}
+
+/* A row's hash from its values' hashes, each also added to its column's sum. */
+static inline uint64
+add_value_hash(uint64 h, uint64 vh, uint64 *colsum)
+{
+	*colsum += vh;
+	return h * 0x100000001b3ULL + vh;
+}
+
+static uint64
 row_hash(RestoreTable *t, Datum *values, bool *nulls, uint64 *colhash)
 {
 	uint64		h = 0;
 
 	for (int i = 0; i < t->ncols; i++)
-	{
-		uint64		vh;
-
-		if (nulls[i])
-			vh = 0x9e3779b97f4a7c15ULL;
-		else if (t->byval[i])
-			vh = XXH3_64bits(&values[i], sizeof(Datum));
-		else if (t->typlen[i] == -1)
-		{
-			struct varlena *v = PG_DETOAST_DATUM_PACKED(values[i]);
-
-			vh = XXH3_64bits(VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
-		}
-		else
-			vh = XXH3_64bits(DatumGetPointer(values[i]),
-							 datumGetSize(values[i], false, t->typlen[i]));
-		colhash[i] += vh;
-		h = h * 0x100000001b3ULL + vh;
-	}
+		h = add_value_hash(h, value_hash(t, i, values[i], nulls[i]), &colhash[i]);
 	return h;
+}
+
+/*
+ * The SQLite storage class whose bytes are, unconverted, the payload of a
+ * column's PostgreSQL values (text and json as TEXT in a UTF-8 database,
+ * bytea as BLOB), or SQLITE_NULL for columns read back through conversion.
+ */
+static int
+raw_class(OwsyncColumn *col)
+{
+	if ((col->kind == OWK_TEXT || col->kind == OWK_JSON) && GetDatabaseEncoding() == PG_UTF8)
+		return SQLITE_TEXT;
+	if (col->kind == OWK_BYTEA)
+		return SQLITE_BLOB;
+	return SQLITE_NULL;
 }
 
 /* Run one statement that returns no row. */
@@ -436,6 +458,7 @@ check_table(OwsyncConn *conn, RestoreTable *t)
 	int64		rows = 0;
 	uint64		hash = 0;
 	uint64	   *colhash = palloc0(sizeof(uint64) * t->ncols);
+	int		   *raw = palloc(sizeof(int) * t->ncols);
 	StringInfoData cols;
 
 	initStringInfo(&sql);
@@ -452,14 +475,38 @@ check_table(OwsyncConn *conn, RestoreTable *t)
 	ref.stmt = stmt;
 	PG_TRY();
 	{
+		for (int i = 0; i < t->ncols; i++)
+			raw[i] = raw_class(&t->cols[i]);
 		while (owsync_step(conn, stmt, "read the restored file back") == SQLITE_ROW)
 		{
 			MemoryContext old = MemoryContextSwitchTo(rowcxt);
+			uint64		h = 0;
 
 			CHECK_FOR_INTERRUPTS();
 			for (int i = 0; i < t->ncols; i++)
-				values[i] = owsync_convert_value(&t->cols[i], stmt, i, &nulls[i], &ref);
-			hash += row_hash(t, values, nulls, colhash);
+			{
+				uint64		vh;
+
+				/*
+				 * Text, json and bytea values of the class they were written
+				 * as are their PostgreSQL payload byte for byte: hashed
+				 * without conversion (a value SQLite changed hashes apart).
+				 */
+				if (raw[i] != SQLITE_NULL && sqlite3_column_type(stmt, i) == raw[i])
+				{
+					const void *p = raw[i] == SQLITE_TEXT ? (const void *) sqlite3_column_text(stmt, i) :
+						sqlite3_column_blob(stmt, i);
+
+					vh = XXH3_64bits(p, sqlite3_column_bytes(stmt, i));
+				}
+				else
+				{
+					values[i] = owsync_convert_value(&t->cols[i], stmt, i, &nulls[i], &ref);
+					vh = value_hash(t, i, values[i], nulls[i]);
+				}
+				h = add_value_hash(h, vh, &colhash[i]);
+			}
+			hash += h;
 			rows++;
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(rowcxt);
