@@ -898,9 +898,11 @@ END
 $$;
 
 -- Sync one table: the steps above, top to bottom; a table the unchanged
--- check settles is left before its columns are planned.  Returns what it
--- did.
+-- check settles is left before its columns are planned.  p_kb: its key
+-- buckets, when the caller read them and found, by the same check, that the
+-- table changed.  Returns what it did.
 CREATE FUNCTION owsync._sync_table(t owsync.client_table, mode text, reconcile boolean, p_run bigint, opts jsonb,
+    p_kb bigint[],
     OUT path text, OUT rows_read bigint, OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
     OUT quarantined bigint, OUT key_diff text, OUT conflicts bigint)
 LANGUAGE plpgsql
@@ -908,7 +910,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p owsync._sync_plan := owsync._plan_table(t, reconcile, p_run, opts);
-    kb bigint[];				-- the source's key buckets now ([0]: the whole key set)
+    kb bigint[] := p_kb;		-- the source's key buckets now ([0]: the whole key set)
     keys_moved boolean;
     window_read boolean := false;
     added bigint[];				-- hashes of the keys the fast path added
@@ -920,9 +922,9 @@ BEGIN
     p.overlap := owsync._overlap(p.opts, t.watermark_unit);
 
     IF mode <> 'full' AND cardinality(t.key_columns) > 0 THEN
-        kb := owsync.key_buckets(p.server, t.table_name, t.key_columns, t.key_bits);
+        kb := coalesce(kb, owsync.key_buckets(p.server, t.table_name, t.key_columns, t.key_bits));
         keys_moved := t.key_buckets[0] IS DISTINCT FROM kb[0];
-        IF NOT keys_moved AND owsync._unchanged(t, p) THEN
+        IF p_kb IS NULL AND NOT keys_moved AND owsync._unchanged(t, p) THEN
             path := 'unchanged';
             RETURN;
         END IF;

@@ -28,7 +28,9 @@ $$;
 -- with a new column compared in full.  Each table the run had to read gets
 -- its row in owsync.run_table (one the unchanged check settled does not:
 -- a fleet's history would hold a row per table per run), and each table a
--- progress NOTICE when interactive.
+-- progress NOTICE when interactive.  A table whose key set and fast-path
+-- window are as the last run left them (most tables of most runs) is
+-- settled here, before its sync is planned.
 CREATE FUNCTION owsync._sync_tables(p_client text, p_mode text, reconcile boolean, p_run bigint,
                                     new_tables text[], widened text[], interactive boolean) RETURNS void
 LANGUAGE plpgsql
@@ -36,7 +38,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t owsync.client_table;
+    n record := owsync.client_names(p_client);
     opts jsonb := (SELECT owsync._options(c.options) FROM owsync.client c WHERE c.client = p_client);
+    quarantined text[] := ARRAY(SELECT DISTINCT q.table_name FROM owsync.quarantine q WHERE q.client = p_client);
+    kb bigint[];				-- the key buckets, once read
+    settled boolean;			-- unchanged since the last run: nothing to do
     r record;
     started timestamptz;
     secs numeric;
@@ -45,17 +51,35 @@ BEGIN
     FOR t IN SELECT * FROM owsync.client_table WHERE client = p_client AND removed_at IS NULL
               ORDER BY table_name LOOP
         started := clock_timestamp();
-        PERFORM set_config('application_name', left(format('owsync %s: %s', p_client, t.table_name), 63), true);
+        kb := NULL;
+        settled := false;
         BEGIN
-            r := owsync._sync_table(t,
-                                    CASE WHEN t.table_name = ANY (new_tables) THEN 'full' ELSE p_mode END,
-                                    reconcile OR t.table_name = ANY (widened), p_run, opts);
+            IF p_mode = 'incremental' AND NOT reconcile AND t.watermark IS NOT NULL AND t.window_sig IS NOT NULL
+               AND cardinality(t.key_columns) > 0 AND NOT t.table_name = ANY (new_tables || widened || quarantined) THEN
+                kb := owsync.key_buckets(n.server, t.table_name, t.key_columns, t.key_bits);
+                settled := kb[0] = t.key_buckets[0]
+                           AND owsync._source_window(format('%I.%I', n.src_schema, t.table_name)::regclass,
+                                                     t.watermark_column,
+                                                     t.watermark - owsync._overlap(opts, t.watermark_unit))
+                               = t.window_sig;
+            END IF;
+            IF NOT settled THEN
+                PERFORM set_config('application_name', left(format('owsync %s: %s', p_client, t.table_name), 63), true);
+                r := owsync._sync_table(t,
+                                        CASE WHEN t.table_name = ANY (new_tables) THEN 'full' ELSE p_mode END,
+                                        reconcile OR t.table_name = ANY (widened), p_run, opts, kb);
+            END IF;
         EXCEPTION WHEN OTHERS OR query_canceled THEN
             GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
                                     det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
             PERFORM owsync._reraise(st, msg, det, hnt, t.table_name);
         END;
-        IF r.path <> 'unchanged' THEN
+        IF settled THEN
+            CONTINUE WHEN NOT interactive;
+            SELECT 'unchanged'::text AS path, 0::bigint AS rows_read, 0::bigint AS inserted, 0::bigint AS updated,
+                   0::bigint AS deleted, 0::bigint AS quarantined, 0::bigint AS conflicts
+              INTO r;
+        ELSIF r.path <> 'unchanged' THEN
             INSERT INTO owsync.run_table (run_id, table_name, path, rows_read, inserted, updated, deleted,
                                           quarantined, conflicts, key_diff, seconds)
             VALUES (p_run, t.table_name, r.path, r.rows_read, r.inserted, r.updated, r.deleted, r.quarantined,
