@@ -3,12 +3,10 @@
 --   full         the mirror and the digests are made equal to the source,
 --                every row compared, only what differs written;
 --   incremental  1. the fast path: rows with updated_at >= watermark - overlap
---                   (the condition runs in SQLite), read whole only when their
---                   digest is not the one stored (the overlap re-reads the
---                   last run's rows);
+--                   (the condition runs in SQLite);
 --                2. the key diff: when the hash of the source's key set (computed
 --                   by SQLite over the key's index) moved since the last sync,
---                   and rows the fast path found do not explain it, the
+--                   and rows the fast path fetched do not explain it, the
 --                   source's keys (a keys-only scan) find rows the mirror
 --                   lacks (inserted without a new updated_at) and rows the
 --                   source lost (hard deletes); in a large table, only the keys
@@ -28,9 +26,8 @@
 --
 --   _full_reload        full and set
 --   _unchanged          nothing moved since the last sync: done
---   _stage_window       1. the fast path: the window's keys and digests, and
---                       its new or changed rows listed for fetching
---   _keys_explained     the key set moved only by rows the fast path found
+--   _stage_window       1. the fast path, into the stage
+--   _keys_explained     the key set moved only by rows the fast path staged
 --   _key_diff           2. (narrowed to buckets by _diff_buckets, or whole
 --                       by _diff_all) and 3. with digests
 --   _list_quarantined,  rows to fetch by key: found by 2. or 3., or waiting
@@ -40,9 +37,8 @@
 --   _advance_watermark  the watermark and its window's signature
 --
 -- Work tables (temporary, dropped at commit): pg_temp.owsync_stage (rows
--- read, with their digests), owsync_window (the fast path's window: keys,
--- updated_at, digests), owsync_fetch (keys to fetch), owsync_gone (keys the
--- source lost), owsync_diff (the whole key diff).
+-- read, with their digests), owsync_fetch (keys to fetch), owsync_gone
+-- (keys the source lost), owsync_diff (the whole key diff).
 
 -- The signature of rows of a table: the count and the sum of their digests
 -- (stored, for a digest table or the stage), of the rows with updated_at >=
@@ -595,63 +591,44 @@ END
 $$;
 
 -- Fresh work tables for one table, shaped like its mirror (planning them
--- reads no SQLite): the stage (rows read, with their digests), the fast
--- path's window (keys, updated_at, digests) and the keys to fetch.  The
--- previous table's are dropped (all go at commit).
-CREATE FUNCTION owsync._new_work_tables(t owsync.client_table, p owsync._sync_plan) RETURNS void
+-- reads no SQLite): the stage (rows read, with their digests) and the keys
+-- to fetch.  The previous table's are dropped (all go at commit).
+CREATE FUNCTION owsync._new_work_tables(p owsync._sync_plan) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF to_regclass('pg_temp.owsync_stage') IS NOT NULL THEN
-        DROP TABLE pg_temp.owsync_stage, pg_temp.owsync_window, pg_temp.owsync_fetch, pg_temp.owsync_gone;
+        DROP TABLE pg_temp.owsync_stage, pg_temp.owsync_fetch, pg_temp.owsync_gone;
     END IF;
     IF to_regclass('pg_temp.owsync_diff') IS NOT NULL THEN
         DROP TABLE pg_temp.owsync_diff;
     END IF;
     EXECUTE format('CREATE TEMP TABLE owsync_stage ON COMMIT DROP AS
                     SELECT %s, 0::bigint AS owsync_digest FROM %s WITH NO DATA', p.cols, p.mirror);
-    EXECUTE format('CREATE TEMP TABLE owsync_window ON COMMIT DROP AS
-                    SELECT %s, 0::bigint AS owsync_digest FROM %s WITH NO DATA', owsync._window_cols(t, p), p.mirror);
     EXECUTE format('CREATE TEMP TABLE owsync_fetch ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA',
                    p.keylist, p.mirror);
 END
 $$;
 
--- The columns the fast path reads of each row of its window: the key's and
--- updated_at (the digest is added).
-CREATE FUNCTION owsync._window_cols(t owsync.client_table, p owsync._sync_plan) RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT p.keylist || CASE WHEN t.watermark_column IS NULL OR t.watermark_column = ANY (t.key_columns) THEN ''
-                             ELSE ', ' || quote_ident(t.watermark_column) END
-$$;
-
--- The fast path: the key, updated_at and digest of each row with updated_at
--- >= watermark - overlap (the condition runs in SQLite) into
--- pg_temp.owsync_window, and the keys of those whose digest is not the one
--- stored (rows new or changed since the last sync) listed for fetching: a
--- row the last run read (the overlap reads the last run's rows again) is not
--- read whole.  With quarantine, a window that cannot be read is listed for
--- fetching whole.  Returns the window's rows, and whether it was read whole.
+-- The fast path: the rows with updated_at >= watermark - overlap (the
+-- condition runs in SQLite) into the stage.  With quarantine, a window that
+-- cannot be read is listed for fetching by key instead.  Returns the rows
+-- staged, and whether the window was staged whole.
 CREATE FUNCTION owsync._stage_window(t owsync.client_table, p owsync._sync_plan,
-                                     OUT windowed bigint, OUT whole boolean)
+                                     OUT staged bigint, OUT whole boolean)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    windowed := 0;
+    staged := 0;
     whole := false;
     BEGIN
-        EXECUTE format('INSERT INTO pg_temp.owsync_window SELECT %s, owsync_digest FROM %s WHERE %I >= $1',
-                       owsync._window_cols(t, p), p.src, t.watermark_column)
+        EXECUTE format('INSERT INTO pg_temp.owsync_stage SELECT %s, owsync_digest FROM %s WHERE %I >= $1',
+                       p.cols, p.src, t.watermark_column)
           USING t.watermark - p.overlap;
-        GET DIAGNOSTICS windowed = ROW_COUNT;
+        GET DIAGNOSTICS staged = ROW_COUNT;
         whole := true;
-        -- (analyzed: a few keys are looked up in the digests by their index,
-        -- not the digests hashed whole)
-        ANALYZE pg_temp.owsync_window;
     EXCEPTION WHEN data_exception THEN
         IF NOT p.quarantine THEN
             RAISE;
@@ -660,17 +637,13 @@ BEGIN
         EXECUTE format('INSERT INTO pg_temp.owsync_fetch SELECT %s FROM %s WHERE %I >= $1',
                        p.keylist, p.src, t.watermark_column)
           USING t.watermark - p.overlap;
-        RETURN;
     END;
-    EXECUTE format('INSERT INTO pg_temp.owsync_fetch SELECT %1$s FROM pg_temp.owsync_window s
-                     WHERE NOT EXISTS (SELECT 1 FROM %2$s m WHERE %3$s AND m.owsync_digest = s.owsync_digest)',
-                   p.keylist, p.dig, p.on_key);
 END
 $$;
 
--- Did the key set move only by new rows the fast path found?  Then its
+-- Did the key set move only by new rows the fast path staged?  Then its
 -- hash is the last one plus theirs, no key needs comparing, and the new
--- buckets (kb) are stored.  Returns the hashes of the window's keys the
+-- buckets (kb) are stored.  Returns the hashes of the staged keys the
 -- digests lack, and whether they explain the move.
 CREATE FUNCTION owsync._keys_explained(t owsync.client_table, p owsync._sync_plan, kb bigint[],
                                        OUT added bigint[], OUT explained boolean)
@@ -678,7 +651,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    EXECUTE format('SELECT array_agg(owsync.key_hash(%1$s)) FROM pg_temp.owsync_window s
+    EXECUTE format('SELECT array_agg(owsync.key_hash(%1$s)) FROM pg_temp.owsync_stage s
                      WHERE NOT EXISTS (SELECT 1 FROM %2$s m WHERE %3$s)',
                    (SELECT string_agg(format('s.%I', k), ', ') FROM unnest(t.key_columns) k), p.dig, p.on_key)
       INTO added;
@@ -740,7 +713,7 @@ $$;
 -- source's keys (and digests) streamed from SQLite against the digest table
 -- (the mirror's key set, but narrow) as a hash full join.  Keys the source
 -- lost are gone; keys the mirror lacks and (with digests) keys whose digest
--- changed are listed for fetching, unless the fast path listed them.
+-- changed are listed for fetching, unless the fast path staged them.
 CREATE FUNCTION owsync._diff_all(t owsync.client_table, p owsync._sync_plan) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -760,7 +733,7 @@ BEGIN
     EXECUTE format('INSERT INTO pg_temp.owsync_gone SELECT %1$s FROM pg_temp.owsync_diff WHERE gone', p.keylist);
     EXECUTE format('INSERT INTO pg_temp.owsync_fetch
                       SELECT %1$s FROM pg_temp.owsync_diff WHERE NOT gone
-                      EXCEPT SELECT %1$s FROM pg_temp.owsync_fetch', p.keylist);
+                      EXCEPT SELECT %1$s FROM pg_temp.owsync_stage', p.keylist);
 END
 $$;
 
@@ -873,11 +846,11 @@ $$;
 
 -- Advance the watermark to the highest value of the snapshot (never now()),
 -- with the signature of the next run's window.  That window lies inside
--- this run's (the watermark only grows), so when the fast path read its
--- window whole (window_read), pg_temp.owsync_window holds every row of the
--- next window: the signature needs no second read of the file.  No
--- signature while rows are quarantined.
-CREATE FUNCTION owsync._advance_watermark(t owsync.client_table, p owsync._sync_plan, window_read boolean,
+-- this run's (the watermark only grows), so when the fast path staged its
+-- window whole (window_staged), the stage holds every row of the next
+-- window and nothing else: the signature needs no second read of the file.
+-- No signature while rows are quarantined.
+CREATE FUNCTION owsync._advance_watermark(t owsync.client_table, p owsync._sync_plan, window_staged boolean,
                                           quarantined bigint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -885,14 +858,12 @@ AS $$
 DECLARE
     newwm bigint;
 BEGIN
-    EXECUTE format('SELECT max(%I) FROM %s', t.watermark_column,
-                   CASE WHEN window_read THEN 'pg_temp.owsync_window' ELSE 'pg_temp.owsync_stage' END)
-      INTO newwm;
+    EXECUTE format('SELECT max(%I) FROM pg_temp.owsync_stage', t.watermark_column) INTO newwm;
     newwm := greatest(t.watermark, newwm);
     PERFORM owsync._store_state(t, p_window => true, p_watermark => newwm,
         p_window_sig => CASE WHEN newwm IS NULL OR quarantined > 0 THEN NULL
-                             WHEN window_read
-                             THEN owsync._window_sig('pg_temp.owsync_window', t.watermark_column, newwm - p.overlap)
+                             WHEN window_staged
+                             THEN owsync._window_sig('pg_temp.owsync_stage', t.watermark_column, newwm - p.overlap)
                              ELSE owsync._source_window(p.src::regclass, t.watermark_column, newwm - p.overlap) END);
 END
 $$;
@@ -912,9 +883,10 @@ DECLARE
     p owsync._sync_plan := owsync._plan_table(t, reconcile, p_run, opts);
     kb bigint[] := p_kb;		-- the source's key buckets now ([0]: the whole key set)
     keys_moved boolean;
-    window_read boolean := false;
+    window_staged boolean := false;
     added bigint[];				-- hashes of the keys the fast path added
     explained boolean;
+    fetched bigint;
     nrows bigint;
 BEGIN
     rows_read := 0; inserted := 0; updated := 0; deleted := 0; quarantined := 0; key_diff := 'none';
@@ -950,9 +922,9 @@ BEGIN
     END IF;
 
     path := CASE WHEN mode = 'full' THEN 'full' WHEN p.use_digests THEN 'digest' ELSE 'incremental' END;
-    PERFORM owsync._new_work_tables(t, p);
+    PERFORM owsync._new_work_tables(p);
     IF t.watermark_column IS NOT NULL AND t.watermark IS NOT NULL AND mode <> 'full' THEN
-        SELECT whole INTO window_read FROM owsync._stage_window(t, p);
+        SELECT * INTO rows_read, window_staged FROM owsync._stage_window(t, p);
     END IF;
     IF keys_moved AND NOT p.use_digests AND t.key_buckets IS NOT NULL THEN
         SELECT * INTO added, explained FROM owsync._keys_explained(t, p, kb);
@@ -960,7 +932,8 @@ BEGIN
     END IF;
     key_diff := owsync._key_diff(t, p, kb, added, keys_moved);
     PERFORM owsync._list_quarantined(t, p);
-    SELECT * INTO rows_read, quarantined FROM owsync._fetch_by_key(t, p);
+    SELECT * INTO fetched, quarantined FROM owsync._fetch_by_key(t, p);
+    rows_read := rows_read + fetched;
     -- rows changed in the mirror: conflicts decided, the rows the mirror keeps held out of the apply
     IF p.pending THEN
         conflicts := owsync._hold_conflicts(t, p_run, keys_moved);
@@ -979,7 +952,7 @@ BEGIN
     DELETE FROM owsync.quarantine q
      WHERE q.client = t.client AND q.table_name = t.table_name AND q.last_run <> p_run;
     IF t.watermark_column IS NOT NULL THEN
-        PERFORM owsync._advance_watermark(t, p, window_read, quarantined);
+        PERFORM owsync._advance_watermark(t, p, window_staged, quarantined);
     END IF;
 END
 $$;
