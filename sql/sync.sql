@@ -106,6 +106,9 @@ SELECT split_part(sig, ':', 1)::bigint BETWEEN 1 AND (SELECT count(*) - 1 FROM a
        = owsync._window_sig('owsync_acme_quantabase_io_src.chat_message', NULL, NULL) AS same_table
   FROM (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY updated_at) AS w FROM acme_quantabase_io.chat_message) m,
        LATERAL owsync._source_window('owsync_acme_quantabase_io_src.chat_message', 'updated_at', m.w) sig;
+-- (and the source's row count, read from SQLite's b-tree)
+SELECT owsync._source_rows('owsync_acme_quantabase_io_src.chat_message')
+       = (SELECT count(*) FROM acme_quantabase_io.chat_message) AS same_count;
 SELECT owsync._source_window('acme_quantabase_io.chat_message', NULL, NULL);
 SELECT owsync._source_window('owsync_acme_quantabase_io_src.chat_message', 'no_such_column', 0);
 CREATE ROLE owsync_window_probe;

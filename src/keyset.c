@@ -377,6 +377,68 @@ sum_text(uint64 lo, int64 hi)
 }
 
 /*
+ * Open an owsync_fdw foreign table the user may SELECT from (its server in
+ * *server), or raise the error that says why not.
+ */
+static Relation
+open_source(Oid relid, ForeignServer **server)
+{
+	Relation	rel = relation_open(relid, AccessShareLock);
+	AclResult	aclresult;
+
+	if (rel->rd_rel->relkind != RELKIND_FOREIGN_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a foreign table", RelationGetRelationName(rel))));
+	*server = GetForeignServer(GetForeignTable(relid)->serverid);
+	if (strcmp(GetForeignDataWrapper((*server)->fdwid)->fdwname, "owsync_fdw") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("foreign table \"%s\" does not use owsync_fdw", RelationGetRelationName(rel))));
+	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FOREIGN_TABLE, RelationGetRelationName(rel));
+	return rel;
+}
+
+/*
+ * owsync._source_rows(src): the number of rows of an owsync_fdw foreign
+ * table's SQLite table, in the transaction's snapshot (SQLite counts them
+ * from its b-tree, reading no row).  Needs SELECT on the foreign table.
+ */
+PG_FUNCTION_INFO_V1(owsync_source_rows);
+
+Datum
+owsync_source_rows(PG_FUNCTION_ARGS)
+{
+	ForeignServer *server;
+	Relation	rel = open_source(PG_GETARG_OID(0), &server);
+	StringInfoData sql;
+	OwsyncConn *conn;
+	sqlite3_stmt *stmt;
+	volatile int64 rows = 0;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT count(*) FROM ");
+	owsync_quote_ident(&sql, owsync_get_table_name(GetForeignTable(RelationGetRelid(rel))));
+	relation_close(rel, AccessShareLock);
+
+	conn = owsync_get_connection(server);
+	stmt = owsync_prepare(conn, sql.data);
+	PG_TRY();
+	{
+		if (owsync_step(conn, stmt, "count a table's rows") == SQLITE_ROW)
+			rows = sqlite3_column_int64(stmt, 0);
+	}
+	PG_FINALLY();
+	{
+		sqlite3_finalize(stmt);
+	}
+	PG_END_TRY();
+	PG_RETURN_INT64(rows);
+}
+
+/*
  * owsync._source_window(src, wm_column, since): the signature of the rows of
  * an owsync_fdw foreign table with wm_column >= since (the comparison runs
  * in SQLite), or of all its rows when wm_column is NULL: "count:sum" of
@@ -391,7 +453,6 @@ owsync_source_window(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_GETARG_OID(0);
 	Relation	rel;
-	ForeignTable *ft;
 	ForeignServer *server;
 	OwsyncColumnOpts *cols;
 	int			natts;
@@ -405,24 +466,10 @@ owsync_source_window(PG_FUNCTION_ARGS)
 	volatile int64 count = 0;
 	volatile uint64 lo = 0;
 	volatile int64 hi = 0;
-	AclResult	aclresult;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	rel = relation_open(relid, AccessShareLock);
-	if (rel->rd_rel->relkind != RELKIND_FOREIGN_TABLE)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a foreign table", RelationGetRelationName(rel))));
-	ft = GetForeignTable(relid);
-	server = GetForeignServer(ft->serverid);
-	if (strcmp(GetForeignDataWrapper(server->fdwid)->fdwname, "owsync_fdw") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("foreign table \"%s\" does not use owsync_fdw", RelationGetRelationName(rel))));
-	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_FOREIGN_TABLE, RelationGetRelationName(rel));
+	rel = open_source(relid, &server);
 
 	natts = RelationGetNumberOfAttributes(rel);
 	cols = owsync_get_all_column_opts(rel);
@@ -446,7 +493,7 @@ owsync_source_window(PG_FUNCTION_ARGS)
 	}
 
 	initStringInfo(&sql);
-	owsync_deparse_select(&sql, owsync_get_table_name(ft), natts, cols,
+	owsync_deparse_select(&sql, owsync_get_table_name(GetForeignTable(relid)), natts, cols,
 						  bms_make_singleton(digest - FirstLowInvalidHeapAttributeNumber),
 						  &retrieved, &keys);
 	if (wm != InvalidAttrNumber)

@@ -79,6 +79,13 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'owsync_source_window'
 LANGUAGE C VOLATILE;
 
+-- The number of rows of an owsync_fdw foreign table's SQLite table, in the
+-- transaction's snapshot (counted by SQLite from its b-tree).
+CREATE FUNCTION owsync._source_rows(src regclass)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'owsync_source_rows'
+LANGUAGE C STRICT VOLATILE;
+
 -- The hash of a SQLite table's whole key set: element 0 of key_buckets().
 CREATE FUNCTION owsync.key_set_hash(server text, "table" text, key_columns text[])
 RETURNS bigint

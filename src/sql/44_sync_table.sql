@@ -485,6 +485,28 @@ BEGIN
 END
 $$;
 
+-- A first load (the mirror and the digests empty, no versions to keep):
+-- each loaded in bulk straight from the source (the mirror's rows, then the
+-- keys and digests), the digests analyzed; the source's rows counted first
+-- to choose how to load.  Returns the rows loaded.
+CREATE FUNCTION owsync._first_load(p owsync._sync_plan) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    nrows bigint := owsync._source_rows(p.src::regclass);
+    loaded bigint;
+BEGIN
+    loaded := owsync._bulk_insert(p.mirror, format('INSERT INTO %s (%s) SELECT %s FROM %s',
+                                                   p.mirror, p.cols, p.cols, p.src), nrows);
+    PERFORM owsync._bulk_insert(p.dig, format('INSERT INTO %1$s (%2$s, owsync_digest)
+                                                SELECT %2$s, owsync_digest FROM %3$s', p.dig, p.keylist, p.src),
+                                nrows);
+    EXECUTE format('ANALYZE %s', p.dig);
+    RETURN loaded;
+END
+$$;
+
 -- Full reload (mode full, or a table without key): the mirror made equal to
 -- the source's rows and the digests reloaded, and the key buckets, the
 -- watermark and its window's signature stored.  A keyed table is compared
@@ -510,16 +532,21 @@ BEGIN
         PERFORM owsync._full_conflicts_before(t);
     END IF;
     IF cardinality(t.key_columns) > 0 THEN
-        rows_read := owsync._read_source_keys(p);
-        -- (a first load without versions needs no diff: all its keys are new)
-        IF p.keep_versions OR owsync._loaded(p.dig) THEN
-            PERFORM owsync._diff_reload(t, p);
+        IF NOT p.keep_versions AND NOT owsync._loaded(p.dig) AND NOT owsync._loaded(p.mirror) THEN
+            rows_read := owsync._first_load(p);
+            inserted := rows_read;
+            deleted := 0;
+        ELSE
+            rows_read := owsync._read_source_keys(p);
+            IF p.keep_versions OR owsync._loaded(p.dig) THEN
+                PERFORM owsync._diff_reload(t, p);
+            END IF;
+            IF p.keep_versions THEN
+                PERFORM owsync._keep_reloaded(t, p);
+            END IF;
+            SELECT * INTO inserted, updated, deleted FROM owsync._apply_source(p, rows_read);
+            PERFORM owsync._load_digests(p, rows_read);
         END IF;
-        IF p.keep_versions THEN
-            PERFORM owsync._keep_reloaded(t, p);
-        END IF;
-        SELECT * INTO inserted, updated, deleted FROM owsync._apply_source(p, rows_read);
-        PERFORM owsync._load_digests(p, rows_read);
         bits := owsync._key_bits(p.dig, rows_read);
         PERFORM owsync._store_state(t, p_key_bits => bits,
                                     p_key_buckets => owsync.key_buckets(p.server, t.table_name, t.key_columns, bits));
