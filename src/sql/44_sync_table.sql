@@ -24,8 +24,9 @@
 -- owsync._sync_table(), at the end of this file, plans the table's sync
 -- (owsync._plan_table()) and runs these steps, each a function:
 --
+--   _unchanged          nothing moved since the last sync: done (asked by
+--                       the run's table loop, before the rest is planned)
 --   _full_reload        full and set
---   _unchanged          nothing moved since the last sync: done
 --   _stage_window       1. the fast path, into the stage
 --   _keys_explained     the key set moved only by rows the fast path staged
 --   _key_diff           2. (narrowed to buckets by _diff_buckets, or whole
@@ -584,36 +585,37 @@ BEGIN
 END
 $$;
 
--- The unchanged check: a table the file's other changes did not touch is
--- settled without work tables.  Its key set did not move (the caller knows),
--- none of its rows waits in quarantine, and either the fast path's window
--- has the signature (count and digest sum) it had at the end of the last
--- sync, or, with digests due (a reconcile, a table without updated_at), the
--- whole table has the count and digest sum of the digests stored at the
--- last sync; then it gets the number of buckets its size calls for.
-CREATE FUNCTION owsync._unchanged(t owsync.client_table, p owsync._sync_plan) RETURNS boolean
+-- The unchanged check (the run's table loop makes it, 48_run.sql): a table
+-- the file's other changes did not touch is settled before its sync is
+-- planned.  Its key set did not move (kb: the source's key buckets now), and
+-- either the fast path's window has the signature (count and digest sum) it
+-- had at the end of the last sync, or, with digests due (a reconcile, a
+-- table without updated_at), the whole table has the count and digest sum
+-- of the digests stored at the last sync; then it gets the number of
+-- buckets its size calls for.  (A table with rows in quarantine is never
+-- settled: the caller does not ask.)
+CREATE FUNCTION owsync._unchanged(t owsync.client_table, server name, src text, dig text, use_digests boolean,
+                                  kb bigint[], opts jsonb) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     sig text;
-    same boolean;
 BEGIN
-    IF EXISTS (SELECT 1 FROM owsync.quarantine q
-                WHERE q.client = t.client AND q.table_name = t.table_name) THEN
+    IF kb[0] IS DISTINCT FROM t.key_buckets[0] THEN
         RETURN false;
     END IF;
-    IF p.use_digests THEN
-        sig := owsync._source_window(p.src::regclass, NULL, NULL);
-        same := sig = owsync._window_sig(p.dig, NULL, NULL);
-        IF same THEN
-            PERFORM owsync._resize_buckets(t, p.server, p.dig, split_part(sig, ':', 1)::bigint);
+    IF use_digests THEN
+        sig := owsync._source_window(src::regclass, NULL, NULL);
+        IF sig <> owsync._window_sig(dig, NULL, NULL) THEN
+            RETURN false;
         END IF;
-    ELSE
-        same := t.watermark IS NOT NULL AND t.window_sig IS NOT NULL
-                AND owsync._source_window(p.src::regclass, t.watermark_column, t.watermark - p.overlap) = t.window_sig;
+        PERFORM owsync._resize_buckets(t, server, dig, split_part(sig, ':', 1)::bigint);
+        RETURN true;
     END IF;
-    RETURN same;
+    RETURN t.watermark IS NOT NULL AND t.window_sig IS NOT NULL
+           AND owsync._source_window(src::regclass, t.watermark_column,
+                                     t.watermark - owsync._overlap(opts, t.watermark_unit)) = t.window_sig;
 END
 $$;
 
@@ -895,10 +897,9 @@ BEGIN
 END
 $$;
 
--- Sync one table: the steps above, top to bottom; a table the unchanged
--- check settles is left before its columns are planned.  p_kb: its key
--- buckets, when the caller read them and found, by the same check, that the
--- table changed.  Returns what it did.
+-- Sync one table, which the unchanged check did not settle: the steps
+-- above, top to bottom.  p_kb: its key buckets, when the caller read them.
+-- Returns what it did.
 CREATE FUNCTION owsync._sync_table(t owsync.client_table, mode text, reconcile boolean, p_run bigint, opts jsonb,
     p_kb bigint[],
     OUT path text, OUT rows_read bigint, OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
@@ -923,10 +924,6 @@ BEGIN
     IF mode <> 'full' AND cardinality(t.key_columns) > 0 THEN
         kb := coalesce(kb, owsync.key_buckets(p.server, t.table_name, t.key_columns, t.key_bits));
         keys_moved := t.key_buckets[0] IS DISTINCT FROM kb[0];
-        IF p_kb IS NULL AND NOT keys_moved AND owsync._unchanged(t, p) THEN
-            path := 'unchanged';
-            RETURN;
-        END IF;
     END IF;
     p := owsync._plan_columns(t, p);
 

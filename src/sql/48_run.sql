@@ -54,14 +54,13 @@ BEGIN
         kb := NULL;
         settled := false;
         BEGIN
-            IF p_mode = 'incremental' AND NOT reconcile AND t.watermark IS NOT NULL AND t.window_sig IS NOT NULL
-               AND cardinality(t.key_columns) > 0 AND NOT t.table_name = ANY (new_tables || widened || quarantined) THEN
+            IF p_mode <> 'full' AND cardinality(t.key_columns) > 0
+               AND NOT t.table_name = ANY (new_tables || quarantined) THEN
                 kb := owsync.key_buckets(n.server, t.table_name, t.key_columns, t.key_bits);
-                settled := kb[0] = t.key_buckets[0]
-                           AND owsync._source_window(format('%I.%I', n.src_schema, t.table_name)::regclass,
-                                                     t.watermark_column,
-                                                     t.watermark - owsync._overlap(opts, t.watermark_unit))
-                               = t.window_sig;
+                settled := owsync._unchanged(t, n.server, format('%I.%I', n.src_schema, t.table_name),
+                                             format('%I.%I', n.digest_schema, t.table_name),
+                                             reconcile OR t.table_name = ANY (widened) OR t.watermark_column IS NULL,
+                                             kb, opts);
             END IF;
             IF NOT settled THEN
                 PERFORM set_config('application_name', left(format('owsync %s: %s', p_client, t.table_name), 63), true);
@@ -79,7 +78,7 @@ BEGIN
             SELECT 'unchanged'::text AS path, 0::bigint AS rows_read, 0::bigint AS inserted, 0::bigint AS updated,
                    0::bigint AS deleted, 0::bigint AS quarantined, 0::bigint AS conflicts
               INTO r;
-        ELSIF r.path <> 'unchanged' THEN
+        ELSE
             INSERT INTO owsync.run_table (run_id, table_name, path, rows_read, inserted, updated, deleted,
                                           quarantined, conflicts, key_diff, seconds)
             VALUES (p_run, t.table_name, r.path, r.rows_read, r.inserted, r.updated, r.deleted, r.quarantined,
