@@ -407,10 +407,29 @@ AS $$
       FROM jsonb_each(planned) AS p(k, v)
 $$;
 
+-- The most tables and schemas one transaction of the fleet's setup makes or
+-- changes, at the hub (_hub_catch_up) or here (_fleet_converge's batches).
+-- A transaction keeps a lock on every relation it makes until it commits,
+-- about 6 for a table made at the hub (the table, its TOAST table and index,
+-- its primary key, its row type and key constraint) and 7 for a versions
+-- table here (and its run index): about 700 of the lock table's 6,400
+-- entries at PostgreSQL's defaults (max_locks_per_transaction 64 x
+-- max_connections 100), however many clients an edge holds.
+CREATE FUNCTION owsync._fleet_batch() RETURNS integer
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 100
+$$;
+
 -- Make the hub's tables of some schemas match this edge's (see
 -- _hub_catch_up_sql; a versions schema with the tables and columns its
--- client's runs will need, _versions_shapes); returns the statements run
--- ('' when none were needed).
+-- client's runs will need, _versions_shapes), schema by schema, in
+-- transactions at the hub that each make or change at most
+-- _fleet_batch() tables (a schema needing more goes in one of its own).
+-- Each transaction commits there on its own: one that fails leaves those
+-- before it made, and the next call finds what is still missing.  Returns
+-- the statements run ('' when none were needed).
 CREATE FUNCTION owsync._hub_catch_up(schemas name[]) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -418,18 +437,42 @@ AS $$
 DECLARE
     q text := owsync._table_shapes_sql(schemas);
     local jsonb;
-    sql text;
     c record;
+    s record;
+    one text;
+    batch text := '';
+    tables integer := 0;
+    n integer;
+    done text := '';
 BEGIN
     EXECUTE q INTO local;
     FOR c IN SELECT x.client FROM owsync.client x WHERE owsync._versions_schema(x.client) = ANY (schemas) LOOP
         local := owsync._shapes_with(local, owsync._versions_shapes(c.client));
     END LOOP;
-    sql := owsync._hub_catch_up_sql(local, owsync._hub_json(q));
-    IF sql <> '' THEN
-        PERFORM owsync._hub_exec(sql);
+    FOR s IN SELECT l.tables AS local, coalesce(h.tables, '{}') AS hub
+               FROM (SELECT v ->> 'schema' AS sch, jsonb_object_agg(k, v) AS tables
+                       FROM jsonb_each(local) AS x(k, v) GROUP BY 1) l
+               LEFT JOIN (SELECT v ->> 'schema' AS sch, jsonb_object_agg(k, v) AS tables
+                            FROM jsonb_each(owsync._hub_json(q)) AS x(k, v) GROUP BY 1) h USING (sch)
+              ORDER BY l.sch LOOP
+        one := owsync._hub_catch_up_sql(s.local, s.hub);
+        CONTINUE WHEN one = '';
+        -- the tables its statements make or change
+        n := regexp_count(one, '^(CREATE TABLE|ALTER TABLE|GRANT SELECT|REVOKE SELECT) ', 1, 'n');
+        IF tables > 0 AND tables + n > owsync._fleet_batch() THEN
+            PERFORM owsync._hub_exec(batch);
+            done := done || batch;
+            batch := '';
+            tables := 0;
+        END IF;
+        batch := batch || one;
+        tables := tables + n;
+    END LOOP;
+    IF batch <> '' THEN
+        PERFORM owsync._hub_exec(batch);
+        done := done || batch;
     END IF;
-    RETURN sql;
+    RETURN done;
 END
 $$;
 
