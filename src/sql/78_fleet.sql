@@ -741,12 +741,10 @@ AS $$
     SELECT ct.client, count(*)::integer
       FROM owsync.client x
       JOIN owsync.client_table ct ON ct.client = x.client AND ct.removed_at IS NULL
-      JOIN pg_namespace mn ON mn.nspname = x.client
-      JOIN pg_class m ON m.relnamespace = mn.oid AND m.relname = ct.table_name
      WHERE x.versions_from IS NOT NULL
        AND (owsync._options(x.options) ->> 'versions_retention')::interval > interval '0'
-       AND NOT EXISTS (SELECT 1 FROM pg_class v JOIN pg_namespace vn ON vn.oid = v.relnamespace
-                        WHERE vn.nspname = owsync._versions_schema(x.client) AND v.relname = ct.table_name)
+       AND to_regclass(format('%I.%I', x.client, ct.table_name)) IS NOT NULL
+       AND to_regclass(format('%I.%I', owsync._versions_schema(x.client), ct.table_name)) IS NULL
      GROUP BY ct.client
 $$;
 
@@ -843,8 +841,11 @@ BEGIN
       LEFT JOIN LATERAL (SELECT * FROM owsync.run y WHERE y.client = x.client AND y.status IN ('succeeded', 'failed')
                           ORDER BY y.run_id DESC LIMIT 1) r ON true;
     BEGIN
-        local_tables := ARRAY(SELECT schemaname || '.' || tablename FROM pg_publication_tables
-                               WHERE pubname = 'owsync_edge' ORDER BY 1);
+        -- the publication's tables (pg_publication_tables would scan pg_class
+        -- once for each of its schemas)
+        local_tables := ARRAY(SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                               WHERE n.nspname = ANY (owsync._published()) AND c.relkind = 'r' AND c.relpersistence = 'p'
+                               ORDER BY 1);
         hub_tables := ARRAY(SELECT jsonb_array_elements_text(owsync._hub_json(format(
             'SELECT coalesce(jsonb_agg(n.nspname || ''.'' || c.relname ORDER BY 1), ''[]'')
                FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
