@@ -724,7 +724,7 @@ s_upgrade_edge() {
 # An edge whose clients, attached at once, make more relations at the edge and at the hub than
 # the whole lock table holds there (max_locks_per_transaction 10 at both): attach_hub publishes
 # them in batches, each committed on its own, and so does the fleet tick with several new
-# clients at once.  The hub is restarted with that setting; the other edges are gone by now.
+# clients at once.  The hub is restarted with that setting; no other edge feeds it by now.
 MANY=16
 s_many_clients() {
   local i
