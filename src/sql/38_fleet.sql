@@ -357,15 +357,16 @@ BEGIN
 END
 $$;
 
--- The shapes (as _table_shapes_sql gives them) of the versions tables a
--- client's mirror tables call for while it keeps versions: a run makes a
--- versions table, or adds a column to it, when it first keeps a version
--- that needs it (owsync._versions_table: the mirror's columns after
--- owsync_run, owsync_op and, without key, owsync_ord; keyed by the
--- mirror's key and owsync_run, or by owsync_run and owsync_ord).  A drift
--- adds mirror tables and columns in the run that then keeps their
--- versions, so the hub gets them from here first.
-CREATE FUNCTION owsync._versions_shapes(p_client text) RETURNS jsonb
+-- The shapes (as _table_shapes_sql gives them) of the versions tables the
+-- mirror tables of the clients whose versions schemas are among schemas
+-- call for while they keep versions: a run makes a versions table, or adds
+-- a column to it, when it first keeps a version that needs it
+-- (owsync._versions_table: the mirror's columns after owsync_run,
+-- owsync_op and, without key, owsync_ord; keyed by the mirror's key and
+-- owsync_run, or by owsync_run and owsync_ord).  A drift adds mirror tables
+-- and columns in the run that then keeps their versions, so the hub gets
+-- them from here first.  One pass over pg_class for all of them.
+CREATE FUNCTION owsync._versions_shapes(schemas name[]) RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -378,17 +379,15 @@ AS $$
                               FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
              'key', coalesce(k.key || '["owsync_run"]'::jsonb, '["owsync_run", "owsync_ord"]'),
              'readers', '[]'::jsonb)), '{}')
-      FROM (SELECT owsync._versions_schema(p_client)::text AS vs) v
-      CROSS JOIN pg_class c
+      FROM (SELECT owsync._versions_schema(x.client)::text AS vs, n.oid AS mirror
+              FROM owsync.client x JOIN pg_namespace n ON n.nspname = (owsync.client_names(x.client)).mirror_schema
+             WHERE owsync._versions_schema(x.client) = ANY (schemas) AND x.versions_from IS NOT NULL
+               AND (owsync._options(x.options) ->> 'versions_retention')::interval > interval '0') v
+      JOIN pg_class c ON c.relnamespace = v.mirror AND c.relkind = 'r'
       CROSS JOIN LATERAL (SELECT jsonb_agg(a.attname ORDER BY u.i) AS key
                             FROM pg_constraint x CROSS JOIN LATERAL unnest(x.conkey) WITH ORDINALITY u(att, i)
                             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.att
                            WHERE x.conrelid = c.oid AND x.contype = 'p') k
-     WHERE c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = (owsync.client_names(p_client)).mirror_schema)
-       AND c.relkind = 'r'
-       AND EXISTS (SELECT 1 FROM owsync.client x
-                    WHERE x.client = p_client AND x.versions_from IS NOT NULL
-                      AND (owsync._options(x.options) ->> 'versions_retention')::interval > interval '0')
 $$;
 
 -- Tables' shapes (local) with those a planned set calls for (planned): a
@@ -407,10 +406,29 @@ AS $$
       FROM jsonb_each(planned) AS p(k, v)
 $$;
 
+-- The most tables and schemas one transaction of the fleet's setup makes or
+-- changes, at the hub (_hub_catch_up) or here (_fleet_converge's batches).
+-- A transaction keeps a lock on every relation it makes until it commits,
+-- about 6 for a table made at the hub (the table, its TOAST table and index,
+-- its primary key, its row type and key constraint) and 7 for a versions
+-- table here (and its run index): about 700 of the lock table's 6,400
+-- entries at PostgreSQL's defaults (max_locks_per_transaction 64 x
+-- max_connections 100), however many clients an edge holds.
+CREATE FUNCTION owsync._fleet_batch() RETURNS integer
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 100
+$$;
+
 -- Make the hub's tables of some schemas match this edge's (see
 -- _hub_catch_up_sql; a versions schema with the tables and columns its
--- client's runs will need, _versions_shapes); returns the statements run
--- ('' when none were needed).
+-- client's runs will need, _versions_shapes), schema by schema, in
+-- transactions at the hub that each make or change at most
+-- _fleet_batch() tables (a schema needing more goes in one of its own).
+-- Each transaction commits there on its own: one that fails leaves those
+-- before it made, and the next call finds what is still missing.  Returns
+-- the statements run ('' when none were needed).
 CREATE FUNCTION owsync._hub_catch_up(schemas name[]) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -418,18 +436,39 @@ AS $$
 DECLARE
     q text := owsync._table_shapes_sql(schemas);
     local jsonb;
-    sql text;
-    c record;
+    s record;
+    one text;
+    batch text := '';
+    tables integer := 0;
+    n integer;
+    done text := '';
 BEGIN
     EXECUTE q INTO local;
-    FOR c IN SELECT x.client FROM owsync.client x WHERE owsync._versions_schema(x.client) = ANY (schemas) LOOP
-        local := owsync._shapes_with(local, owsync._versions_shapes(c.client));
+    local := owsync._shapes_with(local, owsync._versions_shapes(schemas));
+    FOR s IN SELECT l.tables AS local, coalesce(h.tables, '{}') AS hub
+               FROM (SELECT v ->> 'schema' AS sch, jsonb_object_agg(k, v) AS tables
+                       FROM jsonb_each(local) AS x(k, v) GROUP BY 1) l
+               LEFT JOIN (SELECT v ->> 'schema' AS sch, jsonb_object_agg(k, v) AS tables
+                            FROM jsonb_each(owsync._hub_json(q)) AS x(k, v) GROUP BY 1) h USING (sch)
+              ORDER BY l.sch LOOP
+        one := owsync._hub_catch_up_sql(s.local, s.hub);
+        CONTINUE WHEN one = '';
+        -- the tables its statements make or change
+        n := regexp_count(one, '^(CREATE TABLE|ALTER TABLE|GRANT SELECT|REVOKE SELECT) ', 1, 'n');
+        IF tables > 0 AND tables + n > owsync._fleet_batch() THEN
+            PERFORM owsync._hub_exec(batch);
+            done := done || batch;
+            batch := '';
+            tables := 0;
+        END IF;
+        batch := batch || one;
+        tables := tables + n;
     END LOOP;
-    sql := owsync._hub_catch_up_sql(local, owsync._hub_json(q));
-    IF sql <> '' THEN
-        PERFORM owsync._hub_exec(sql);
+    IF batch <> '' THEN
+        PERFORM owsync._hub_exec(batch);
+        done := done || batch;
     END IF;
-    RETURN sql;
+    RETURN done;
 END
 $$;
 

@@ -15,7 +15,9 @@
 -- its own top-level statement.  The replication slot is made here, in a
 -- transaction that has written nothing (a slot waits for every transaction
 -- with writes to end, this one's included), so the procedures commit
--- between their steps.
+-- between their steps; they also commit between the batches in which an
+-- edge's clients are published (_fleet_converge), so that no transaction
+-- holds locks on more than a batch's new tables.
 
 -- An error unless the session's user is a superuser: the fleet's setup
 -- makes a REPLICATION role, publications and subscriptions.
@@ -535,7 +537,11 @@ $$;
 -- that may create schemas and subscriptions there; edge_conninfo: how the
 -- hub reaches this database (host, port, dbname: the subscription connects
 -- as owsync_replicator with a password made here).  With both NULL, the hub
--- and the address known are kept (owsync.repair_hub() does so).
+-- and the address known are kept (owsync.repair_hub() does so).  Each step
+-- commits, and the clients are published in batches (_fleet_converge), so
+-- an edge of any number of clients attaches within the default lock table;
+-- after a failure or a crash part way, calling it again goes on from what
+-- the committed steps left.
 CREATE PROCEDURE owsync.attach_hub(hub text DEFAULT NULL, edge_conninfo text DEFAULT NULL)
 LANGUAGE plpgsql
 AS $$
@@ -544,7 +550,10 @@ DECLARE
 BEGIN
     pw := owsync._attach_prepare(hub, edge_conninfo);
     COMMIT;
-    PERFORM owsync._fleet_converge(true);
+    -- the clients published in batches, each committed (see _fleet_converge)
+    WHILE owsync._fleet_converge(true) = 'more' LOOP
+        COMMIT;
+    END LOOP;
     COMMIT;
     PERFORM owsync._make_slot();
     COMMIT;
@@ -578,65 +587,72 @@ $s$;
 $sql$, schemas, edge)
 $$;
 
--- The fleet tick's first step: the publication made to hold what the hub
--- should have.  Client names are claimed at the hub (a name another edge
--- holds is noted in owsync.edge.contested, and at the hub, and not
--- published); a schema newly published gets a fresh hub copy (the former one
--- stashed); the hub's tables and readers made to match; schemas of clients
--- no longer registered leave the publication and their names are released
--- (their hub copies stay).  Returns false when the hub could not be reached
--- (the reason in owsync.edge.problem).  With strict (attach_hub), an error
--- is raised instead.
-CREATE FUNCTION owsync._fleet_converge(strict boolean DEFAULT false) RETURNS boolean
+-- The fleet tick's first step, one batch of it: the publication made to
+-- hold what the hub should have.  Client names are claimed at the hub (a
+-- name another edge holds is noted in owsync.edge.contested, and at the
+-- hub, and not published); a schema newly published gets a fresh hub copy
+-- (the former one stashed); the hub's tables and readers made to match;
+-- schemas of clients no longer registered leave the publication and their
+-- names are released (their hub copies stay).
+-- Clients whose schemas are not yet published, or whose versions tables
+-- are not yet made, are taken a batch at a time (_fleet_batch_clients): a
+-- call that leaves some for a later one returns 'more' once it has
+-- published its batch (only the batch's schemas are then caught up at the
+-- hub, before the new tables here commit), and the caller commits and calls
+-- again; the call that finds none left does the rest, over every client,
+-- and returns 'done'.  So an edge of hundreds of new clients never holds
+-- more locks in one transaction than a batch takes.  Each batch commits on
+-- its own: after a crash between batches, the clients of the committed ones
+-- are published with their hub copies made; the interrupted batch may have
+-- claimed names, stashed hub copies and made hub tables (the hub commits
+-- each step as it goes) without its publication here, and the next call
+-- takes it again: the claim holds, the half-made copy is stashed in turn,
+-- and the copy is made afresh.
+-- Returns 'unreached' when the hub could not be reached (the reason in
+-- owsync.edge.problem).  With strict (attach_hub), an error is raised
+-- instead.
+CREATE FUNCTION owsync._fleet_converge(strict boolean DEFAULT false) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     e owsync.edge := owsync._edge();
     published name[] := owsync._published();
+    b record;
     wanted name[];
-    fresh name[];
-    held_elsewhere text[] := '{}';
+    scope name[];
     c record;
-    holder text;
     s name;
     why text;
     det text;
 BEGIN
     PERFORM owsync._require_admin();
     IF e.hub IS NULL THEN
-        RETURN false;
+        RETURN 'unreached';
     END IF;
     BEGIN
+        SELECT * INTO b FROM owsync._fleet_batch_clients(e.edge, published);
         wanted := ARRAY[owsync._edge_schema(e.edge)];
-        FOR c IN SELECT x.client FROM owsync.client x ORDER BY 1 LOOP
-            -- a published mirror: the name was claimed before
-            IF (owsync.client_names(c.client)).mirror_schema = ANY (published) THEN
+        IF NOT b.more THEN
+            -- every client claimed here before or in this batch
+            FOR c IN SELECT x.client FROM owsync.client x WHERE NOT x.client = ANY (b.held) ORDER BY 1 LOOP
                 PERFORM owsync._hub_versions(c.client);
                 wanted := wanted || owsync._hub_schemas(c.client);
-                CONTINUE;
-            END IF;
-            holder := owsync._hub_claim(c.client);
-            IF holder IS NULL THEN
-                PERFORM owsync._hub_versions(c.client);
-                wanted := wanted || owsync._hub_schemas(c.client);
-            ELSE
-                held_elsewhere := held_elsewhere || c.client;
-                PERFORM owsync._hub_exec(format(
-                    'UPDATE owsync_fleet.client SET contested_by = array_append(contested_by, %L)
-                      WHERE client = %L AND NOT %1$L = ANY (contested_by)', e.edge, c.client));
-            END IF;
-        END LOOP;
-        fresh := ARRAY(SELECT unnest(wanted) EXCEPT SELECT unnest(published));
-        IF cardinality(fresh) > 0 THEN
-            PERFORM owsync._hub_exec(owsync._hub_stash_sql(fresh, e.edge));
+            END LOOP;
         END IF;
-        PERFORM owsync._hub_catch_up(wanted);
-        FOREACH s IN ARRAY fresh LOOP
+        IF cardinality(b.fresh) > 0 THEN
+            PERFORM owsync._hub_exec(owsync._hub_stash_sql(b.fresh, e.edge));
+        END IF;
+        scope := CASE WHEN b.more THEN b.taken ELSE wanted END;
+        PERFORM owsync._hub_catch_up(scope);
+        FOREACH s IN ARRAY b.fresh LOOP
             EXECUTE format('GRANT USAGE ON SCHEMA %I TO owsync_replicator', s);
             EXECUTE format('ALTER PUBLICATION owsync_edge ADD TABLES IN SCHEMA %I', s);
         END LOOP;
-        PERFORM owsync._grant_replicator(wanted);
+        PERFORM owsync._grant_replicator(scope);
+        IF b.more THEN
+            RETURN 'more';
+        END IF;
         FOREACH s IN ARRAY ARRAY(SELECT unnest(published) EXCEPT SELECT unnest(wanted)) LOOP
             EXECUTE format('ALTER PUBLICATION owsync_edge DROP TABLES IN SCHEMA %I', s);
         END LOOP;
@@ -649,8 +665,8 @@ BEGIN
              UPDATE owsync_fleet.client SET contested_by = array_remove(contested_by, %1$L)
               WHERE %1$L = ANY (contested_by) AND NOT client = ANY (%2$L::text[])',
             e.edge, ARRAY(SELECT x.client FROM owsync.client x)));
-        UPDATE owsync.edge SET contested = held_elsewhere, problem = NULL, last_tick = now();
-        RETURN true;
+        UPDATE owsync.edge SET contested = b.held, problem = NULL, last_tick = now();
+        RETURN 'done';
     EXCEPTION WHEN OTHERS THEN
         IF strict THEN
             RAISE;
@@ -659,9 +675,77 @@ BEGIN
         why := concat_ws(': ', why, nullif(btrim(det), ''));
         UPDATE owsync.edge SET problem = 'hub: ' || why;
         RAISE WARNING 'owsync edge %: the hub could not be brought up to date: %', e.edge, why;
-        RETURN false;
+        RETURN 'unreached';
     END;
 END
+$$;
+
+-- _fleet_converge's batch: in name order, the clients with a schema not
+-- yet published (_hub_schemas) or versions tables not yet made
+-- (_hub_versions_missing), while their schemas and versions tables add up
+-- to at most _fleet_batch() (at least one client is taken): each claimed
+-- at the hub unless its mirror is published already (a name another edge
+-- holds is noted there, left out, and counts nothing), then its versions
+-- tables made.  Returns the schemas to publish (with this edge's catalog
+-- copy while it is not), the schemas of the clients taken (with those to
+-- publish: their tables at the hub are made before this transaction
+-- commits), the names other edges hold, and whether clients are left for a
+-- later batch (held is then not complete).
+CREATE FUNCTION owsync._fleet_batch_clients(edge text, published name[],
+                                            OUT fresh name[], OUT taken name[], OUT held text[], OUT more boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    size integer;
+    c record;
+BEGIN
+    fresh := ARRAY(SELECT owsync._edge_schema(edge) EXCEPT SELECT unnest(published));
+    taken := fresh;
+    size := cardinality(fresh);
+    held := '{}';
+    more := false;
+    FOR c IN SELECT y.client, y.claimed, y.schemas, cardinality(y.schemas) + y.missing AS size
+               FROM (SELECT x.client, (owsync.client_names(x.client)).mirror_schema = ANY (published) AS claimed,
+                            ARRAY(SELECT unnest(owsync._hub_schemas(x.client)) EXCEPT SELECT unnest(published)) AS schemas,
+                            coalesce(m.missing, 0) AS missing
+                       FROM owsync.client x LEFT JOIN owsync._hub_versions_missing() m ON m.client = x.client) y
+              WHERE cardinality(y.schemas) + y.missing > 0
+              ORDER BY 1 LOOP
+        IF size > 0 AND size + c.size > owsync._fleet_batch() THEN
+            more := true;
+            RETURN;
+        END IF;
+        IF NOT c.claimed AND owsync._hub_claim(c.client) IS NOT NULL THEN
+            held := held || c.client;
+            PERFORM owsync._hub_exec(format(
+                'UPDATE owsync_fleet.client SET contested_by = array_append(contested_by, %L)
+                  WHERE client = %L AND NOT %1$L = ANY (contested_by)', edge, c.client));
+            CONTINUE;
+        END IF;
+        PERFORM owsync._hub_versions(c.client);
+        fresh := fresh || c.schemas;
+        taken := taken || owsync._hub_schemas(c.client);
+        size := size + c.size;
+    END LOOP;
+END
+$$;
+
+-- The clients whose runs keep versions and that have mirror tables without
+-- a versions table yet (the tables _hub_versions makes), with how many.
+CREATE FUNCTION owsync._hub_versions_missing(OUT client text, OUT missing integer)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ct.client, count(*)::integer
+      FROM owsync.client x
+      JOIN owsync.client_table ct ON ct.client = x.client AND ct.removed_at IS NULL
+     WHERE x.versions_from IS NOT NULL
+       AND (owsync._options(x.options) ->> 'versions_retention')::interval > interval '0'
+       AND to_regclass(format('%I.%I', x.client, ct.table_name)) IS NOT NULL
+       AND to_regclass(format('%I.%I', owsync._versions_schema(x.client), ct.table_name)) IS NULL
+     GROUP BY ct.client
 $$;
 
 -- Make a client's versions schema exist (it is published with its mirror),
@@ -757,8 +841,11 @@ BEGIN
       LEFT JOIN LATERAL (SELECT * FROM owsync.run y WHERE y.client = x.client AND y.status IN ('succeeded', 'failed')
                           ORDER BY y.run_id DESC LIMIT 1) r ON true;
     BEGIN
-        local_tables := ARRAY(SELECT schemaname || '.' || tablename FROM pg_publication_tables
-                               WHERE pubname = 'owsync_edge' ORDER BY 1);
+        -- the publication's tables (pg_publication_tables would scan pg_class
+        -- once for each of its schemas)
+        local_tables := ARRAY(SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                               WHERE n.nspname = ANY (owsync._published()) AND c.relkind = 'r' AND c.relpersistence = 'p'
+                               ORDER BY 1);
         hub_tables := ARRAY(SELECT jsonb_array_elements_text(owsync._hub_json(format(
             'SELECT coalesce(jsonb_agg(n.nspname || ''.'' || c.relname ORDER BY 1), ''[]'')
                FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
@@ -770,7 +857,8 @@ BEGIN
             PERFORM owsync._hub_exec(format('ALTER SUBSCRIPTION %I REFRESH PUBLICATION', sub));
         END IF;
         apply_problem := owsync._hub_apply_problem(sub);
-        PERFORM owsync._hub_exec(owsync._hub_drop_stashes_sql(e.edge) || format(
+        PERFORM owsync._hub_drop_stashes(e.edge);
+        PERFORM owsync._hub_exec(format(
             'UPDATE owsync_fleet.edge SET last_seen = now(), wal_lsn = %2$L, lag_bytes = %3$L, lag_seconds = %4$L,
                     slot_status = %5$L, problem = %6$L, clients = %7$L
               WHERE edge = %1$L',
@@ -787,10 +875,27 @@ BEGIN
 END
 $$;
 
--- The statement that drops the hub's stashes of an edge's re-seeds once
--- every table of the fresh copy has been copied (state r in
--- pg_subscription_rel).
-CREATE FUNCTION owsync._hub_drop_stashes_sql(edge text) RETURNS text
+-- The hub's stashes of an edge's re-seeds whose fresh copy is complete
+-- (every table of it copied: state r in pg_subscription_rel), as a query at
+-- the hub: each stash and the tables it holds.
+CREATE FUNCTION owsync._hub_done_stashes_sql(edge text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT format($sql$
+SELECT t.stash, (SELECT count(*) FROM pg_class c WHERE c.relnamespace = to_regnamespace(t.stash) AND c.relkind = 'r') AS tables
+  FROM owsync_fleet.stash t
+ WHERE t.edge = %L
+   AND NOT EXISTS (SELECT 1 FROM pg_subscription_rel r JOIN pg_class c ON c.oid = r.srrelid
+                    WHERE c.relnamespace = to_regnamespace(t.schema_name) AND r.srsubstate <> 'r')
+   AND EXISTS (SELECT 1 FROM pg_subscription_rel r JOIN pg_class c ON c.oid = r.srrelid
+                WHERE c.relnamespace = to_regnamespace(t.schema_name))
+$sql$, edge)
+$$;
+
+-- The statement that drops some of the hub's stashes of an edge's re-seeds,
+-- those of them whose fresh copy is complete as it runs.
+CREATE FUNCTION owsync._hub_drop_stashes_sql(edge text, stashes text[]) RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -799,18 +904,44 @@ DO $d$
 DECLARE
     x record;
 BEGIN
-    FOR x IN SELECT stash FROM owsync_fleet.stash t
-              WHERE t.edge = %L
-                AND NOT EXISTS (SELECT 1 FROM pg_subscription_rel r JOIN pg_class c ON c.oid = r.srrelid
-                                 WHERE c.relnamespace = to_regnamespace(t.schema_name) AND r.srsubstate <> 'r')
-                AND EXISTS (SELECT 1 FROM pg_subscription_rel r JOIN pg_class c ON c.oid = r.srrelid
-                             WHERE c.relnamespace = to_regnamespace(t.schema_name)) LOOP
+    FOR x IN SELECT d.stash FROM (%s) d WHERE d.stash = ANY (%L::text[]) LOOP
         EXECUTE format('DROP SCHEMA %%I CASCADE', x.stash);
         DELETE FROM owsync_fleet.stash WHERE stash = x.stash;
     END LOOP;
 END
 $d$;
-$sql$, edge)
+$sql$, owsync._hub_done_stashes_sql(edge), stashes)
+$$;
+
+-- Drop the hub's stashes of this edge's re-seeds whose fresh copy is
+-- complete, in transactions at the hub that each drop at most
+-- _fleet_batch() tables (a stash holding more goes alone): a transaction
+-- locks every relation it drops.
+CREATE FUNCTION owsync._hub_drop_stashes(edge text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    x record;
+    batch text[] := '{}';
+    tables bigint := 0;
+BEGIN
+    FOR x IN SELECT j ->> 0 AS stash, (j ->> 1)::bigint AS tables
+               FROM jsonb_array_elements(owsync._hub_json(format(
+                        'SELECT coalesce(jsonb_agg(jsonb_build_array(d.stash, d.tables) ORDER BY d.stash), ''[]'') FROM (%s) d',
+                        owsync._hub_done_stashes_sql(edge)))) j LOOP
+        IF tables > 0 AND tables + x.tables > owsync._fleet_batch() THEN
+            PERFORM owsync._hub_exec(owsync._hub_drop_stashes_sql(edge, batch));
+            batch := '{}';
+            tables := 0;
+        END IF;
+        batch := batch || x.stash;
+        tables := tables + x.tables;
+    END LOOP;
+    IF cardinality(batch) > 0 THEN
+        PERFORM owsync._hub_exec(owsync._hub_drop_stashes_sql(edge, batch));
+    END IF;
+END
 $$;
 
 -- Why the hub's subscription to this edge is not applying, or NULL when it
@@ -857,18 +988,22 @@ END
 $$;
 
 -- CALL owsync.fleet_tick(): bring the hub up to date with this edge (see
--- _fleet_converge and _fleet_report).  Run every minute by the pg_cron job
--- owsync-fleet; never an error for a hub that cannot be reached (it is
--- reported in owsync.edge_status).
+-- _fleet_converge, whose batches of new clients each commit, and
+-- _fleet_report).  Run every minute by the pg_cron job owsync-fleet; never
+-- an error for a hub that cannot be reached (it is reported in
+-- owsync.edge_status).
 CREATE PROCEDURE owsync.fleet_tick()
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    reached boolean;
+    state text;
 BEGIN
-    reached := owsync._fleet_converge();
-    COMMIT;
-    PERFORM owsync._fleet_report(reached);
+    LOOP
+        state := owsync._fleet_converge();
+        COMMIT;
+        EXIT WHEN state <> 'more';
+    END LOOP;
+    PERFORM owsync._fleet_report(state = 'done');
 END
 $$;
 

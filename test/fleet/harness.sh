@@ -1,11 +1,12 @@
 # shellcheck shell=bash
-# Helpers of the fleet test (test/fleet/run.sh): three clusters on one machine, two edges and a
-# hub, each on its own unix socket under $OWSYNC_WORK, and the checks run against them.
+# Helpers of the fleet test (test/fleet/run.sh): clusters on one machine, two edges and a hub
+# (and a third edge its last scenario starts), each on its own unix socket under $OWSYNC_WORK,
+# and the checks run against them.
 # Source it after test/lib.sh, from a bash script under `set -euo pipefail`.
 #
 #   fleet_setup                 # files, clusters edge1, edge2 (owsync_fdw + pg_cron) and hub
 #                               # (a PostgreSQL without owsync_fdw), databases, pg_hba
-#   q NODE SQL                  # run SQL as postgres at NODE (edge1, edge2, hub); prints rows
+#   q NODE SQL                  # run SQL as postgres at NODE (edge1, edge2, edge3, hub); prints rows
 #   check NAME CMD...           # CMD's status decides "ok - NAME" / "not ok - NAME"
 #   wait_until SECS CMD...      # CMD every 0.2 s until it succeeds, at most SECS seconds
 #   wait_arrived EDGE           # the hub has applied everything EDGE has written so far
@@ -184,7 +185,7 @@ edge_conninfo() { echo "host=$OWSYNC_WORK/$1 port=${OWSYNC_PORT[$1]} dbname=$FLE
 # fleet_logs: the end of each cluster's server log (for a failed run)
 fleet_logs() {
   local n f
-  for n in edge1 edge2 hub; do
+  for n in edge1 edge2 edge3 hub; do
     for f in "$OWSYNC_WORK/$n/server.log" "$OWSYNC_WORK/$n/collector.log"; do
       [ -f "$f" ] || continue
       owsync_step "$(basename "$f") of $n (last 30 lines)"

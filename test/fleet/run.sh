@@ -20,7 +20,7 @@ owsync_on_exit() {
   if [ "$1" -ne 0 ]; then fleet_logs; fi
   if [ -n "${OWSYNC_FLEET_LOGS:-}" ]; then   # keep the server logs
     mkdir -p "$OWSYNC_FLEET_LOGS"
-    for n in edge1 edge2 hub; do cp "$OWSYNC_WORK/$n/server.log" "$OWSYNC_FLEET_LOGS/$n.log" 2>/dev/null || true; done
+    for n in edge1 edge2 edge3 hub; do cp "$OWSYNC_WORK/$n/server.log" "$OWSYNC_FLEET_LOGS/$n.log" 2>/dev/null || true; done
     cp "$OWSYNC_WORK/hub/collector.log" "$OWSYNC_FLEET_LOGS/hub-collector.log" 2>/dev/null || true
   fi
   echo "fleet: $FLEET_PASS ok, $FLEET_FAIL not ok ($(( $(date +%s) - FLEET_T0 )) s)"
@@ -721,6 +721,89 @@ s_upgrade_edge() {
     test "$(qold "SELECT count(*) FROM owsync_edge_edge_old.client WHERE client = 'old_client' AND versions_from IS NOT NULL")" = 1
 }
 
+# An edge whose clients, attached at once, make more relations at the edge and at the hub than
+# the whole lock table holds there (max_locks_per_transaction 10 at both): attach_hub publishes
+# them in batches, each committed on its own, and so does the fleet tick with several new
+# clients at once.  The hub is restarted with that setting; no other edge feeds it by now.
+MANY=16
+s_many_clients() {
+  local i
+  at hub "ALTER SYSTEM SET max_locks_per_transaction = 10"
+  hub_stop; hub_start
+  many_files
+  owsync_cluster_start_named edge3 "$FLEET_DB" "owsync.allowed_directories = '$F/edge3'
+max_locks_per_transaction = 10"
+  fleet_hba_edge edge3
+  step "edge3: reload, its database, owsync_fdw, prepare_edge" edge3_ready
+  LOCKS_EDGE3=$(lock_table edge3) LOCKS_HUB=$(lock_table hub)
+  note "the lock table holds $LOCKS_EDGE3 locks at edge3 and $LOCKS_HUB at the hub"
+  for i in $(seq -w 1 "$MANY"); do
+    register edge3 "many$i" "$F/edge3/many$i.db"; EDGE_OF[many$i]=edge3 FILE_OF[many$i]=$F/edge3/many$i.db
+  done
+  check "attach_hub on edge3 with $MANY clients" attach edge3
+  check "attach made more relations at edge3 (versions tables) than its lock table holds, in transactions of fewer" \
+    made_in_batches edge3 '^owsync_many[0-9]+_versions$' "$LOCKS_EDGE3"
+  check "attach made more relations at the hub (the copies) than its lock table holds, in transactions of fewer" \
+    made_in_batches hub '^(many[0-9]+|owsync_many[0-9]+_versions)$' "$LOCKS_HUB"
+  check "edge3's first copy at the hub completes ($MANY clients)" wait_arrived edge3 600
+  check "every client of edge3 arrives at the hub equal to its file" hub_equal edge3
+  for i in $((MANY + 1)) $((MANY + 2)) $((MANY + 3)); do
+    register edge3 "many$i" "$F/edge3/many$i.db"; EDGE_OF[many$i]=edge3 FILE_OF[many$i]=$F/edge3/many$i.db
+  done
+  tick edge3
+  step "the three clients' first copy at the hub" wait_arrived edge3 600
+  check "three clients more at once: the fleet tick makes their versions tables in more than one transaction" \
+    batches edge3 '^owsync_many(17|18|19)_versions$'
+  check "the fleet tick publishes the three, and they arrive equal to their files" hub_equal edge3
+  check "the fleet view shows no problem for edge3's clients" \
+    is_true hub "SELECT count(*) = $((MANY + 3)) AND bool_and(coalesce(problem, '') = '') FROM owsync_fleet.fleet WHERE edge = 'edge3'"
+}
+many_files() {  # the files of edge3's clients: copies of one tiny generated database
+  mkdir -p "$F/edge3"
+  python3 "$OWSYNC_ROOT/test/gen_openwebui.py" --size tiny --flavour fresh --journal wal --seed 105 \
+    --out "$F/edge3/many.db" >/dev/null
+  for i in $(seq 1 $((MANY + 3))); do cp "$F/edge3/many.db" "$F/edge3/many$(printf '%02d' "$i").db"; done
+  chmod -R a+rwX "$F/edge3"
+}
+edge3_ready() {
+  pgctl edge3 reload >/dev/null &&
+  "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$(conninfo edge3 postgres)" -c "CREATE DATABASE $FLEET_DB" &&
+  q edge3 "CREATE EXTENSION pg_cron; CREATE EXTENSION owsync_fdw CASCADE" >/dev/null &&
+  q edge3 "SELECT owsync.prepare_edge('edge3')" >/dev/null
+}
+# lock_table NODE: how many locks one transaction at NODE can take while the server is otherwise
+# idle (advisory locks, until the lock table is full): max_locks_per_transaction times the
+# number of backends, plus what spare shared memory it can borrow
+lock_table() {
+  q "$1" "CREATE TEMP TABLE n (n integer);
+          DO \$\$ DECLARE i integer := 0; BEGIN
+            LOOP i := i + 1; PERFORM pg_advisory_xact_lock(i); END LOOP;
+          EXCEPTION WHEN out_of_memory THEN INSERT INTO n VALUES (i - 1); END \$\$;
+          SELECT n FROM n"
+}
+# made_in_batches NODE REGEX LOCKS: the relations (with their TOAST tables and indexes) of NODE's
+# schemas matching REGEX, grouped by the transaction that made them (pg_class.xmin): more than
+# LOCKS in all, and fewer in each transaction
+made_in_batches() {
+  local r txns total largest
+  r=$(q "$1" "SELECT count(*) || ' ' || sum(n) || ' ' || max(n)
+                FROM (SELECT c.xmin::text, count(*) + 2 * count(NULLIF(c.reltoastrelid, 0)) AS n
+                        FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
+                       WHERE s.nspname ~ '$2' GROUP BY 1) x")
+  read -r txns total largest <<<"$r"
+  echo "at $1: $total relations made by $txns transactions, at most $largest by one; the lock table holds $3"
+  [ "$total" -gt "$3" ] && [ "$largest" -lt "$3" ]
+}
+# batches NODE REGEX: the relations of NODE's schemas matching REGEX were made by more than one
+# transaction
+batches() {
+  local n
+  n=$(q "$1" "SELECT count(DISTINCT c.xmin::text) FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
+               WHERE s.nspname ~ '$2'")
+  echo "made by $n transactions"
+  [ "$n" -gt 1 ]
+}
+
 owsync_step "fleet test: scenarios"
 s_setup
 s_attach
@@ -736,4 +819,5 @@ s_move
 s_lost_host
 s_detach
 s_upgrade_edge
+s_many_clients
 [ "$FLEET_FAIL" -eq 0 ]
