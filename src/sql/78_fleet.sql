@@ -508,8 +508,10 @@ END
 $$;
 
 -- The pg_cron job owsync-fleet (every minute: CALL owsync.fleet_tick()),
--- scheduled or removed; nothing without pg_cron (the tick is then called
--- by hand or by another scheduler).
+-- scheduled or removed, and pg_cron's scheduler told to reload its jobs
+-- once this transaction commits (see _cron_match: the setup around it makes
+-- more catalog changes than its invalidation would survive); nothing without
+-- pg_cron (the tick is then called by hand or by another scheduler).
 CREATE FUNCTION owsync._fleet_job(wanted boolean) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -529,6 +531,7 @@ BEGIN
         WHEN pgcron.mode = 'local' THEN format('SELECT cron.schedule(%L, %L, %L)::text', job, '* * * * *', 'CALL owsync.fleet_tick()')
         ELSE format('SELECT cron.schedule_in_database(%L, %L, %L, %L, %L, true)::text', job, '* * * * *',
                     'CALL owsync.fleet_tick()', current_database(), current_user) END);
+    PERFORM owsync._reload_cron_at_commit();
 END
 $$;
 

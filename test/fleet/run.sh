@@ -403,8 +403,11 @@ s_drift() {
 }
 
 fleet_job_ran() {  # SINCE (epoch): runs of the job since then, one succeeded
-  q edge1 "SELECT j.jobname, d.status, d.start_time, d.return_message FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-            WHERE d.start_time >= to_timestamp($1) ORDER BY d.start_time"
+  # shown on failure: edge1's pg_cron runs from 3 minutes before, and what its sessions wait for
+  q edge1 "SELECT j.jobname, d.status, d.start_time, d.end_time, d.return_message FROM cron.job_run_details d JOIN cron.job j USING (jobid)
+            WHERE d.start_time >= to_timestamp($1) - interval '3 minutes' ORDER BY d.start_time" \
+          "SELECT pid, backend_type, state, wait_event_type, wait_event, now() - xact_start, left(query, 80)
+             FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND (state IS DISTINCT FROM 'idle' OR backend_type <> 'client backend')"
   is_true edge1 "SELECT count(*) > 0 FROM cron.job_run_details d JOIN cron.job j USING (jobid)
                   WHERE $FLEET_JOB AND d.status = 'succeeded' AND d.start_time >= to_timestamp($1)"
 }
