@@ -55,11 +55,17 @@ SELECT * FROM pg_temp.check('nopk_example_com');
 CALL owsync.sync('acme_quantabase_io');
 SELECT status, source_unchanged, tables FROM owsync.history_detail ORDER BY run_id DESC LIMIT 1;
 -- commits that leave what the mirror holds as it was (a title changed and
--- changed back): tables read, nothing written
+-- changed back): every table settled by its unchanged check, none synced
 \! sqlite3 /tmp/owsync_regress/sync/legacy.db "UPDATE chat SET title = title || 'x' WHERE rowid = (SELECT min(rowid) FROM chat); UPDATE chat SET title = substr(title, 1, length(title) - 1) WHERE rowid = (SELECT min(rowid) FROM chat);"
 CALL owsync.sync('acme_quantabase_io');
 SELECT status, source_unchanged, tables, inserted + updated + deleted AS rows_written
   FROM owsync.history_detail ORDER BY run_id DESC LIMIT 1;
+-- an empty table (no row, so no watermark) stays settled only while it is
+-- empty: its first row is synced
+\! sqlite3 /tmp/owsync_regress/sync/legacy.db "INSERT INTO app (id, slug, name, is_active, data, created_at, updated_at) VALUES ('app-1', 'first', 'First app', 1, '{}', 1700000000, 1700000000);"
+CALL owsync.sync('acme_quantabase_io');
+SELECT table_name, inserted FROM owsync.run_table WHERE run_id = (SELECT max(run_id) FROM owsync.run);
+SELECT id, slug, updated_at FROM acme_quantabase_io.app;
 
 -- Open WebUI adding messages (with a fresh updated_at): the key set grew
 -- only by rows the fast path fetched, no key diff is needed; a deleted row

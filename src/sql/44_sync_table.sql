@@ -589,7 +589,8 @@ $$;
 -- the file's other changes did not touch is settled before its sync is
 -- planned.  Its key set did not move (kb: the source's key buckets now), and
 -- either the fast path's window has the signature (count and digest sum) it
--- had at the end of the last sync, or, with digests due (a reconcile, a
+-- had at the end of the last sync (for a table none of whose rows had an
+-- updated_at then: still none has), or, with digests due (a reconcile, a
 -- table without updated_at), the whole table has the count and digest sum
 -- of the digests stored at the last sync; then it gets the number of
 -- buckets its size calls for.  (A table with rows in quarantine is never
@@ -613,7 +614,11 @@ BEGIN
         PERFORM owsync._resize_buckets(t, server, dig, split_part(sig, ':', 1)::bigint);
         RETURN true;
     END IF;
-    RETURN t.watermark IS NOT NULL AND t.window_sig IS NOT NULL
+    -- no watermark: no row had one at the last sync; settled while none has
+    IF t.watermark IS NULL THEN
+        RETURN owsync._source_window(src::regclass, t.watermark_column, -9223372036854775808) = '0:0';
+    END IF;
+    RETURN t.window_sig IS NOT NULL
            AND owsync._source_window(src::regclass, t.watermark_column,
                                      t.watermark - owsync._overlap(opts, t.watermark_unit)) = t.window_sig;
 END
@@ -695,12 +700,12 @@ $$;
 
 -- The key diff narrowed to buckets: in a large table whose key set changed
 -- by a few keys, only the buckets whose hash moved (beyond the keys the fast
--- path added) are compared: the stored keys of those buckets (by their
--- hash, through its index) against the hashes of the source's keys in
--- them.  A stored key the source lacks is gone.  A source key that neither
--- the mirror nor the fast path has (a row inserted with an old updated_at)
--- needs the whole diff: then it returns false.  (Keys are told apart by
--- their 64-bit hash here; a reconcile compares them in full.)
+-- path added) are compared: the stored keys of those buckets (one range of
+-- the digests' key-hash index each) against the hashes of the source's keys
+-- in them.  A stored key the source lacks is gone.  A source key that
+-- neither the digests nor the fast path has (a row inserted with an old
+-- updated_at) needs the whole diff: then it returns false.  (Keys are told
+-- apart by their 64-bit hash here; a reconcile compares them in full.)
 CREATE FUNCTION owsync._diff_buckets(t owsync.client_table, p owsync._sync_plan, kb bigint[], added bigint[])
 RETURNS boolean
 LANGUAGE plpgsql
@@ -710,31 +715,28 @@ DECLARE
     bits integer := t.key_bits;
     moved integer[] := owsync.moved_buckets(kb, t.key_buckets, added);
     src_h bigint[];
-    narrowed boolean := false;
+    stored_h bigint[];
 BEGIN
-    IF cardinality(moved) BETWEEN 1 AND (1 << bits) / 8 THEN
-        src_h := ARRAY(SELECT owsync.key_hashes(p.server, t.table_name, t.key_columns, bits, moved));
-        EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM unnest($1) h
-                                            WHERE h <> ALL ($2)
-                                              AND NOT EXISTS (SELECT 1 FROM %s d WHERE d.owsync_key_hash = h))',
-                       p.dig)
-          INTO narrowed USING src_h, coalesce(added, '{}');
-        IF narrowed THEN
-            -- bucket b holds the hashes [b << (64 - bits), (b + 1) << (64 - bits)),
-            -- read as unsigned; signed, bucket b >= 2^(bits - 1) is below 0
-            EXECUTE format('INSERT INTO pg_temp.owsync_gone
-                            SELECT %1$s FROM unnest($1::bigint[]) r(lo)
-                              JOIN %2$s d ON d.owsync_key_hash BETWEEN r.lo AND r.lo + $2
-                             WHERE d.owsync_key_hash <> ALL ($3)',
-                           (SELECT string_agg(format('d.%I', k), ', ') FROM unnest(t.key_columns) k), p.dig)
-              USING (SELECT array_agg((CASE WHEN b >= 1 << (bits - 1) THEN b - (1 << bits) ELSE b END)::bigint
-                                      << (64 - bits))
-                       FROM unnest(moved) b),
-                    ((1::bigint << (63 - bits)) - 1) * 2 + 1,
-                    src_h;
-        END IF;
+    IF NOT cardinality(moved) BETWEEN 1 AND (1 << bits) / 8 THEN
+        RETURN false;
     END IF;
-    RETURN narrowed;
+    src_h := ARRAY(SELECT owsync.key_hashes(p.server, t.table_name, t.key_columns, bits, moved));
+    -- bucket b holds the hashes [b << (64 - bits), (b + 1) << (64 - bits)),
+    -- read as unsigned; signed, bucket b >= 2^(bits - 1) is below 0
+    EXECUTE format('SELECT array_agg(d.owsync_key_hash) FROM unnest($1::bigint[]) r(lo)
+                      JOIN %s d ON d.owsync_key_hash BETWEEN r.lo AND r.lo + $2', p.dig)
+      INTO stored_h
+      USING (SELECT array_agg((CASE WHEN b >= 1 << (bits - 1) THEN b - (1 << bits) ELSE b END)::bigint
+                              << (64 - bits))
+               FROM unnest(moved) b),
+            ((1::bigint << (63 - bits)) - 1) * 2 + 1;
+    IF EXISTS (SELECT unnest(src_h) EXCEPT SELECT unnest(stored_h) EXCEPT SELECT unnest(added)) THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('INSERT INTO pg_temp.owsync_gone SELECT %1$s FROM %2$s d WHERE d.owsync_key_hash = ANY ($1)',
+                   (SELECT string_agg(format('d.%I', k), ', ') FROM unnest(t.key_columns) k), p.dig)
+      USING ARRAY(SELECT unnest(stored_h) EXCEPT SELECT unnest(src_h));
+    RETURN true;
 END
 $$;
 
