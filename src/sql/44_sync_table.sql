@@ -818,19 +818,18 @@ $$;
 -- changed updated (MERGE), then the digests stored.  Rows held out for
 -- conflicts (40_conflicts.sql) go back into the stage before the digests,
 -- which follow the source.  The versions the MERGE replaces are kept first
--- (43_versions.sql).  Returns the rows inserted and updated.
+-- (43_versions.sql).  Returns the rows inserted and updated, told apart by
+-- this transaction's counts of the mirror's tuples.
 CREATE FUNCTION owsync._apply(t owsync.client_table, p owsync._sync_plan, OUT inserted bigint, OUT updated bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    mirror regclass := p.mirror::regclass;
+    ins0 bigint := pg_stat_get_xact_tuples_inserted(mirror);
+    upd0 bigint := pg_stat_get_xact_tuples_updated(mirror);
 BEGIN
-    EXECUTE format('SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM %1$s m WHERE %2$s)),
-                           count(*) FILTER (WHERE EXISTS (SELECT 1 FROM %1$s m WHERE %2$s)
-                                              AND NOT EXISTS (SELECT 1 FROM %3$s m WHERE %2$s
-                                                                 AND m.owsync_digest = s.owsync_digest))
-                      FROM pg_temp.owsync_stage s', p.mirror, p.on_key, p.dig)
-      INTO inserted, updated;
-    IF p.keep_versions AND inserted + updated > 0 THEN
+    IF p.keep_versions THEN
         PERFORM owsync._keep_replaced(t, p);
     END IF;
     EXECUTE format('MERGE INTO %1$s m
@@ -847,6 +846,8 @@ BEGIN
                              || p.setlist
                         ELSE '' END,
                    p.cols, p.s_cols);
+    inserted := pg_stat_get_xact_tuples_inserted(mirror) - ins0;
+    updated := pg_stat_get_xact_tuples_updated(mirror) - upd0;
     IF p.pending THEN
         PERFORM owsync._release_held();
     END IF;
