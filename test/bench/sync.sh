@@ -291,10 +291,11 @@ echo "autovacuum $( [ $settled = yes ] && echo "done after $(( ($(ms) - t0) / 10
 # --------------------------------------------------------------- incremental
 q -c "UPDATE owsync.client SET options = options || '{\"reconcile_interval\": \"100 years\"}' WHERE client = 'bench'"
 # The SQLite reads an incremental run cannot skip, as sqlite3 CLI statements on the same file,
-# from the client's watermarks before the run: per table, the rows of the fast path's window (a
-# walk of the table where SQLite has no index on updated_at), every value of a table without
-# updated_at, and the bytes of every key (the sum of their lengths: SQLite answers a count of a
-# key-only scan from its b-tree's cells without reading a key).
+# from the client's watermarks before the run: per table, every value of the rows of the fast
+# path's window (a walk of the table where SQLite has no index on updated_at; the sum of their
+# lengths: a count alone would not read a value stored after updated_at, such as a chat's JSON),
+# every value of a table without updated_at, and the bytes of every key (the sum of their lengths:
+# SQLite answers a count of a key-only scan from its b-tree's cells without reading a key).
 reads_sql() {
   q -F '|' -c "SELECT table_name, watermark_column,
                       watermark - coalesce((options ->> 'overlap_seconds')::bigint, 60)
@@ -303,12 +304,13 @@ reads_sql() {
                  FROM owsync.client_table JOIN owsync.client USING (client)
                 WHERE client = 'bench' AND removed_at IS NULL ORDER BY 1" |
   while IFS='|' read -r tbl wmcol since keys; do
+    values="sum($(sqlite3 "$DB" "SELECT group_concat('length(\"' || replace(name, '\"', '\"\"') || '\")', '+') FROM pragma_table_info('$tbl')"))"
     if [ -n "$wmcol" ] && [ -n "$since" ]; then
-      echo "SELECT count(*) FROM \"$tbl\" WHERE \"$wmcol\" >= $since;"
+      echo "SELECT count(*), $values FROM \"$tbl\" WHERE \"$wmcol\" >= $since;"
     elif [ -n "$wmcol" ]; then       # no watermark yet (an empty table): every row's updated_at
       echo "SELECT count(*) FROM (SELECT \"$wmcol\" FROM \"$tbl\");"
     else
-      echo "SELECT count(*), sum($(sqlite3 "$DB" "SELECT group_concat('length(\"' || replace(name, '\"', '\"\"') || '\")', '+') FROM pragma_table_info('$tbl')")) FROM \"$tbl\";"
+      echo "SELECT count(*), $values FROM \"$tbl\";"
     fi
     [ -z "$keys" ] || echo "SELECT sum($keys) FROM \"$tbl\";"
   done
