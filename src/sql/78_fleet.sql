@@ -808,7 +808,8 @@ BEGIN
     held := '{}';
     more := false;
     -- the tables of each client's schemas that are not in the publication
-    FOR c IN WITH u AS (SELECT t.schema_name, count(*)::integer AS n
+    -- (counted once, by schema: not again for each client)
+    FOR c IN WITH u AS MATERIALIZED (SELECT t.schema_name, count(*)::integer AS n
                           FROM owsync._unpublished(ARRAY(SELECT unnest(owsync._hub_schemas(x.client)) FROM owsync.client x)) t
                          GROUP BY 1)
              SELECT y.client, y.claimed, y.schemas, y.tables + y.missing AS size
