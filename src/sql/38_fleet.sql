@@ -1,10 +1,13 @@
 -- The fleet, edge side: what every run and registration needs when this
 -- server is an edge feeding a hub (the setup calls: 78_fleet.sql).
 --
--- An edge publishes (publication owsync_edge) its clients' mirror and
--- versions schemas (_hub_schemas) and a copy of its own catalog (schema
--- owsync_edge_<edge>); the hub, any PostgreSQL without owsync_fdw,
--- subscribes.  DDL is not replicated, so the edge makes each published table
+-- An edge publishes (publication owsync_edge) the tables of its clients'
+-- mirror and versions schemas (_hub_schemas) and of a copy of its own
+-- catalog (schema owsync_edge_<edge>); the hub, any PostgreSQL without
+-- owsync_fdw, subscribes.  The publication lists each table, never a
+-- schema: for a publication of schemas, PostgreSQL 15 scans all of pg_class
+-- once per schema each time the hub asks for its tables (each table's first
+-- copy, each refresh), seconds a call at hundreds of clients.  DDL is not replicated, so the edge makes each published table
 -- exist at the hub, with its columns, before rows with them arrive there.
 -- The edge reaches the hub through dblink over the postgres_fdw server
 -- owsync_hub, whose user mapping (for the extension's owner) holds the hub's
@@ -94,16 +97,43 @@ AS $$
     SELECT EXISTS (SELECT 1 FROM owsync.edge)
 $$;
 
--- The schemas in this edge's publication.
+-- The tables in this edge's publication: those it lists, and the
+-- persistent tables of any schema it lists (as an edge made by an earlier
+-- version has it until its fleet tick lists their tables instead:
+-- _publish_by_table).  Read from the catalogs (pg_publication_tables would
+-- scan pg_class once for each schema the publication lists).
+CREATE FUNCTION owsync._publication_tables() RETURNS SETOF oid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.prrelid
+      FROM pg_publication p JOIN pg_publication_rel r ON r.prpubid = p.oid
+     WHERE p.pubname = 'owsync_edge'
+    UNION
+    SELECT c.oid
+      FROM pg_publication p
+      JOIN pg_publication_namespace pn ON pn.pnpubid = p.oid
+      JOIN pg_class c ON c.relnamespace = pn.pnnspid AND c.relkind = 'r' AND c.relpersistence = 'p'
+     WHERE p.pubname = 'owsync_edge'
+$$;
+
+-- The schemas in this edge's publication: those of its tables (a schema
+-- with a table in it is published; its tables made since are added by the
+-- fleet tick), any it lists, and the versions schema of each of those
+-- (a client's two schemas are published together, and its versions schema
+-- holds no table while its runs keep no versions).
 CREATE FUNCTION owsync._published() RETURNS name[]
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+    WITH s AS (SELECT c.relnamespace AS nsp FROM pg_class c WHERE c.oid IN (SELECT owsync._publication_tables())
+               UNION
+               SELECT pn.pnnspid FROM pg_publication p JOIN pg_publication_namespace pn ON pn.pnpubid = p.oid
+                WHERE p.pubname = 'owsync_edge')
     SELECT coalesce(array_agg(n.nspname ORDER BY n.nspname), '{}')
-      FROM pg_publication p
-      JOIN pg_publication_namespace pn ON pn.pnpubid = p.oid
-      JOIN pg_namespace n ON n.oid = pn.pnnspid
-     WHERE p.pubname = 'owsync_edge'
+      FROM pg_namespace n
+     WHERE n.oid IN (SELECT nsp FROM s)
+        OR n.nspname IN (SELECT owsync._versions_schema(m.nspname) FROM pg_namespace m WHERE m.oid IN (SELECT nsp FROM s))
 $$;
 
 -- The schemas of a client that the hub holds, published together once the
@@ -406,13 +436,15 @@ AS $$
       FROM jsonb_each(planned) AS p(k, v)
 $$;
 
--- The most tables and schemas one transaction of the fleet's setup makes or
--- changes, at the hub (_hub_catch_up) or here (_fleet_converge's batches).
+-- The most tables one transaction of the fleet's setup makes or changes,
+-- at the hub (_hub_catch_up) or here (_fleet_converge's batches: the tables
+-- added to or dropped from the publication, and the versions tables made).
 -- A transaction keeps a lock on every relation it makes until it commits,
 -- about 6 for a table made at the hub (the table, its TOAST table and index,
 -- its primary key, its row type and key constraint) and 7 for a versions
--- table here (and its run index): about 700 of the lock table's 6,400
--- entries at PostgreSQL's defaults (max_locks_per_transaction 64 x
+-- table here (and its run index); ALTER PUBLICATION locks each table it adds
+-- (and each it drops, with its membership): about 700 of the lock table's
+-- 6,400 entries at PostgreSQL's defaults (max_locks_per_transaction 64 x
 -- max_connections 100), however many clients an edge holds.
 CREATE FUNCTION owsync._fleet_batch() RETURNS integer
 LANGUAGE sql IMMUTABLE

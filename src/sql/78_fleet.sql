@@ -591,21 +591,29 @@ $sql$, schemas, edge)
 $$;
 
 -- The fleet tick's first step, one batch of it: the publication made to
--- hold what the hub should have.  Client names are claimed at the hub (a
--- name another edge holds is noted in owsync.edge.contested, and at the
--- hub, and not published); a schema newly published gets a fresh hub copy
--- (the former one stashed); the hub's tables and readers made to match;
--- schemas of clients no longer registered leave the publication and their
--- names are released (their hub copies stay).
--- Clients whose schemas are not yet published, or whose versions tables
--- are not yet made, are taken a batch at a time (_fleet_batch_clients): a
--- call that leaves some for a later one returns 'more' once it has
--- published its batch (only the batch's schemas are then caught up at the
--- hub, before the new tables here commit), and the caller commits and calls
--- again; the call that finds none left does the rest, over every client,
--- and returns 'done'.  So an edge of hundreds of new clients never holds
--- more locks in one transaction than a batch takes.  Each batch commits on
--- its own: after a crash between batches, the clients of the committed ones
+-- hold what the hub should have, table by table.  Client names are claimed
+-- at the hub (a name another edge holds is noted in owsync.edge.contested,
+-- and at the hub, and not published); a schema newly published gets a
+-- fresh hub copy (the former one stashed); the hub's tables and readers
+-- made to match, then the tables not yet in the publication added to it
+-- (those of the schemas newly published, and those made since in the
+-- schemas published: a drift's new mirror table, a new versions table; the
+-- hub's refresh of its subscription then copies them); tables of clients
+-- no longer registered leave the publication and their names are released
+-- (their hub copies stay).  A table dropped here leaves the publication
+-- with it; one renamed stays in it.
+-- A publication that still lists schemas is first made to list their
+-- tables (_publish_by_table), a batch per call.  Clients with tables not
+-- yet in the publication, or versions tables not yet made, are taken a
+-- batch at a time (_fleet_batch_clients): a call that leaves some for a
+-- later one returns 'more' once it has published its batch (only the
+-- batch's schemas are then caught up at the hub, before the new tables
+-- here commit), and the caller commits and calls again; the call that
+-- finds none left does the rest, over every client, and returns 'done'
+-- (or 'more' when the tables it drops from the publication would pass
+-- _fleet_batch()).  So an edge of hundreds of new clients never holds more
+-- locks in one transaction than a batch takes.  Each batch commits on its
+-- own: after a crash between batches, the clients of the committed ones
 -- are published with their hub copies made; the interrupted batch may have
 -- claimed names, stashed hub copies and made hub tables (the hub commits
 -- each step as it goes) without its publication here, and the next call
@@ -620,12 +628,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     e owsync.edge := owsync._edge();
-    published name[] := owsync._published();
+    published name[];
     b record;
     wanted name[];
     scope name[];
     c record;
     s name;
+    added integer;
+    gone regclass[];
     why text;
     det text;
 BEGIN
@@ -634,6 +644,10 @@ BEGIN
         RETURN 'unreached';
     END IF;
     BEGIN
+        IF owsync._publish_by_table() THEN
+            RETURN 'more';
+        END IF;
+        published := owsync._published();
         SELECT * INTO b FROM owsync._fleet_batch_clients(e.edge, published);
         wanted := ARRAY[owsync._edge_schema(e.edge)];
         IF NOT b.more THEN
@@ -650,15 +664,25 @@ BEGIN
         PERFORM owsync._hub_catch_up(scope);
         FOREACH s IN ARRAY b.fresh LOOP
             EXECUTE format('GRANT USAGE ON SCHEMA %I TO owsync_replicator', s);
-            EXECUTE format('ALTER PUBLICATION owsync_edge ADD TABLES IN SCHEMA %I', s);
         END LOOP;
         PERFORM owsync._grant_replicator(scope);
+        added := owsync._publish_tables(scope);
         IF b.more THEN
             RETURN 'more';
         END IF;
-        FOREACH s IN ARRAY ARRAY(SELECT unnest(published) EXCEPT SELECT unnest(wanted)) LOOP
-            EXECUTE format('ALTER PUBLICATION owsync_edge DROP TABLES IN SCHEMA %I', s);
-        END LOOP;
+        -- the tables of schemas no longer wanted, a batch at a time
+        gone := ARRAY(SELECT k.oid::regclass FROM pg_class k JOIN pg_namespace n ON n.oid = k.relnamespace
+                       WHERE k.oid IN (SELECT owsync._publication_tables()) AND NOT n.nspname = ANY (wanted)
+                       ORDER BY 1 LIMIT greatest(owsync._fleet_batch() - added, 0) + 1);
+        IF cardinality(gone) > owsync._fleet_batch() - added THEN
+            IF owsync._fleet_batch() - added > 0 THEN
+                EXECUTE format('ALTER PUBLICATION owsync_edge DROP TABLE %s',
+                               array_to_string(gone[1:owsync._fleet_batch() - added]::text[], ', '));
+            END IF;
+            RETURN 'more';
+        ELSIF cardinality(gone) > 0 THEN
+            EXECUTE format('ALTER PUBLICATION owsync_edge DROP TABLE %s', array_to_string(gone::text[], ', '));
+        END IF;
         -- claims of this edge for clients it does not have (unregistered,
         -- or a registration that failed after its claim) are released, and
         -- so are its contests of names it no longer has
@@ -683,17 +707,92 @@ BEGIN
 END
 $$;
 
--- _fleet_converge's batch: in name order, the clients with a schema not
--- yet published (_hub_schemas) or versions tables not yet made
--- (_hub_versions_missing), while their schemas and versions tables add up
--- to at most _fleet_batch() (at least one client is taken): each claimed
--- at the hub unless its mirror is published already (a name another edge
--- holds is noted there, left out, and counts nothing), then its versions
--- tables made.  Returns the schemas to publish (with this edge's catalog
--- copy while it is not), the schemas of the clients taken (with those to
--- publish: their tables at the hub are made before this transaction
--- commits), the names other edges hold, and whether clients are left for a
--- later batch (held is then not complete).
+-- The persistent tables (the ones logical replication carries) of some
+-- schemas that are not in this edge's publication, with their schemas: one
+-- pass over pg_class.
+CREATE FUNCTION owsync._unpublished(schemas name[], OUT schema_name name, OUT rel regclass)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n.nspname, c.oid::regclass
+      FROM pg_namespace n
+      JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind = 'r' AND c.relpersistence = 'p'
+     WHERE n.nspname = ANY (schemas)
+       AND NOT c.oid IN (SELECT owsync._publication_tables())
+$$;
+
+-- Add to this edge's publication the tables of some schemas that are not
+-- in it yet, in one statement (it locks each).  Returns how many.
+CREATE FUNCTION owsync._publish_tables(schemas name[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tables regclass[] := ARRAY(SELECT u.rel FROM owsync._unpublished(schemas) u ORDER BY 1);
+BEGIN
+    IF cardinality(tables) > 0 THEN
+        EXECUTE format('ALTER PUBLICATION owsync_edge ADD TABLE %s', array_to_string(tables::text[], ', '));
+    END IF;
+    RETURN cardinality(tables);
+END
+$$;
+
+-- A publication that lists schemas (as an edge made by an earlier version
+-- has it) made to list their tables instead, schema by schema: in one
+-- statement its tables are added and in the next the schema is dropped, in
+-- one transaction, so that the publication's tables never change and the
+-- hub copies nothing again.  Done here, a batch of schemas of at most
+-- _fleet_batch() tables a call (at least one schema), rather than in the
+-- upgrade: the upgrade is one transaction, and adding a table to a
+-- publication locks it until commit, which an edge of hundreds of clients'
+-- tables would not fit in the lock table.  Returns whether it changed
+-- anything (the caller commits and calls again until it does not).
+CREATE FUNCTION owsync._publish_by_table() RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s record;
+    size integer := 0;
+BEGIN
+    FOR s IN SELECT n.nspname,
+                    coalesce(array_agg(c.oid::regclass ORDER BY c.relname)
+                               FILTER (WHERE c.oid IS NOT NULL
+                                         AND NOT EXISTS (SELECT 1 FROM pg_publication_rel r
+                                                          WHERE r.prpubid = p.oid AND r.prrelid = c.oid)),
+                             '{}') AS tables
+               FROM pg_publication p
+               JOIN pg_publication_namespace pn ON pn.pnpubid = p.oid
+               JOIN pg_namespace n ON n.oid = pn.pnnspid
+               LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind = 'r' AND c.relpersistence = 'p'
+              WHERE p.pubname = 'owsync_edge'
+              GROUP BY n.nspname
+              ORDER BY n.nspname LOOP
+        EXIT WHEN size > 0 AND size + cardinality(s.tables) > owsync._fleet_batch();
+        IF cardinality(s.tables) > 0 THEN
+            EXECUTE format('ALTER PUBLICATION owsync_edge ADD TABLE %s', array_to_string(s.tables::text[], ', '));
+        END IF;
+        EXECUTE format('ALTER PUBLICATION owsync_edge DROP TABLES IN SCHEMA %I', s.nspname);
+        size := size + greatest(cardinality(s.tables), 1);
+    END LOOP;
+    RETURN size > 0;
+END
+$$;
+
+-- _fleet_converge's batch: in name order, the clients with tables not yet
+-- in the publication (in a schema of theirs, _hub_schemas, newly published
+-- or made since it was) or versions tables not yet made
+-- (_hub_versions_missing), while those tables add up to at most
+-- _fleet_batch() (at least one client is taken): each claimed at the hub
+-- unless its mirror is published already (a name another edge holds is
+-- noted there, left out, and counts nothing), then its versions tables
+-- made.  Returns the schemas newly published (with this edge's catalog
+-- copy while it is not), the schemas of the clients taken (with those newly
+-- published: their tables at the hub are made before this transaction
+-- commits, and then added to the publication), the names other edges hold,
+-- and whether clients are left for a later batch (held is then not
+-- complete).
 CREATE FUNCTION owsync._fleet_batch_clients(edge text, published name[],
                                             OUT fresh name[], OUT taken name[], OUT held text[], OUT more boolean)
 LANGUAGE plpgsql
@@ -704,16 +803,23 @@ DECLARE
     c record;
 BEGIN
     fresh := ARRAY(SELECT owsync._edge_schema(edge) EXCEPT SELECT unnest(published));
-    taken := fresh;
-    size := cardinality(fresh);
+    size := (SELECT count(*) FROM owsync._unpublished(ARRAY[owsync._edge_schema(edge)]));
+    taken := CASE WHEN size > 0 THEN ARRAY[owsync._edge_schema(edge)] ELSE fresh END;
     held := '{}';
     more := false;
-    FOR c IN SELECT y.client, y.claimed, y.schemas, cardinality(y.schemas) + y.missing AS size
+    -- the tables of each client's schemas that are not in the publication
+    -- (counted once, by schema: not again for each client)
+    FOR c IN WITH u AS MATERIALIZED (SELECT t.schema_name, count(*)::integer AS n
+                          FROM owsync._unpublished(ARRAY(SELECT unnest(owsync._hub_schemas(x.client)) FROM owsync.client x)) t
+                         GROUP BY 1)
+             SELECT y.client, y.claimed, y.schemas, y.tables + y.missing AS size
                FROM (SELECT x.client, (owsync.client_names(x.client)).mirror_schema = ANY (published) AS claimed,
                             ARRAY(SELECT unnest(owsync._hub_schemas(x.client)) EXCEPT SELECT unnest(published)) AS schemas,
+                            coalesce((SELECT sum(u.n) FROM u WHERE u.schema_name = ANY (owsync._hub_schemas(x.client))), 0)::integer
+                              AS tables,
                             coalesce(m.missing, 0) AS missing
                        FROM owsync.client x LEFT JOIN owsync._hub_versions_missing() m ON m.client = x.client) y
-              WHERE cardinality(y.schemas) + y.missing > 0
+              WHERE cardinality(y.schemas) + y.tables + y.missing > 0
               ORDER BY 1 LOOP
         IF size > 0 AND size + c.size > owsync._fleet_batch() THEN
             more := true;
@@ -844,10 +950,8 @@ BEGIN
       LEFT JOIN LATERAL (SELECT * FROM owsync.run y WHERE y.client = x.client AND y.status IN ('succeeded', 'failed')
                           ORDER BY y.run_id DESC LIMIT 1) r ON true;
     BEGIN
-        -- the publication's tables (pg_publication_tables would scan pg_class
-        -- once for each of its schemas)
         local_tables := ARRAY(SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                               WHERE n.nspname = ANY (owsync._published()) AND c.relkind = 'r' AND c.relpersistence = 'p'
+                               WHERE c.oid IN (SELECT owsync._publication_tables())
                                ORDER BY 1);
         hub_tables := ARRAY(SELECT jsonb_array_elements_text(owsync._hub_json(format(
             'SELECT coalesce(jsonb_agg(n.nspname || ''.'' || c.relname ORDER BY 1), ''[]'')
@@ -1011,8 +1115,8 @@ END
 $$;
 
 -- The hub's subscription to this edge dropped (not its slot: the hub is
--- told that it has none) and this edge's slot dropped; the publication
--- emptied, so that an attach starts each hub copy afresh.
+-- told that it has none) and this edge's slot dropped; the publication is
+-- emptied next (_unpublish).
 CREATE FUNCTION owsync._unsubscribe() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1020,7 +1124,6 @@ AS $$
 DECLARE
     e owsync.edge := owsync._edge();
     sub text := 'owsync_' || e.edge;
-    s name;
     pid integer;
 BEGIN
     PERFORM owsync._require_superuser('detach an edge from its hub');
@@ -1033,35 +1136,73 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = sub) THEN
         PERFORM pg_drop_replication_slot(sub);
     END IF;
-    FOREACH s IN ARRAY owsync._published() LOOP
+    UPDATE owsync.edge SET slot_lost_alerted = false;
+END
+$$;
+
+-- One batch of emptying this edge's publication, so that an attach starts
+-- each hub copy afresh: any schema it lists, and at most _fleet_batch() of
+-- its tables (dropping a table from it locks the table and its membership
+-- until commit).  Returns whether tables are left for another call, once
+-- this one has committed.
+CREATE FUNCTION owsync._unpublish() RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s name;
+    gone regclass[];
+BEGIN
+    PERFORM owsync._require_superuser('detach an edge from its hub');
+    FOR s IN SELECT n.nspname FROM pg_publication p JOIN pg_publication_namespace pn ON pn.pnpubid = p.oid
+               JOIN pg_namespace n ON n.oid = pn.pnnspid
+              WHERE p.pubname = 'owsync_edge' LOOP
         EXECUTE format('ALTER PUBLICATION owsync_edge DROP TABLES IN SCHEMA %I', s);
     END LOOP;
-    UPDATE owsync.edge SET slot_lost_alerted = false;
+    gone := ARRAY(SELECT r.prrelid::regclass FROM pg_publication p JOIN pg_publication_rel r ON r.prpubid = p.oid
+                   WHERE p.pubname = 'owsync_edge' ORDER BY 1 LIMIT owsync._fleet_batch() + 1);
+    IF cardinality(gone) > 0 THEN
+        EXECUTE format('ALTER PUBLICATION owsync_edge DROP TABLE %s',
+                       array_to_string(gone[1:owsync._fleet_batch()]::text[], ', '));
+    END IF;
+    RETURN cardinality(gone) > owsync._fleet_batch();
 END
 $$;
 
 -- CALL owsync.repair_hub(): after the hub lost this edge's slot (the edge
 -- removed WAL the hub had not received: owsync.edge_status.slot_status
 -- 'lost'), every copy of this edge at the hub is made again: subscription
--- and slot made anew, each hub copy stashed and copied afresh.
+-- and slot made anew, each hub copy stashed and copied afresh.  The
+-- publication is emptied in batches, each committed: after a failure part
+-- way, call it again.
 CREATE PROCEDURE owsync.repair_hub()
 LANGUAGE plpgsql
 AS $$
 BEGIN
     PERFORM owsync._unsubscribe();
     COMMIT;
+    WHILE owsync._unpublish() LOOP
+        COMMIT;
+    END LOOP;
+    COMMIT;
     CALL owsync.attach_hub();
 END
 $$;
 
 -- CALL owsync.detach_hub(): this edge stops feeding its hub: the
--- subscription, the slot, the pg_cron job and the hub server go, its client
--- names are released at the hub; the hub's copies stay.
+-- subscription, the slot, the publication's tables (in batches, each
+-- committed: after a failure part way, call it again), the pg_cron job and
+-- the hub server go, its client names are released at the hub; the hub's
+-- copies stay.
 CREATE PROCEDURE owsync.detach_hub()
 LANGUAGE plpgsql
 AS $$
 BEGIN
     PERFORM owsync._unsubscribe();
+    COMMIT;
+    WHILE owsync._unpublish() LOOP
+        COMMIT;
+    END LOOP;
     COMMIT;
     PERFORM owsync._detach();
 END

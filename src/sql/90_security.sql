@@ -62,7 +62,7 @@ GRANT EXECUTE ON FUNCTION
     owsync.chat_export(text, text, timestamptz)
   TO owsync_admin;
 GRANT EXECUTE ON FUNCTION owsync._fleet_converge(boolean), owsync._fleet_report(boolean), owsync._published(),
-    owsync._restore_from_hub(text, text, boolean, jsonb) TO owsync_admin;
+    owsync._publication_tables(), owsync._restore_from_hub(text, text, boolean, jsonb) TO owsync_admin;
 GRANT EXECUTE ON PROCEDURE owsync.fleet_tick(), owsync.restore_from_hub(text, text, boolean, jsonb, jsonb) TO owsync_admin;
 GRANT SELECT ON owsync.edge, owsync.edge_status TO owsync_admin;
 GRANT EXECUTE ON FUNCTION owsync._restore(text, text, boolean, jsonb),

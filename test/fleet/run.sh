@@ -162,6 +162,21 @@ s_attach() {
   check "the fleet view: one line per client, with its edge" fleet_lines
   check "the fleet metrics view: one row per client" \
     is_true hub "SELECT count(*) = 4 AND count(DISTINCT client) = 4 FROM owsync_fleet.metrics"
+  check "each edge's publication lists tables, no schema: every persistent table of its clients' schemas and its catalog copy" \
+    published_by_table edge1 edge2
+}
+published_by_table() {  # EDGE...
+  local e
+  for e in "$@"; do
+    q "$e" "SELECT (SELECT count(*) FROM pg_publication_namespace) AS schemas_listed, (SELECT count(*) FROM pg_publication_rel) AS tables_listed"
+    is_true "$e" "SELECT NOT EXISTS (SELECT FROM pg_publication_namespace)
+                     AND ARRAY(SELECT prrelid FROM pg_publication_rel ORDER BY 1)
+                         = ARRAY(SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                  WHERE c.relkind = 'r' AND c.relpersistence = 'p'
+                                    AND n.nspname IN (SELECT unnest(owsync._hub_schemas(client)) FROM owsync.client
+                                                      UNION SELECT owsync._edge_schema(edge) FROM owsync.edge)
+                                  ORDER BY 1)" || { echo "at $e"; return 1; }
+  done
 }
 attach_refused() {
   contains_all "$(q_err edge2 "CALL owsync.attach_hub('$(hub_conninfo)', '$(edge_conninfo edge2)')")" edge1 edge2 "$A"
@@ -700,28 +715,114 @@ synced_alone() {  # CLIENTS: each synced at edge2 and its mirror equal to its fi
   done
 }
 
-# An edge prepared at version 0.4, with a client, upgraded by ALTER EXTENSION: its catalog copy
-# gets the catalog's new column (client.versions_from), filled; an unregistered client's row
-# stays there (a restore from the hub reads its registration)
+# An edge prepared at version 0.4, with a client, attached to the hub there (its publication then
+# lists schemas), upgraded by ALTER EXTENSION: its catalog copy gets the catalog's new column
+# (client.versions_from), filled; its next fleet tick makes the publication list the tables of
+# those schemas rather than the schemas (with the versions tables the client's runs keep from now
+# on), and the hub copies nothing again; changes go on arriving; an
+# unregistered client's row stays in the copy (a restore from the hub reads its registration);
+# detach_hub empties its publication table by table
 OLD_DB=owsync_old
+OLD_SUB=owsync_edge_old
 qold() { local a=() s; for s in "$@"; do a+=(-c "$s"); done
          PGOPTIONS='-c client_min_messages=warning' "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -d "$(conninfo edge2 $OLD_DB)" "${a[@]}"; }
 s_upgrade_edge() {
+  local pub hub_rels
   step "a database at edge2 for an edge of version 0.4" \
     "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$(conninfo edge2 postgres)" -c "CREATE DATABASE $OLD_DB"
   step "a file for its client" sqlite3 "$F/edge2/charlie.db" ".backup $F/edge2/old.db"
-  step "owsync_fdw 0.4 there, made edge edge_old, a client registered" \
+  step "owsync_fdw 0.4 there, made edge edge_old, a client registered (its schedule off: the test syncs it)" \
     qold "CREATE EXTENSION owsync_fdw VERSION '0.4'" "SELECT owsync.prepare_edge('edge_old') IS NOT NULL" \
-         "SELECT count(*) FROM owsync.register_client('old_client', '$F/edge2/old.db')"
+         "SELECT count(*) FROM owsync.register_client('old_client', '$F/edge2/old.db')" \
+         "SELECT owsync.disable_sync('old_client')"
+  step "the hub may replicate from edge_old's database as owsync_replicator" old_hba
+  step "attach_hub at edge_old (version 0.4)" \
+    qold "CALL owsync.attach_hub('$(hub_conninfo)', 'host=$OWSYNC_WORK/edge2 port=${OWSYNC_PORT[edge2]} dbname=$OLD_DB')"
+  check "before the upgrade edge_old's publication lists schemas, and the hub holds its first copy" \
+    old_published_by_schema
+  pub=$(old_pub_tables || true) hub_rels=$(old_hub_rels || true)
   check "before the upgrade the edge's catalog copy has no versions_from" \
     test "$(qold "SELECT count(*) FROM pg_attribute WHERE attrelid = 'owsync_edge_edge_old.client'::regclass AND attname = 'versions_from'")" = 0
   step "ALTER EXTENSION owsync_fdw UPDATE at edge_old" qold "ALTER EXTENSION owsync_fdw UPDATE"
   check "the upgraded edge's catalog copy has client.versions_from, equal to its catalog's" \
     test "$(qold "SELECT count(*) = 1 AND bool_and(c.versions_from IS NOT NULL AND c.versions_from = e.versions_from)
                     FROM owsync.client c JOIN owsync_edge_edge_old.client e USING (client)")" = t
+  step "fleet_tick() at edge_old" qold "CALL owsync.fleet_tick()"
+  check "after the upgrade's first fleet tick edge_old's publication lists its tables (those it held, and the versions tables made since), no schema" \
+    wait_until 60 old_published_by_table "$pub"
+  check "the hub copied nothing again: its tables of edge_old the same (oids), in the state and from the position of their first copy, no stash" \
+    old_hub_kept "$hub_rels"
+  edits "$F/edge2/old.db" upgraded
+  step "sync('old_client') at edge_old" qold "CALL owsync.sync('old_client', 'reconcile')"
+  check "after the upgrade old_client's changes arrive at the hub: its chats there equal the edge's mirror" old_flows
   step "unregister_client at edge_old" qold "SELECT owsync.unregister_client('old_client', drop_data => true)"
   check "an unregistered client's row stays in the edge's catalog copy" \
     test "$(qold "SELECT count(*) FROM owsync_edge_edge_old.client WHERE client = 'old_client' AND versions_from IS NOT NULL")" = 1
+  step "detach_hub at edge_old" qold "CALL owsync.detach_hub()"
+  check "detach_hub at edge_old: its publication is empty, the hub's subscription gone" \
+    test "$(qold "SELECT count(*) FROM pg_publication_rel")|$(qold "SELECT count(*) FROM pg_publication_namespace")|$(q hub "SELECT count(*) FROM pg_subscription WHERE subname = '$OLD_SUB'")" = "0|0|0"
+}
+old_hba() {
+  printf 'local   %s    owsync_replicator  scram-sha-256\n' "$OLD_DB" >>"$OWSYNC_WORK/edge2/data/pg_hba.conf" &&
+  pgctl edge2 reload >/dev/null
+}
+# the publication's tables at edge_old, as PostgreSQL gives them to the hub
+old_pub_tables() {
+  qold "SELECT string_agg(schemaname || '.' || tablename, ' ' ORDER BY 1) FROM pg_publication_tables WHERE pubname = 'owsync_edge'"
+}
+# the hub's tables of edge_old's subscription: oid, name, state, position of the first copy's end
+old_hub_rels() {
+  q hub "SELECT r.srrelid || ' ' || r.srrelid::regclass || ' ' || r.srsubstate::text || ' ' || coalesce(r.srsublsn::text, '-')
+           FROM pg_subscription s JOIN pg_subscription_rel r ON r.srsubid = s.oid
+          WHERE s.subname = '$OLD_SUB' ORDER BY r.srrelid"
+}
+# old_arrived: the hub has applied edge_old's WAL as of now, every table's first copy done
+old_arrived() {
+  local lsn
+  lsn=$(qold "SELECT pg_current_wal_lsn()")
+  wait_until 120 is_true edge2 \
+    "SELECT coalesce(bool_and(confirmed_flush_lsn >= '$lsn'), false) FROM pg_replication_slots WHERE slot_name = '$OLD_SUB'" &&
+  wait_until 120 is_true hub \
+    "SELECT count(*) > 0 AND bool_and(r.srsubstate = 'r') FROM pg_subscription s JOIN pg_subscription_rel r ON r.srsubid = s.oid
+      WHERE s.subname = '$OLD_SUB'"
+}
+old_published_by_schema() {
+  echo "schemas: $(qold "SELECT string_agg(pnnspid::regnamespace::text, ' ' ORDER BY 1) FROM pg_publication_namespace")"
+  echo "tables listed: $(qold "SELECT count(*) FROM pg_publication_rel")"
+  [ "$(qold "SELECT count(*) >= 2 FROM pg_publication_namespace")" = t ] &&
+  [ "$(qold "SELECT count(*) FROM pg_publication_rel")" = 0 ] &&
+  old_arrived && [ -n "$(old_hub_rels)" ] && [ "$(old_hub_rels | wc -l)" -eq "$(wc -w <<<"$(old_pub_tables)")" ]
+}
+# old_published_by_table TABLES: the publication lists tables (every one it holds), no schema, and
+# holds each of TABLES (the versions tables the upgraded client's runs keep from now on are new)
+old_published_by_table() {
+  local now
+  [ -n "$1" ] || { echo "no tables before"; return 1; }
+  now=$(old_pub_tables)
+  echo "schemas listed: $(qold "SELECT count(*) FROM pg_publication_namespace"); tables listed: $(qold "SELECT count(*) FROM pg_publication_rel")"
+  printf 'before: %s\nnow:    %s\n' "$1" "$now"
+  [ "$(qold "SELECT count(*) FROM pg_publication_namespace")" = 0 ] &&
+  [ "$(qold "SELECT count(*) FROM pg_publication_rel")" -eq "$(wc -w <<<"$now")" ] &&
+  [ -z "$(comm -23 <(tr ' ' '\n' <<<"$1" | sort) <(tr ' ' '\n' <<<"$now" | sort))" ]
+}
+# old_hub_kept RELS: each of the hub's tables of the subscription before is there unchanged (same
+# oid, state, position of its first copy's end), and no copy of edge_old was stashed
+old_hub_kept() {
+  local now
+  [ -n "$1" ] || { echo "no tables before"; return 1; }
+  old_arrived || return 1
+  now=$(old_hub_rels)
+  printf 'before:\n%s\nnow:\n%s\n' "$1" "$now"
+  [ -z "$(comm -23 <(sort <<<"$1") <(sort <<<"$now"))" ] &&
+  is_true hub "SELECT NOT EXISTS (SELECT FROM owsync_fleet.stash WHERE edge = 'edge_old')"
+}
+old_flows() {
+  local edge hub
+  old_arrived || return 1
+  edge=$(qold "SELECT count(*) || ' ' || md5(string_agg(id || ' ' || title, ',' ORDER BY id)) FROM old_client.chat")
+  hub=$(q hub "SELECT count(*) || ' ' || md5(string_agg(id || ' ' || title, ',' ORDER BY id)) FROM old_client.chat")
+  echo "edge_old: $edge; hub: $hub"
+  [ "$edge" = "$hub" ] && is_true hub "SELECT count(*) = 1 FROM old_client.chat WHERE title = 'new in upgraded ☃'"
 }
 
 # An edge whose clients, attached at once, make more relations at the edge and at the hub than
