@@ -29,10 +29,13 @@ BEGIN
                                        OR s.nspname LIKE 'owsync\_%\_digest')
             ORDER BY 1 LOOP
     rel := t.name;
-    -- (owsync.client without the column 0.5 added: new, not changed)
+    -- (owsync.client without the column 0.5 added, owsync.client_table
+    -- without the two 0.7 added: new, not changed)
     EXECUTE format('SELECT count(*), md5(coalesce(string_agg(y, E''\n'' ORDER BY y), ''''))
                       FROM (SELECT %s AS y FROM %s x) x',
-                   CASE WHEN t.name = 'owsync.client' THEN $q$(to_jsonb(x) - 'versions_from')::text$q$ ELSE 'x::text' END,
+                   CASE t.name WHEN 'owsync.client' THEN $q$(to_jsonb(x) - 'versions_from')::text$q$
+                               WHEN 'owsync.client_table' THEN $q$(to_jsonb(x) - 'window_updated' - 'window_digests')::text$q$
+                               ELSE 'x::text' END,
                    t.name) INTO n, digest;
     RETURN NEXT;
   END LOOP;

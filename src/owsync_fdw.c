@@ -28,6 +28,8 @@
 #include "optimizer/pathnode.h"
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
+#include "storage/proc.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -63,6 +65,9 @@ typedef struct OwsyncReader
 	OwsyncRowRef ref;
 	MemoryContext rowcxt;		/* reset per row: flat memory for any size */
 	const char *what;			/* for SQLite errors: "read table \"x\"" */
+	int			digest_col;		/* result index of the digest column, or -1 */
+	const int64 *known;			/* sorted digests of rows returned as their */
+	int			nknown;			/* digest alone (owsync._skip_known()) */
 } OwsyncReader;
 
 typedef struct OwsyncScanState
@@ -179,6 +184,50 @@ owsync_reload_cron_at_commit(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
+/*
+ * Digests of rows the sync already has, set by owsync._skip_known() for one
+ * foreign table: its scans begun in the same transaction return such a row
+ * as its digest alone, without converting its values.  A later transaction
+ * never sees them.
+ */
+static Oid	known_relid = InvalidOid;
+static LocalTransactionId known_lxid = InvalidLocalTransactionId;
+static int64 *known_digests;	/* sorted, in TopTransactionContext */
+static int	known_count;
+
+static int	cmp_int64(const void *a, const void *b);
+
+PG_FUNCTION_INFO_V1(owsync_skip_known);
+
+/*
+ * owsync._skip_known(src, digests): set (NULL: clear) the digests of rows
+ * the scans of src in this transaction return as their digest alone.
+ */
+Datum
+owsync_skip_known(PG_FUNCTION_ARGS)
+{
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *elnulls;
+	int			n;
+
+	known_relid = InvalidOid;
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_VOID();
+	arr = PG_GETARG_ARRAYTYPE_P(1);
+	deconstruct_array(arr, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &elems, &elnulls, &n);
+	known_digests = MemoryContextAlloc(TopTransactionContext, sizeof(int64) * Max(n, 1));
+	known_count = 0;
+	for (int i = 0; i < n; i++)
+		if (!elnulls[i])
+			known_digests[known_count++] = DatumGetInt64(elems[i]);
+	qsort(known_digests, known_count, sizeof(int64), cmp_int64);
+	known_relid = PG_GETARG_OID(0);
+	known_lxid = MyProc->lxid;
+	PG_RETURN_VOID();
+}
+
 static void
 reader_open(OwsyncReader *r, Relation rel, ForeignServer *server, const char *sqlite_table,
 			const char *sql, List *retrieved, List *keys, MemoryContext parent)
@@ -194,6 +243,9 @@ reader_open(OwsyncReader *r, Relation rel, ForeignServer *server, const char *sq
 
 	r->ncols = list_length(retrieved);
 	r->cols = palloc0(sizeof(OwsyncColumn) * Max(r->ncols, 1));
+	r->digest_col = -1;
+	r->known = NULL;
+	r->nknown = 0;
 	foreach(lc, retrieved)
 	{
 		AttrNumber	attnum = lfirst_int(lc);
@@ -201,6 +253,8 @@ reader_open(OwsyncReader *r, Relation rel, ForeignServer *server, const char *sq
 		OwsyncColumnOpts opts;
 
 		owsync_get_column_opts(RelationGetRelid(rel), attnum, &opts);
+		if (opts.digest)
+			r->digest_col = i;
 		owsync_init_column(&r->cols[i++], attnum, opts.name, att->atttypid, att->atttypmod);
 	}
 
@@ -231,10 +285,35 @@ reader_next(OwsyncReader *r)
 	return false;
 }
 
+/* Compare two int64 values, for qsort and bsearch. */
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Is the current row one the caller already has (its digest among the known
+ * ones)?  Then only its digest is wanted.
+ */
+static bool
+reader_row_known(OwsyncReader *r)
+{
+	int64		digest;
+
+	if (r->nknown == 0 || sqlite3_column_type(r->stmt, r->digest_col) != SQLITE_INTEGER)
+		return false;
+	digest = sqlite3_column_int64(r->stmt, r->digest_col);
+	return bsearch(&digest, r->known, r->nknown, sizeof(int64), cmp_int64) != NULL;
+}
+
 /*
  * Convert the current row into values/nulls (natts entries; columns not
- * fetched are NULL).  Memory comes from the per-row context, which the
- * caller resets before the next row.
+ * fetched are NULL; a known row has its digest alone).  Memory comes from
+ * the per-row context, which the caller resets before the next row.
  */
 static void
 reader_convert(OwsyncReader *r, int natts, Datum *values, bool *nulls)
@@ -243,6 +322,15 @@ reader_convert(OwsyncReader *r, int natts, Datum *values, bool *nulls)
 	int			i;
 
 	memset(nulls, true, sizeof(bool) * natts);
+	if (reader_row_known(r))
+	{
+		AttrNumber	attnum = r->cols[r->digest_col].attnum;
+
+		values[attnum - 1] = Int64GetDatum(sqlite3_column_int64(r->stmt, r->digest_col));
+		nulls[attnum - 1] = false;
+		MemoryContextSwitchTo(old);
+		return;
+	}
 	for (i = 0; i < r->ncols; i++)
 	{
 		OwsyncColumn *col = &r->cols[i];
@@ -578,6 +666,12 @@ owsyncBeginForeignScan(ForeignScanState *node, int eflags)
 				(List *) list_nth(plan->fdw_private, PRIV_RETRIEVED),
 				(List *) list_nth(plan->fdw_private, PRIV_KEYS),
 				node->ss.ps.state->es_query_cxt);
+	if (known_relid == RelationGetRelid(rel) && known_lxid == MyProc->lxid &&
+		st->reader.digest_col >= 0)
+	{
+		st->reader.known = known_digests;
+		st->reader.nknown = known_count;
+	}
 
 	st->param_exprs = ExecInitExprList(plan->fdw_exprs, (PlanState *) node);
 	foreach(lc, plan->fdw_exprs)

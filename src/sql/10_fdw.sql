@@ -79,6 +79,16 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'owsync_source_window'
 LANGUAGE C VOLATILE;
 
+-- Set (digests NULL: clear) the digests of rows the caller already has:
+-- until cleared, a scan of src begun in this transaction returns such a row
+-- with its digest alone (owsync_digest; every other column NULL), without
+-- converting its values.  The fast path uses it for the rows of its window
+-- that the last run staged unchanged.
+CREATE FUNCTION owsync._skip_known(src regclass, digests bigint[])
+RETURNS void
+AS 'MODULE_PATHNAME', 'owsync_skip_known'
+LANGUAGE C VOLATILE;
+
 -- The number of rows of an owsync_fdw foreign table's SQLite table, in the
 -- transaction's snapshot (counted by SQLite from its b-tree).
 CREATE FUNCTION owsync._source_rows(src regclass)

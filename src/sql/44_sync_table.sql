@@ -87,11 +87,12 @@ $$;
 
 -- Store what a run learnt about a table in its catalog row: the number of
 -- bits of its key buckets and their hashes (NULL keeps them), and, with
--- p_window, the watermark and the signature of the fast path's window (as
--- given: NULL is none).
+-- p_window, the watermark, the signature of the fast path's window and its
+-- rows' updated_at and digests (as given: NULL is none).
 CREATE FUNCTION owsync._store_state(t owsync.client_table, p_key_bits integer DEFAULT NULL,
                                     p_key_buckets bigint[] DEFAULT NULL, p_window boolean DEFAULT false,
-                                    p_watermark bigint DEFAULT NULL, p_window_sig text DEFAULT NULL)
+                                    p_watermark bigint DEFAULT NULL, p_window_sig text DEFAULT NULL,
+                                    p_window_updated bigint[] DEFAULT NULL, p_window_digests bigint[] DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -101,7 +102,9 @@ BEGIN
        SET key_bits = coalesce(p_key_bits, c.key_bits),
            key_buckets = coalesce(p_key_buckets, c.key_buckets),
            watermark = CASE WHEN p_window THEN p_watermark ELSE c.watermark END,
-           window_sig = CASE WHEN p_window THEN p_window_sig ELSE c.window_sig END
+           window_sig = CASE WHEN p_window THEN p_window_sig ELSE c.window_sig END,
+           window_updated = CASE WHEN p_window THEN p_window_updated ELSE c.window_updated END,
+           window_digests = CASE WHEN p_window THEN p_window_digests ELSE c.window_digests END
      WHERE c.client = t.client AND c.table_name = t.table_name;
 END
 $$;
@@ -646,18 +649,29 @@ END
 $$;
 
 -- The fast path: the rows with updated_at >= watermark - overlap (the
--- condition runs in SQLite) into the stage.  With quarantine, a window that
--- cannot be read is listed for fetching by key instead.  Returns the rows
--- staged, and whether the window was staged whole.
+-- condition runs in SQLite) into the stage.  The rows of that window the
+-- last run staged and stored the digests of (its overlap, mostly) are
+-- compared by digest in the scan and not converted when unchanged; their
+-- digests are returned (known), not staged: the mirror and the digests have
+-- them.  With quarantine, a window that cannot be read is listed for
+-- fetching by key instead.  Returns the rows read, whether the window was
+-- read whole, and the digests of the rows it found unchanged.
 CREATE FUNCTION owsync._stage_window(t owsync.client_table, p owsync._sync_plan,
-                                     OUT staged bigint, OUT whole boolean)
+                                     OUT staged bigint, OUT whole boolean, OUT known bigint[])
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    -- not while rows changed in the mirror wait for the conflict check,
+    -- which compares them with every row read
+    skip boolean := t.window_digests IS NOT NULL AND NOT p.pending AND NOT p.use_digests;
 BEGIN
     staged := 0;
     whole := false;
     BEGIN
+        IF skip THEN
+            PERFORM owsync._skip_known(p.src::regclass, t.window_digests);
+        END IF;
         EXECUTE format('INSERT INTO pg_temp.owsync_stage SELECT %s, owsync_digest FROM %s WHERE %I >= $1',
                        p.cols, p.src, t.watermark_column)
           USING t.watermark - p.overlap;
@@ -668,10 +682,21 @@ BEGIN
             RAISE;
         END IF;
         -- a row in the range could not be read: fetch the range by key
+        PERFORM owsync._skip_known(NULL, NULL);
         EXECUTE format('INSERT INTO pg_temp.owsync_fetch SELECT %s FROM %s WHERE %I >= $1',
                        p.keylist, p.src, t.watermark_column)
           USING t.watermark - p.overlap;
+    WHEN OTHERS THEN
+        PERFORM owsync._skip_known(NULL, NULL);
+        RAISE;
     END;
+    IF skip AND whole THEN
+        PERFORM owsync._skip_known(NULL, NULL);
+        -- the rows returned as their digest alone
+        WITH k AS (DELETE FROM pg_temp.owsync_stage WHERE owsync_digest = ANY (t.window_digests)
+                   RETURNING owsync_digest)
+        SELECT array_agg(owsync_digest) INTO known FROM k;
+    END IF;
 END
 $$;
 
@@ -877,26 +902,45 @@ END
 $$;
 
 -- Advance the watermark to the highest value of the snapshot (never now()),
--- with the signature of the next run's window.  That window lies inside
--- this run's (the watermark only grows), so when the fast path staged its
--- window whole (window_staged), the stage holds every row of the next
--- window and nothing else: the signature needs no second read of the file.
--- No signature while rows are quarantined.
+-- with the signature of the next run's window and, up to 4,096 rows, each
+-- of its rows' updated_at and digest.  That window lies inside this run's
+-- (the watermark only grows), so when the fast path read its window whole
+-- (window_staged), the stage and the rows it found unchanged (known: their
+-- updated_at as stored by the last run) hold every row of the next window:
+-- the signature needs no second read of the file.  No signature while rows
+-- are quarantined.
 CREATE FUNCTION owsync._advance_watermark(t owsync.client_table, p owsync._sync_plan, window_staged boolean,
-                                          quarantined bigint) RETURNS void
+                                          quarantined bigint, known bigint[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     newwm bigint;
+    updated bigint[];
+    digests bigint[];
+    sig text;
 BEGIN
     EXECUTE format('SELECT max(%I) FROM pg_temp.owsync_stage', t.watermark_column) INTO newwm;
     newwm := greatest(t.watermark, newwm);
-    PERFORM owsync._store_state(t, p_window => true, p_watermark => newwm,
-        p_window_sig => CASE WHEN newwm IS NULL OR quarantined > 0 THEN NULL
-                             WHEN window_staged
-                             THEN owsync._window_sig('pg_temp.owsync_stage', t.watermark_column, newwm - p.overlap)
-                             ELSE owsync._source_window(p.src::regclass, t.watermark_column, newwm - p.overlap) END);
+    IF newwm IS NOT NULL AND quarantined = 0 AND window_staged THEN
+        -- (a row both staged and known is the same row: same digest)
+        EXECUTE format('SELECT coalesce(array_agg(u), %1$L), coalesce(array_agg(d), %1$L)
+                          FROM (SELECT %2$I, owsync_digest FROM pg_temp.owsync_stage WHERE %2$I >= $1
+                                UNION
+                                SELECT u, d FROM unnest($2::bigint[], $3::bigint[]) k(u, d)
+                                 WHERE u >= $1 AND d = ANY ($4)) w(u, d)', '{}', t.watermark_column)
+          INTO updated, digests
+          USING newwm - p.overlap, t.window_updated, t.window_digests, known;
+        sig := cardinality(digests) || ':' || coalesce((SELECT sum(d) FROM unnest(digests) d), 0);
+        IF cardinality(digests) > 4096 THEN
+            updated := NULL;
+            digests := NULL;
+        END IF;
+    ELSIF newwm IS NOT NULL AND quarantined = 0 THEN
+        sig := owsync._source_window(p.src::regclass, t.watermark_column, newwm - p.overlap);
+    END IF;
+    PERFORM owsync._store_state(t, p_window => true, p_watermark => newwm, p_window_sig => sig,
+                                p_window_updated => updated, p_window_digests => digests);
 END
 $$;
 
@@ -915,6 +959,7 @@ DECLARE
     kb bigint[] := p_kb;		-- the source's key buckets now ([0]: the whole key set)
     keys_moved boolean;
     window_staged boolean := false;
+    known bigint[];				-- digests of the window's rows found unchanged
     added bigint[];				-- hashes of the keys the fast path added
     explained boolean;
     fetched bigint;
@@ -951,7 +996,7 @@ BEGIN
     path := CASE WHEN mode = 'full' THEN 'full' WHEN p.use_digests THEN 'digest' ELSE 'incremental' END;
     PERFORM owsync._new_work_tables(p);
     IF t.watermark_column IS NOT NULL AND t.watermark IS NOT NULL AND mode <> 'full' THEN
-        SELECT * INTO rows_read, window_staged FROM owsync._stage_window(t, p);
+        SELECT * INTO rows_read, window_staged, known FROM owsync._stage_window(t, p);
     END IF;
     IF keys_moved AND NOT p.use_digests AND t.key_buckets IS NOT NULL THEN
         SELECT * INTO added, explained FROM owsync._keys_explained(t, p, kb);
@@ -979,7 +1024,7 @@ BEGIN
     DELETE FROM owsync.quarantine q
      WHERE q.client = t.client AND q.table_name = t.table_name AND q.last_run <> p_run;
     IF t.watermark_column IS NOT NULL THEN
-        PERFORM owsync._advance_watermark(t, p, window_staged, quarantined);
+        PERFORM owsync._advance_watermark(t, p, window_staged, quarantined, known);
     END IF;
 END
 $$;
