@@ -44,7 +44,8 @@ CREATE TABLE owsync.client_table (
     key_buckets      bigint[],			-- owsync.key_buckets() at the last sync
 										-- ([0]: the whole key set's hash)
     window_sig       text,				-- count and digest sum of the rows in the fast
-										-- path's window, [watermark - overlap, ...)
+										-- path's window, [watermark - overlap, ...); of
+										-- the stored digests for a table without updated_at
     window_updated   bigint[],			-- those rows' updated_at and digests (NULL: more
     window_digests   bigint[],			-- than 4,096 rows, or not known), 44_sync_table.sql
     removed_at       timestamptz,		-- gone from the source: the mirror table is kept

@@ -580,12 +580,25 @@ BEGIN
         PERFORM owsync._store_state(t, p_window => true, p_watermark => newwm,
             p_window_sig => owsync._source_window(p.src::regclass, t.watermark_column,
                                                   newwm - owsync._overlap(p.opts, t.watermark_unit)));
+    ELSIF cardinality(t.key_columns) > 0 THEN
+        PERFORM owsync._store_state(t, p_window => true, p_window_sig => owsync._window_sig(p.dig, NULL, NULL));
     END IF;
     -- after the watermark: the mirror's versions put back do not move it
     IF p.pending THEN
         conflicts := owsync._full_conflicts_after(t, p.run_id);
     END IF;
 END
+$$;
+
+-- The signature of a table's stored digests as its catalog row keeps it: a
+-- table without updated_at keeps it in window_sig (every sync that writes
+-- its digests stores it), so that its unchanged check reads no digest.
+-- NULL: not kept.
+CREATE FUNCTION owsync._digests_sig(t owsync.client_table) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN t.watermark_column IS NULL THEN t.window_sig END
 $$;
 
 -- The unchanged check (the run's table loop makes it, 48_run.sql): a table
@@ -611,8 +624,11 @@ BEGIN
     END IF;
     IF use_digests THEN
         sig := owsync._source_window(src::regclass, NULL, NULL);
-        IF sig <> owsync._window_sig(dig, NULL, NULL) THEN
+        IF sig <> coalesce(owsync._digests_sig(t), owsync._window_sig(dig, NULL, NULL)) THEN
             RETURN false;
+        END IF;
+        IF t.watermark_column IS NULL AND t.window_sig IS NULL THEN
+            PERFORM owsync._store_state(t, p_window => true, p_window_sig => sig);
         END IF;
         PERFORM owsync._resize_buckets(t, server, dig, split_part(sig, ':', 1)::bigint);
         RETURN true;
@@ -1025,6 +1041,9 @@ BEGIN
      WHERE q.client = t.client AND q.table_name = t.table_name AND q.last_run <> p_run;
     IF t.watermark_column IS NOT NULL THEN
         PERFORM owsync._advance_watermark(t, p, window_staged, quarantined, known);
+    ELSE
+        PERFORM owsync._store_state(t, p_window => true,
+                                    p_window_sig => CASE WHEN quarantined = 0 THEN owsync._window_sig(p.dig, NULL, NULL) END);
     END IF;
 END
 $$;
