@@ -28,7 +28,6 @@
 #include "optimizer/pathnode.h"
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
-#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -187,15 +186,21 @@ owsync_reload_cron_at_commit(PG_FUNCTION_ARGS)
 /*
  * Digests of rows the sync already has, set by owsync._skip_known() for one
  * foreign table: its scans begun in the same transaction return such a row
- * as its digest alone, without converting its values.  A later transaction
- * never sees them.
+ * as its digest alone, without converting its values.  The end of the
+ * transaction forgets them.
  */
 static Oid	known_relid = InvalidOid;
-static LocalTransactionId known_lxid = InvalidLocalTransactionId;
 static int64 *known_digests;	/* sorted, in TopTransactionContext */
 static int	known_count;
 
 static int	cmp_int64(const void *a, const void *b);
+
+/* Forget the known digests at the end of the transaction that set them. */
+static void
+forget_known(XactEvent event, void *arg)
+{
+	known_relid = InvalidOid;
+}
 
 PG_FUNCTION_INFO_V1(owsync_skip_known);
 
@@ -206,11 +211,17 @@ PG_FUNCTION_INFO_V1(owsync_skip_known);
 Datum
 owsync_skip_known(PG_FUNCTION_ARGS)
 {
+	static bool registered = false;
 	ArrayType  *arr;
 	Datum	   *elems;
 	bool	   *elnulls;
 	int			n;
 
+	if (!registered)
+	{
+		RegisterXactCallback(forget_known, NULL);
+		registered = true;
+	}
 	known_relid = InvalidOid;
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_VOID();
@@ -224,7 +235,6 @@ owsync_skip_known(PG_FUNCTION_ARGS)
 			known_digests[known_count++] = DatumGetInt64(elems[i]);
 	qsort(known_digests, known_count, sizeof(int64), cmp_int64);
 	known_relid = PG_GETARG_OID(0);
-	known_lxid = MyProc->lxid;
 	PG_RETURN_VOID();
 }
 
@@ -666,8 +676,7 @@ owsyncBeginForeignScan(ForeignScanState *node, int eflags)
 				(List *) list_nth(plan->fdw_private, PRIV_RETRIEVED),
 				(List *) list_nth(plan->fdw_private, PRIV_KEYS),
 				node->ss.ps.state->es_query_cxt);
-	if (known_relid == RelationGetRelid(rel) && known_lxid == MyProc->lxid &&
-		st->reader.digest_col >= 0)
+	if (known_relid == RelationGetRelid(rel) && st->reader.digest_col >= 0)
 	{
 		st->reader.known = known_digests;
 		st->reader.nknown = known_count;

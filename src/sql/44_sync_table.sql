@@ -694,11 +694,11 @@ BEGIN
         GET DIAGNOSTICS staged = ROW_COUNT;
         whole := true;
     EXCEPTION WHEN data_exception THEN
+        PERFORM owsync._skip_known(NULL, NULL);
         IF NOT p.quarantine THEN
             RAISE;
         END IF;
         -- a row in the range could not be read: fetch the range by key
-        PERFORM owsync._skip_known(NULL, NULL);
         EXECUTE format('INSERT INTO pg_temp.owsync_fetch SELECT %s FROM %s WHERE %I >= $1',
                        p.keylist, p.src, t.watermark_column)
           USING t.watermark - p.overlap;
