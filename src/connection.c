@@ -51,9 +51,13 @@
  * -shm file:
  *	- with no (or an empty) -wal the main file holds every committed page:
  *	  it is opened immutable (no locks, no files created), for one
- *	  transaction only, and at commit the file must still be the one read
- *	  (device, inode, size, mtime); a writer that started and checkpointed
- *	  meanwhile makes the transaction fail with a serialization error;
+ *	  transaction only, and every read must end with the file still the one
+ *	  opened (device, inode, size, mtime): a writer that started and
+ *	  checkpointed meanwhile makes the read fail with a serialization error.
+ *	  Scans check when they start and end; a read not checked since it ran
+ *	  is checked by owsync._check_reads() or, at the latest, before commit.
+ *	  A writer that comes after every read was checked changes nothing, as
+ *	  a later commit changes nothing for a WAL snapshot;
  *	- with a non-empty -wal (a writer crashed) reading needs recovery, which
  *	  creates files: refused with a hint.
  *
@@ -268,6 +272,8 @@ owsync_sqlite_error(OwsyncConn *conn, int rc, const char *what)
 	const char *msg = conn->db ? sqlite3_errmsg(conn->db) : sqlite3_errstr(rc);
 
 	CHECK_FOR_INTERRUPTS();
+	/* a file read as immutable may fail any way once a writer changed it */
+	owsync_check_unchanged(conn);
 
 	if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
 		ereport(ERROR,
@@ -521,8 +527,9 @@ owsync_file_replaced(OwsyncConn *conn)
 
 /*
  * An immutable read is only good while nobody writes the file: checked when
- * a scan starts and ends and before the transaction commits, so that a read
- * overtaken by a writer ends in an error, never in a result.
+ * a scan starts and ends, and for any other read before its result is
+ * final (see the file header), so that a read overtaken by a writer ends in
+ * an error, never in a result.  Passed, it covers every read made so far.
  */
 void
 owsync_check_unchanged(OwsyncConn *conn)
@@ -535,6 +542,34 @@ owsync_check_unchanged(OwsyncConn *conn)
 				 errdetail("\"%s\" had no running writer when the transaction first read it, and was written since.",
 						   conn->realpath),
 				 errhint("Retry the transaction.")));
+	conn->unchecked = false;
+}
+
+/* Check every read connection read since its last check (see the file header). */
+static void
+check_unchecked_reads(void)
+{
+	HASH_SEQ_STATUS scan;
+	OwsyncConn *conn;
+
+	if (ConnectionHash == NULL)
+		return;
+	hash_seq_init(&scan, ConnectionHash);
+	while ((conn = (OwsyncConn *) hash_seq_search(&scan)) != NULL)
+	{
+		if (!conn->unchecked)
+			continue;
+		PG_TRY();
+		{
+			owsync_check_unchanged(conn);
+		}
+		PG_CATCH();
+		{
+			hash_seq_term(&scan);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
 }
 
 /*
@@ -848,6 +883,7 @@ owsync_close(OwsyncConn *conn)
 	}
 	conn->db = NULL;
 	conn->xact_open = false;
+	conn->unchecked = false;
 	conn->superseded = false;
 	conn->write_depth = 0;
 	conn->write_lost = false;
@@ -1081,6 +1117,7 @@ owsync_step(OwsyncConn *conn, sqlite3_stmt *stmt, const char *what)
 {
 	int			rc = sqlite3_step(stmt);
 
+	conn->unchecked = true;
 	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
 		return rc;
 	owsync_sqlite_error(conn, rc, what);
@@ -1129,6 +1166,7 @@ end_read_transaction(OwsyncConn *conn)
 		}
 	}
 	conn->xact_open = false;
+	conn->unchecked = false;
 	conn->superseded = false;
 	forget_snapshot_facts(conn);
 	if (conn->invalidated)
@@ -1201,20 +1239,7 @@ owsync_xact_callback(XactEvent event, void *arg)
 
 	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PRE_PREPARE)
 	{
-		hash_seq_init(&scan, ConnectionHash);
-		while ((conn = (OwsyncConn *) hash_seq_search(&scan)) != NULL)
-		{
-			PG_TRY();
-			{
-				owsync_check_unchanged(conn);
-			}
-			PG_CATCH();
-			{
-				hash_seq_term(&scan);
-				PG_RE_THROW();
-			}
-			PG_END_TRY();
-		}
+		check_unchecked_reads();
 		if (event == XACT_EVENT_PRE_PREPARE && open_writers(1) != NIL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -1441,4 +1466,51 @@ owsync_close_sources(PG_FUNCTION_ARGS)
 		}
 	}
 	PG_RETURN_INT32(closed);
+}
+
+/*
+ * owsync._check_reads(): every read of this transaction not checked since
+ * it ran, checked now: a serialization failure when a writer overtook a
+ * read of a file opened immutable (see the file header).  A run calls it at
+ * its end, inside its subtransaction, so that such a read fails the run,
+ * recorded, and not the commit after it.
+ */
+PG_FUNCTION_INFO_V1(owsync_check_reads);
+
+Datum
+owsync_check_reads(PG_FUNCTION_ARGS)
+{
+	check_unchecked_reads();
+	PG_RETURN_VOID();
+}
+
+/*
+ * owsync._renew_overtaken_reads(): the read transactions of files opened
+ * immutable that a writer has written since, ended, so that the next read
+ * of each takes a new snapshot; true when there was one.  Only for a caller
+ * whose reads of those files were all rolled back (a run retried after its
+ * subtransaction failed): the transaction keeps nothing read in the old one.
+ */
+PG_FUNCTION_INFO_V1(owsync_renew_overtaken_reads);
+
+Datum
+owsync_renew_overtaken_reads(PG_FUNCTION_ARGS)
+{
+	HASH_SEQ_STATUS scan;
+	OwsyncConn *conn;
+	bool		renewed = false;
+
+	if (ConnectionHash == NULL)
+		PG_RETURN_BOOL(false);
+	hash_seq_init(&scan, ConnectionHash);
+	while ((conn = (OwsyncConn *) hash_seq_search(&scan)) != NULL)
+	{
+		if (!conn->key.write && conn->db != NULL && conn->xact_open && conn->immutable &&
+			!conn->superseded && owsync_file_replaced(conn))
+		{
+			end_read_transaction(conn);
+			renewed = true;
+		}
+	}
+	PG_RETURN_BOOL(renewed);
 }

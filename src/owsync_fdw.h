@@ -92,6 +92,8 @@ typedef struct OwsyncConn
 	bool		immutable;		/* opened immutable (WAL file, no writer) */
 	int			busy_timeout_ms;
 	bool		xact_open;		/* a SQLite read transaction is open */
+	bool		unchecked;		/* read since the file was last found as it was
+								 * opened (immutable reads, see connection.c) */
 	bool		superseded;		/* a read connection whose server has a write
 								 * transaction open: reads go there */
 	int			write_depth;	/* write connection: 0 = no write transaction,

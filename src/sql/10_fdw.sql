@@ -36,6 +36,22 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'owsync_reload_cron_at_commit'
 LANGUAGE C STRICT VOLATILE;
 
+-- Every read of this transaction not checked since it ran, checked now: a
+-- serialization failure when a writer overtook a read of a file that had no
+-- running writer (read immutable, connection.c).
+CREATE FUNCTION owsync._check_reads()
+RETURNS void
+AS 'MODULE_PATHNAME', 'owsync_check_reads'
+LANGUAGE C VOLATILE;
+
+-- The snapshots of files read immutable that a writer has written since,
+-- ended, so that the next read of each takes a new one; true when there
+-- was one.  Only once every read of those files was rolled back.
+CREATE FUNCTION owsync._renew_overtaken_reads()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'owsync_renew_overtaken_reads'
+LANGUAGE C VOLATILE;
+
 -- This session's SQLite read connections that no transaction is reading,
 -- closed (a dispatcher's, after each client's run: 50_schedule.sql);
 -- returns how many.

@@ -330,7 +330,8 @@ END
 $$;
 
 -- sync()'s work between its commits: the run lock, the run in a
--- subtransaction, its outcome recorded and accounted for.
+-- subtransaction (once more if a writer overtook its read of a file that
+-- had no running writer), its outcome recorded and accounted for.
 CREATE FUNCTION owsync._work_run(p_run bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -351,31 +352,51 @@ BEGIN
         PERFORM owsync._skip_run(p_run, 'another sync or a restore of this client was running');
         RETURN;
     END IF;
-    BEGIN
-        -- holding the lock, any other run of this client still marked
-        -- running was abandoned (its session ended before it finished)
-        UPDATE owsync.run x SET status = 'failed', finished_at = clock_timestamp(),
-               error = 'abandoned: the session running it ended before it finished'
-         WHERE x.client = c.client AND x.status = 'running' AND x.run_id <> p_run;
-        PERFORM owsync._run(c.client, r.mode, p_run);
-        UPDATE owsync.run SET status = 'succeeded', finished_at = clock_timestamp() WHERE run_id = p_run
-        RETURNING source_unchanged INTO unchanged;
-        -- a run that found nothing committed to the file wrote only history:
-        -- its commit does not wait for the disk (a crash may lose its row,
-        -- never data); a run that wrote the mirror commits durably
-        IF unchanged THEN
-            PERFORM set_config('synchronous_commit', 'off', true);
-        END IF;
-    EXCEPTION WHEN OTHERS OR query_canceled THEN
-        -- a cancel (statement_timeout, pg_cancel_backend) is recorded like any
-        -- failure, and raised again by _finish_run once the lock is released
-        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
-                                hnt = PG_EXCEPTION_HINT, tbl = TABLE_NAME;
-        UPDATE owsync.run SET status = 'failed', finished_at = clock_timestamp(),
-               sqlstate = st, error = msg, error_detail = nullif(det, ''), error_hint = nullif(hnt, ''),
-               error_table = nullif(tbl, '')
-         WHERE run_id = p_run;
-    END;
+    -- the run in a subtransaction: each attempt ends by EXIT (done or
+    -- recorded as failed) but one overtaken by a writer, run once more
+    FOR attempt IN 1..2 LOOP
+        BEGIN
+            -- holding the lock, any other run of this client still marked
+            -- running was abandoned (its session ended before it finished)
+            UPDATE owsync.run x SET status = 'failed', finished_at = clock_timestamp(),
+                   error = 'abandoned: the session running it ended before it finished'
+             WHERE x.client = c.client AND x.status = 'running' AND x.run_id <> p_run;
+            PERFORM owsync._run(c.client, r.mode, p_run);
+            -- a read overtaken by a writer fails the run here, not its commit
+            PERFORM owsync._check_reads();
+            UPDATE owsync.run SET status = 'succeeded', finished_at = clock_timestamp() WHERE run_id = p_run
+            RETURNING source_unchanged INTO unchanged;
+            -- a run that found nothing committed to the file wrote only
+            -- history: its commit does not wait for the disk (a crash may
+            -- lose its row, never data); a run that wrote the mirror commits
+            -- durably
+            IF unchanged THEN
+                PERFORM set_config('synchronous_commit', 'off', true);
+            END IF;
+            EXIT;
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
+                                    hnt = PG_EXCEPTION_HINT, tbl = TABLE_NAME;
+            -- a file with no running writer is read as it was when first
+            -- read (immutable, connection.c); a writer that wrote it during
+            -- the run made a read fail, and the run was rolled back: run once
+            -- more, on a new snapshot
+            IF attempt = 1 AND st = '40001' AND owsync._renew_overtaken_reads() THEN
+                IF NOT r.scheduled THEN
+                    RAISE NOTICE 'owsync %: the file was written while this run read it; running it again', c.client;
+                END IF;
+                CONTINUE;
+            END IF;
+            -- a cancel (statement_timeout, pg_cancel_backend) is recorded like
+            -- any failure, and raised again by _finish_run once the lock is
+            -- released
+            UPDATE owsync.run SET status = 'failed', finished_at = clock_timestamp(),
+                   sqlstate = st, error = msg, error_detail = nullif(det, ''), error_hint = nullif(hnt, ''),
+                   error_table = nullif(tbl, '')
+             WHERE run_id = p_run;
+            EXIT;
+        END;
+    END LOOP;
     -- the run's outcome is recorded whatever happens here
     BEGIN
         PERFORM owsync._account_run(c.client, p_run);
