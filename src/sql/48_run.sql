@@ -382,8 +382,10 @@ BEGIN
             -- the run made a read fail, and the run was rolled back: run once
             -- more, on a new snapshot
             IF attempt = 1 AND st = '40001' AND owsync._renew_overtaken_reads() THEN
-                IF NOT r.scheduled THEN
-                    RAISE NOTICE 'owsync %: the file was written while this run read it; running it again', c.client;
+                IF r.scheduled THEN
+                    RAISE LOG 'owsync %: the file was written while run % read it; running it again', c.client, p_run;
+                ELSE
+                    RAISE NOTICE 'owsync %: the file was written while run % read it; running it again', c.client, p_run;
                 END IF;
                 CONTINUE;
             END IF;

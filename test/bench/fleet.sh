@@ -565,6 +565,8 @@ SQL
   zero "one: runs skipped in the window" "$s"
   zero "one: pg_cron job runs not succeeded in the window (cron.job_run_details)" "$c"
   [ $((f + s + c)) -eq 0 ] || not_ok_detail one "$l0" "$l2"
+  row "one: runs run again after a writer overtook a read, whole benchmark (server log)" \
+    "$(grep -c 'was written while run [0-9]* read it' "$OWSYNC_WORK/one/server.log" || true)" "" "" ""
   run_figures one "$l0" "$l1"
   q one -c "SELECT (hwm_kb - shmem_kb - file_kb) / 1024.0 FROM public.bench_mem WHERE read_source" |
     dist "one: private peak memory (VmHWM - RssShmem - RssFile) of a backend whose run read its file, MB" MB 64
