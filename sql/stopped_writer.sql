@@ -78,7 +78,7 @@ SELECT status, error FROM owsync.run WHERE client = 'stopped_example_com' ORDER 
 SELECT table_name, inserted FROM owsync.run_table
  WHERE run_id = (SELECT max(run_id) FROM owsync.run WHERE client = 'stopped_example_com') ORDER BY 1;
 SELECT * FROM stopped_example_com.b ORDER BY id;
--- overtaken twice: the run fails with the writer named, recorded as a
+-- overtaken twice: the run fails naming the file and table, recorded as a
 -- failed run (not an abandoned one), the mirror as it was
 SELECT setval('public.regress_overtaken', 1, false);
 SET regress.overtakes = 2;
