@@ -525,6 +525,14 @@ owsync_file_replaced(OwsyncConn *conn)
 		  st.st_mtim.tv_nsec != conn->st.st_mtim.tv_nsec));
 }
 
+/* Has a writer written the file this connection reads immutable since it was opened? */
+static bool
+read_overtaken(OwsyncConn *conn)
+{
+	return conn->db != NULL && conn->xact_open && conn->immutable && !conn->superseded &&
+		owsync_file_replaced(conn);
+}
+
 /*
  * An immutable read is only good while nobody writes the file: checked when
  * a scan starts and ends, and for any other read before its result is
@@ -534,8 +542,7 @@ owsync_file_replaced(OwsyncConn *conn)
 void
 owsync_check_unchanged(OwsyncConn *conn)
 {
-	if (conn->db != NULL && conn->xact_open && conn->immutable && !conn->superseded &&
-		owsync_file_replaced(conn))
+	if (read_overtaken(conn))
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("SQLite file of server \"%s\" changed while it was read", conn->servername),
@@ -1505,8 +1512,7 @@ owsync_renew_overtaken_reads(PG_FUNCTION_ARGS)
 	hash_seq_init(&scan, ConnectionHash);
 	while ((conn = (OwsyncConn *) hash_seq_search(&scan)) != NULL)
 	{
-		if (!conn->key.write && conn->db != NULL && conn->xact_open && conn->immutable &&
-			!conn->superseded && owsync_file_replaced(conn))
+		if (!conn->key.write && read_overtaken(conn))
 		{
 			end_read_transaction(conn);
 			renewed = true;
